@@ -1,0 +1,54 @@
+# Set-up, run and test on a Debian 12 host, as root. Every target is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Debian packages the daemon and its tests need.
+APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
+	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
+	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2
+
+.PHONY: all deps apt venv services run test typecheck unit bench clean
+
+all: deps
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check setuptools wheel -r requirements-dev.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+services:
+	@scripts/ensure-libvirtd
+
+run: deps services
+	exec $(VENV)/bin/middlewared $(ARGS)
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+test: deps services typecheck
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+unit: deps
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: deps services
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""middlewared: a TrueNAS-compatible daemon that manages QEMU/KVM virtual machines through libvirt."""

@@ -1,0 +1,199 @@
+"""JSON-RPC 2.0 over WebSocket: one RpcConnection per client, dispatching calls to the Middleware."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from middlewared.api import errors as E
+from middlewared.credentials import Credentials
+from middlewared.errors import ENOMETHOD, CallError
+from middlewared.job import Job
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Method, Middleware
+
+logger = logging.getLogger(__name__)
+
+ANONYMOUS_MAX_MESSAGE = 8192
+MAX_MESSAGE = 65536
+MAX_CALLS_IN_FLIGHT = 20
+
+
+class RpcConnection:
+    """A client connection: its credentials, options, subscriptions and calls in flight."""
+
+    def __init__(self, middleware: "Middleware", ws: web.WebSocketResponse, credentials: Credentials,
+                 origin: str) -> None:
+        self.middleware = middleware
+        self.ws = ws
+        self.credentials = credentials
+        self.origin = origin
+        self.legacy_jobs = True
+        self.private_methods = False
+        self.py_exceptions = False
+        self.subscriptions: dict[str, str] = {}
+        self._subscribed: dict[str, int] = {}
+        self.inflight = 0
+        self._outbox: deque[str] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message; one flusher task writes the outbox in order."""
+        if self.closed:
+            return
+        self._outbox.append(json.dumps(message))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._outbox:
+                text = self._outbox.popleft()
+                await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+            self._outbox.clear()
+        finally:
+            self._flusher = None
+
+    def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None:
+        """Deliver an event when subscribed to name (or '*') and allowed to see it."""
+        if name not in self._subscribed and "*" not in self._subscribed:
+            return
+        if job is not None and not job.visible_to(self.credentials):
+            return
+        self.send({"jsonrpc": "2.0", "method": "collection_update", "params": payload})
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def subscribe(self, ident: str, name: str) -> None:
+        self.subscriptions[ident] = name
+        self._subscribed[name] = self._subscribed.get(name, 0) + 1
+
+    def unsubscribe(self, ident: str) -> bool:
+        name = self.subscriptions.pop(ident, None)
+        if name is None:
+            return False
+        self._subscribed[name] -= 1
+        if not self._subscribed[name]:
+            del self._subscribed[name]
+        return True
+
+    def end_subscriptions(self, name: str, error: dict[str, Any] | None = None) -> None:
+        """The server ends every subscription to name (notify_unsubscribed)."""
+        for ident in [i for i, n in self.subscriptions.items() if n == name]:
+            self.unsubscribe(ident)
+        self.send({"jsonrpc": "2.0", "method": "notify_unsubscribed",
+                   "params": {"collection": name, "error": error}})
+
+    # -- receiving -----------------------------------------------------------------------------
+    def on_message(self, text: str) -> None:
+        """Parse one request and start its call; protocol errors are answered at once."""
+        try:
+            request = json.loads(text)
+        except ValueError as e:
+            self._error(None, E.simple_error(E.PARSE_ERROR, str(e)))
+            return
+        if isinstance(request, list):
+            self._error(None, E.simple_error(E.INVALID_REQUEST, "Batch messages are not supported at this time"))
+            return
+        if not isinstance(request, dict):
+            self._error(None, E.simple_error(E.INVALID_REQUEST, "Request must be a JSON object"))
+            return
+        has_id = "id" in request
+        msg_id = request.get("id")
+        problem = _request_problem(request)
+        if problem is not None:
+            if has_id:
+                self._error(msg_id, E.simple_error(E.INVALID_REQUEST, problem))
+            return
+        method = self.middleware.methods.get(request["method"])
+        if method is None:
+            if has_id:
+                self._error(msg_id, E.simple_error(E.METHOD_NOT_FOUND, "Method does not exist", ENOMETHOD,
+                                                   reason=f"Method {request['method']!r} does not exist"))
+            return
+        if self.inflight >= MAX_CALLS_IN_FLIGHT:
+            if has_id:
+                text = f"Maximum number of concurrent calls ({MAX_CALLS_IN_FLIGHT}) has exceeded"
+                self._error(msg_id, E.simple_error(E.TOO_MANY_CONCURRENT_CALLS, text))
+            return
+        self.inflight += 1
+        task = asyncio.create_task(self._call(method, request.get("params", []), msg_id, has_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
+        try:
+            self.middleware.authorize(method, self.credentials)
+            result = await self.middleware.call_method(method, params, self, msg_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if has_id:
+                self._error(msg_id, E.error_object(e, method.name))
+            elif not isinstance(e, CallError):
+                logger.debug("notification %s failed", method.name, exc_info=True)
+        else:
+            if has_id:
+                self._result(msg_id, result)
+        finally:
+            self.inflight -= 1
+
+    def _result(self, msg_id: Any, result: Any) -> None:
+        try:
+            self.send({"jsonrpc": "2.0", "result": result, "id": msg_id})
+        except (TypeError, ValueError) as e:
+            logger.error("cannot serialise result for id %r", msg_id, exc_info=e)
+            self._error(msg_id, E.simple_error(-32603, "Failed to JSON serialize server message"))
+
+    def _error(self, msg_id: Any, error: dict[str, Any]) -> None:
+        self.send({"jsonrpc": "2.0", "id": msg_id, "error": error})
+
+    async def close(self) -> None:
+        """Close the socket (daemon shutdown)."""
+        self.closed = True
+        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
+
+
+def _request_problem(request: dict[str, Any]) -> str | None:
+    if request.get("jsonrpc") != "2.0":
+        return "'jsonrpc' member must be '2.0'"
+    if not isinstance(request.get("method"), str) or not request["method"]:
+        return "'method' member must be a non-empty string"
+    if not isinstance(request.get("params", []), list):
+        return "'params' member must be of type array"
+    msg_id = request.get("id")
+    if isinstance(msg_id, bool) or (msg_id is not None and not isinstance(msg_id, (int, str))):
+        return "'id' member must be a string, a number or null"
+    return None
+
+
+async def serve(connection: RpcConnection) -> None:
+    """Read messages until the peer goes away, enforcing the size limits."""
+    ws = connection.ws
+    middleware = connection.middleware
+    middleware.connections.add(connection)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if not connection.credentials.authenticated and len(msg.data) > ANONYMOUS_MAX_MESSAGE:
+                    await ws.close(code=WSCloseCode.INVALID_TEXT,
+                                   message=b"Anonymous connection max message length is 8 kB")
+                    break
+                connection.on_message(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"Binary messages are not supported")
+                break
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        connection.closed = True
+        middleware.connections.discard(connection)

@@ -1,0 +1,116 @@
+"""The aiohttp application and its listeners: TCP (host/port) and the unix socket, same handlers."""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from middlewared import credentials as creds
+from middlewared.api import rpc
+from middlewared.api.download import download
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+MIDDLEWARE_KEY = web.AppKey("middleware", object)
+
+
+class ListenError(Exception):
+    """A listening socket could not be opened (address in use, permission...)."""
+
+
+def peer_credentials(request: web.Request) -> tuple[creds.Credentials, str]:
+    """Credentials and origin of a new connection: uid 0 on the unix socket is root."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and sock.family == socket.AF_UNIX:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", raw)
+        origin = f"UNIX:pid={pid},uid={uid}"
+        if uid == 0:
+            return creds.root(), origin
+        return creds.ANONYMOUS, origin
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    origin = f"TCP:{peer[0]}:{peer[1]}" if peer else "TCP:unknown"
+    return creds.ANONYMOUS, origin
+
+
+def build_app(middleware: "Middleware") -> web.Application:
+    """The HTTP application: the JSON-RPC WebSocket and the download route."""
+    app = web.Application()
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=rpc.MAX_MESSAGE, heartbeat=None)
+        await ws.prepare(request)
+        credentials, origin = peer_credentials(request)
+        await rpc.serve(rpc.RpcConnection(middleware, ws, credentials, origin))
+        return ws
+
+    async def dl(request: web.Request) -> web.StreamResponse:
+        return await download(middleware, request)
+
+    async def versions(request: web.Request) -> web.Response:
+        return web.json_response(["current"])
+
+    app.router.add_get("/api/current", websocket)
+    app.router.add_get("/api/versions", versions)
+    app.router.add_get("/_download/{job_id}", dl)
+    return app
+
+
+def _claim_unix_path(path: str) -> None:
+    """Remove a stale socket file; refuse when a live daemon answers on it."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"unix socket {path} is already in use by another process")
+
+
+class Listeners:
+    """The running HTTP server on its sockets."""
+
+    def __init__(self, middleware: "Middleware") -> None:
+        self.middleware = middleware
+        self.runner = web.AppRunner(build_app(middleware), access_log=None, handle_signals=False,
+                                    shutdown_timeout=2.0)
+        self.unix_path = middleware.config.server.unix_socket
+
+    async def start(self) -> None:
+        """Listen on TCP and on the unix socket; raise ListenError with a one-line reason."""
+        server = self.middleware.config.server
+        await self.runner.setup()
+        try:
+            _claim_unix_path(self.unix_path)
+            await web.TCPSite(self.runner, server.host, server.port, reuse_address=True).start()
+            await web.UnixSite(self.runner, self.unix_path).start()
+            os.chmod(self.unix_path, 0o666)
+        except OSError as e:
+            await self.runner.cleanup()
+            if e.errno == errno.EADDRINUSE:
+                raise ListenError(f"{server.host}:{server.port} is already in use") from None
+            raise ListenError(f"cannot listen: {e.strerror or e}") from None
+
+    async def stop(self) -> None:
+        """Close client connections, then the listeners, and remove the socket file."""
+        for conn in list(self.middleware.connections):
+            if isinstance(conn, rpc.RpcConnection):
+                await conn.close()
+        await self.runner.cleanup()
+        try:
+            os.unlink(self.unix_path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,135 @@
+"""The daemon's TOML configuration, read once at start into typed, frozen dataclasses."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_PATH = "/etc/middlewared/middlewared.toml"
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the API listens."""
+
+    unix_socket: str = "/run/middleware/middlewared.sock"
+    host: str = "127.0.0.1"
+    port: int = 6000
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The SQLite file."""
+
+    path: str = "/var/db/middlewared/middlewared.db"
+
+
+@dataclass(frozen=True)
+class LibvirtConfig:
+    """The hypervisor connection."""
+
+    uri: str = "qemu:///system"
+    domain_type: str = "auto"
+    # Leave running VMs running when the daemon stops (they are adopted on the next start).
+    stop_vms_on_shutdown: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Trees where disk images and media may live, and the pool for DISK volumes."""
+
+    roots: tuple[str, ...] = ("/mnt",)
+    pool: str = "middlewared"
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Job log files."""
+
+    logs_dir: str = "/var/log/middlewared/jobs"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Daemon logging."""
+
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+_CHOICES = {("libvirt", "domain_type"): {"auto", "kvm", "qemu"},
+            ("log", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"}}
+
+
+def _section(name: str, cls: type[Any], raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}")
+        default = getattr(cls(), key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+            value = tuple(value)
+        elif type(value) is not type(default):
+            raise ConfigError(f"{name}.{key} must be of type {type(default).__name__}")
+        allowed = _CHOICES.get((name, key))
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{name}.{key} must be one of {', '.join(sorted(allowed))}")
+        values[key] = value
+    return replace(cls(), **values)
+
+
+def parse(raw: dict[str, Any]) -> Config:
+    """Build a Config from a parsed TOML document; unknown sections and keys are errors."""
+    sections = {f.name: f for f in fields(Config)}
+    values: dict[str, Any] = {}
+    for name, body in raw.items():
+        if name not in sections:
+            raise ConfigError(f"unknown section [{name}]")
+        values[name] = _section(name, type(getattr(Config(), name)), body)
+    config = Config(**values)
+    if not 0 < config.server.port < 65536:
+        raise ConfigError("server.port must be between 1 and 65535")
+    if not config.storage.roots:
+        raise ConfigError("storage.roots must name at least one directory")
+    return config
+
+
+def load(path: str | None) -> Config:
+    """Read the file at path (or MIDDLEWARED_CONFIG, or the default path when present)."""
+    path = path or os.environ.get("MIDDLEWARED_CONFIG")
+    if path is None:
+        if not os.path.exists(DEFAULT_PATH):
+            return Config()
+        path = DEFAULT_PATH
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    try:
+        return parse(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e

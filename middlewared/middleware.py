@@ -1,0 +1,219 @@
+"""The Middleware: plugins, the method registry, call dispatch and the event hub."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
+
+from middlewared.config import Config
+from middlewared.credentials import Credentials
+from middlewared.errors import CallError, not_authenticated, not_authorized
+from middlewared.job import Job
+from middlewared.jobs import JobManager
+from middlewared.plugin import EventSpec, Plugin
+from middlewared.schema import Arguments
+from middlewared.service import MethodSpec, Service
+from middlewared.tokens import TokenManager
+
+if TYPE_CHECKING:
+    from middlewared.datastore import Datastore
+
+logger = logging.getLogger(__name__)
+
+SECRET = "********"
+
+
+class Connection(Protocol):
+    """What the middleware needs of a client connection (the transport implements it)."""
+
+    credentials: Credentials
+    legacy_jobs: bool
+
+    def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered API method."""
+
+    name: str
+    spec: MethodSpec
+    arguments: Arguments
+    fn: Callable[..., Awaitable[Any]]
+    wants_job: bool
+    wants_app: bool
+
+    @property
+    def is_job(self) -> bool:
+        return self.spec.job is not None
+
+
+def _keyword_params(fn: Callable[..., Any]) -> set[str]:
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
+
+
+class Middleware:
+    """Owns the plugins, services, methods, events, jobs and connections of one daemon."""
+
+    def __init__(self, config: Config, plugins: Sequence[Plugin]) -> None:
+        self.config = config
+        self.plugins = tuple(plugins)
+        self.services: dict[str, Service] = {}
+        self.methods: dict[str, Method] = {}
+        self.events: dict[str, EventSpec] = {}
+        self.connections: set[Connection] = set()
+        self.jobs = JobManager(self, config.jobs.logs_dir)
+        self.tokens = TokenManager()
+        self.datastore: Datastore | None = None
+        self._set_up: list[Plugin] = []
+        self._register_all()
+
+    # -- registration ------------------------------------------------------------------------
+    def _register_all(self) -> None:
+        seen: set[str] = set()
+        for plugin in self.plugins:
+            missing = [d for d in plugin.depends if d not in seen]
+            if missing:
+                raise RuntimeError(f"plugin {plugin.name} depends on {missing}, not declared before it")
+            if plugin.name in seen:
+                raise RuntimeError(f"plugin {plugin.name} declared twice")
+            seen.add(plugin.name)
+            for cls in plugin.services:
+                self._register_service(cls(self))
+            for event in plugin.events:
+                self.register_event(event)
+
+    def _register_service(self, service: Service) -> None:
+        ns = service.namespace
+        if ns in self.services:
+            raise RuntimeError(f"service {ns} registered twice")
+        self.services[ns] = service
+        for short, spec, arguments, fn in service.api_methods():
+            name = f"{ns}.{short}"
+            if name in self.methods:
+                raise RuntimeError(f"method {name} registered twice")
+            kw = _keyword_params(fn)
+            self.methods[name] = Method(name, spec, arguments, fn, "job" in kw, "app" in kw)
+        role_prefix = getattr(service, "role_prefix", None)
+        if role_prefix and hasattr(service, "entry_schema"):
+            self.register_event(EventSpec(f"{ns}.query", f"Changes of {ns} records.",
+                                          (f"{role_prefix}_READ",)))
+
+    def register_event(self, event: EventSpec) -> None:
+        """Declare an event; a name declared twice is a start-up error."""
+        if event.name in self.events:
+            raise RuntimeError(f"event {event.name} registered twice")
+        self.events[event.name] = event
+
+    def service(self, namespace: str) -> Service:
+        """The service instance of a namespace."""
+        return self.services[namespace]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def setup(self) -> None:
+        """Run every plugin's setup in table order."""
+        self.jobs.prepare_logs_dir()
+        for plugin in self.plugins:
+            await plugin.setup(self)
+            self._set_up.append(plugin)
+
+    async def teardown(self) -> None:
+        """Abort jobs, then run the teardowns of the plugins that were set up, in reverse order."""
+        await self.jobs.shutdown()
+        while self._set_up:
+            plugin = self._set_up.pop()
+            try:
+                await plugin.teardown(self)
+            except Exception:
+                logger.exception("teardown of plugin %s failed", plugin.name)
+
+    # -- calls -------------------------------------------------------------------------------
+    def authorize(self, method: Method, credentials: Credentials) -> None:
+        """Raise unless these credentials may call the method."""
+        if not method.spec.authentication_required:
+            return
+        if not credentials.authenticated:
+            raise not_authenticated()
+        if not credentials.has_role(method.spec.roles):
+            raise not_authorized()
+
+    async def call_method(self, method: Method, params: Sequence[Any], app: Connection | None,
+                          message_id: Any = None) -> Any:
+        """Validate params and run a method for a connection (or internally when app is None)."""
+        args = method.arguments.validate(params)
+        kwargs: dict[str, Any] = {}
+        if method.wants_app:
+            kwargs["app"] = app
+        if method.spec.job is None:
+            return await method.fn(*args, **kwargs)
+        job = self.submit_job(method, args, app.credentials if app else None, message_id, kwargs)
+        if app is not None and app.legacy_jobs:
+            return job.id
+        return await job.wait(raise_error=True)
+
+    def submit_job(self, method: Method, args: list[Any], credentials: Credentials | None,
+                   message_id: Any = None, kwargs: dict[str, Any] | None = None) -> Job:
+        """Queue a job method call."""
+        assert method.spec.job is not None
+        kw = dict(kwargs or {})
+
+        async def run(job: Job) -> Any:
+            return await method.fn(*args, job=job, **kw)
+        return self.jobs.submit(method.name, args, method.spec.job, run, credentials, message_id,
+                                self.redact_args(method, args))
+
+    async def call(self, name: str, *params: Any) -> Any:
+        """Call an API method by name as the daemon itself (validated, no authorization; jobs awaited)."""
+        method = self.methods.get(name)
+        if method is None:
+            raise CallError(f"Method {name} does not exist", errno.ENOENT)
+        return await self.call_method(method, params, None)
+
+    def redact_args(self, method: Method, args: list[Any]) -> list[Any]:
+        """Arguments with secret fields replaced, for job records and logs."""
+        return [_redact(a) for a in args]
+
+    # -- events ------------------------------------------------------------------------------
+    def can_subscribe(self, name: str, credentials: Credentials) -> bool:
+        """Whether credentials may subscribe to an event name ('*' needs full admin)."""
+        if name == "*":
+            return credentials.is_full_admin
+        event = self.events.get(name)
+        if event is None:
+            return False
+        return not event.roles or credentials.has_role(event.roles)
+
+    def send_event(self, name: str, kind: str, **kwargs: Any) -> None:
+        """Send a collection_update (ADDED, CHANGED or REMOVED) to every subscriber of name."""
+        if kind not in ("ADDED", "CHANGED", "REMOVED"):
+            raise ValueError(f"bad event type {kind}")
+        payload: dict[str, Any] = {"msg": kind.lower(), "collection": name}
+        if "id" in kwargs:
+            payload["id"] = kwargs.pop("id")
+        fields = kwargs.pop("fields", None)
+        if fields is not None and kind != "REMOVED":
+            payload["fields"] = fields
+        if kwargs:
+            payload["extra"] = kwargs
+        for conn in list(self.connections):
+            conn.send_event(name, kind, payload, None)
+
+    def send_job_event(self, kind: str, job: Job) -> None:
+        """Announce a job change on core.get_jobs to the connections allowed to see the job."""
+        if not self.connections:
+            return
+        payload = {"msg": kind.lower(), "collection": "core.get_jobs", "id": job.id, "fields": job.encode()}
+        for conn in list(self.connections):
+            conn.send_event("core.get_jobs", kind, payload, job)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (SECRET if k in ("password", "api_key", "secret", "token") and v else _redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value

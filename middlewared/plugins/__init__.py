@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from middlewared.plugin import Plugin
-from middlewared.plugins import core
+from middlewared.plugins import core, vm
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
+    vm.PLUGIN,
 )

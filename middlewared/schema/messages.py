@@ -63,7 +63,7 @@ def message(err: SchemaError) -> str:
     if v == "exclusiveMaximum":
         return f"Input should be less than {arg}"
     if v in ("enum", "const"):
-        choices = arg if v == "enum" else [arg]
+        choices: list[Any] = list(arg) if v == "enum" and isinstance(arg, list) else [arg]
         return "Input should be " + ", ".join(json.dumps(c) for c in choices)
     if v == "minLength":
         return f"String should have at least {arg} character{'s' if arg != 1 else ''}"

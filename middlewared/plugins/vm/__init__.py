@@ -1,0 +1,64 @@
+"""vm.*: virtual machine records, lifecycle and libvirt domain XML."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from middlewared.plugin import Plugin
+from middlewared.plugins.vm.hypervisor import Hypervisor
+from middlewared.plugins.vm.kvm import resolve_domain_type
+from middlewared.plugins.vm.model import DomainType
+from middlewared.plugins.vm.service import VMService
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+
+def vm_service(middleware: "Middleware") -> VMService:
+    """The vm service instance."""
+    service = middleware.service("vm")
+    assert isinstance(service, VMService)
+    return service
+
+
+async def setup(middleware: "Middleware") -> None:
+    """Connect to libvirt, settle the domain type, follow domain states, start autostart VMs."""
+    service = vm_service(middleware)
+    domain_type, reason = await asyncio.to_thread(resolve_domain_type, middleware.config.libvirt.domain_type)
+    if reason:
+        logger.warning("using TCG emulation (domain type qemu): %s", reason)
+    service.domain_type = DomainType(domain_type)
+    service.hypervisor = Hypervisor(middleware.config.libvirt.uri)
+    service.hypervisor.listeners.append(service.on_domain_state)
+    await service.hypervisor.start()
+    await service._records()
+    asyncio.get_running_loop().create_task(autostart(service))
+
+
+async def autostart(service: VMService) -> None:
+    """Start every stopped VM marked autostart; a failure is logged, not fatal."""
+    await service.hypervisor.connected.wait()
+    for vm in await service.query([["autostart", "=", True], ["status.state", "=", "STOPPED"]]):
+        try:
+            await service.start(vm["id"], {"overcommit": False})
+            logger.info("autostarted VM %s", vm["name"])
+        except Exception as e:
+            logger.error("cannot autostart VM %s: %s", vm["name"], e)
+
+
+async def teardown(middleware: "Middleware") -> None:
+    """Leave VMs running (they are adopted on the next start) unless configured to stop them."""
+    service = vm_service(middleware)
+    if not hasattr(service, "hypervisor"):
+        return
+    if middleware.config.libvirt.stop_vms_on_shutdown:
+        running = await service.query([["status.state", "!=", "STOPPED"]])
+        await asyncio.gather(*(middleware.call("vm.stop", vm["id"], {"force_after_timeout": True})
+                               for vm in running), return_exceptions=True)
+    await service.hypervisor.stop()
+
+
+PLUGIN = Plugin(name="vm", services=(VMService,), depends=("core",), setup=setup, teardown=teardown)

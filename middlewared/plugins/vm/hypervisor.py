@@ -1,0 +1,261 @@
+"""The libvirt connection: blocking calls in threads, lifecycle events on the loop, reconnects, a state cache."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import libvirt
+import libvirtaio
+
+from middlewared.errors import CallError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# libvirt's virDomainState codes, named as vm.status shows them in domain_state.
+DOMAIN_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "NOSTATE", libvirt.VIR_DOMAIN_RUNNING: "RUNNING",
+    libvirt.VIR_DOMAIN_BLOCKED: "BLOCKED", libvirt.VIR_DOMAIN_PAUSED: "PAUSED",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "SHUTDOWN", libvirt.VIR_DOMAIN_SHUTOFF: "SHUTOFF",
+    libvirt.VIR_DOMAIN_CRASHED: "CRASHED", libvirt.VIR_DOMAIN_PMSUSPENDED: "PMSUSPENDED",
+}
+# Lifecycle event -> the domain state it leaves the domain in (None: the event does not change it).
+EVENT_STATES = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: None, libvirt.VIR_DOMAIN_EVENT_UNDEFINED: None,
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "RUNNING", libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "PAUSED",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "RUNNING", libvirt.VIR_DOMAIN_EVENT_STOPPED: "SHUTOFF",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: None, libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "PMSUSPENDED",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "CRASHED",
+}
+# domain_state -> the state vm.query reports.
+API_STATES = {"RUNNING": "RUNNING", "BLOCKED": "RUNNING", "SHUTDOWN": "RUNNING", "PAUSED": "SUSPENDED",
+              "PMSUSPENDED": "SUSPENDED", "SHUTOFF": "STOPPED", "CRASHED": "ERROR", "NOSTATE": "ERROR"}
+
+_aio_registered = False
+
+
+def _register_event_impl() -> None:
+    # libvirt needs its event implementation registered once per process, before any connection.
+    global _aio_registered
+    if not _aio_registered:
+        libvirtaio.virEventRegisterAsyncIOImpl()
+        _aio_registered = True
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """What vm.status returns for one domain."""
+
+    state: str
+    domain_state: str
+    pid: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "pid": self.pid, "domain_state": self.domain_state}
+
+
+STOPPED = DomainStatus("STOPPED", "SHUTOFF", None)
+
+Listener = Callable[[str, str | None], None]
+
+
+class Hypervisor:
+    """One libvirt connection shared by the daemon; keeps domain states current from events."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.conn: libvirt.virConnect | None = None
+        self.states: dict[str, str] = {}
+        self.listeners: list[Listener] = []
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="libvirt")
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._callback_ids: list[int] = []
+        self._closing = False
+        self.connected = asyncio.Event()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    # -- connection ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect now if libvirtd answers; otherwise keep trying in the background."""
+        _register_event_impl()
+        try:
+            await self._connect()
+        except libvirt.libvirtError as e:
+            logger.warning("libvirt at %s is not reachable (%s); retrying in the background", self.uri, e)
+            self._schedule_reconnect()
+
+    async def stop(self) -> None:
+        """Close the connection and stop the threads."""
+        self._closing = True
+        if self._reconnect_task:
+            self._reconnect_task.cancel()
+        conn, self.conn = self.conn, None
+        self.connected.clear()
+        if conn is not None:
+            for cid in self._callback_ids:
+                try:
+                    conn.domainEventDeregisterAny(cid)
+                except libvirt.libvirtError:
+                    pass
+            try:
+                conn.unregisterCloseCallback()
+            except libvirt.libvirtError:
+                pass
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(self._executor, libvirt.open, self.uri)
+        self._callback_ids = [conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)]
+        conn.registerCloseCallback(self._on_close, None)
+        self.conn = conn
+        await self.refresh()
+        self.connected.set()
+        logger.info("connected to libvirt at %s", self.uri)
+
+    def _on_close(self, conn: libvirt.virConnect, reason: int, opaque: Any) -> None:
+        if self._closing or conn is not self.conn:
+            return
+        logger.warning("libvirt connection closed (reason %d); reconnecting", reason)
+        self.conn = None
+        self.connected.clear()
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            try:
+                await self._connect()
+                return
+            except libvirt.libvirtError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- calls ----------------------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) in a libvirt thread; libvirt errors become CallError."""
+        conn = self.conn
+        if conn is None:
+            raise CallError(f"libvirt at {self.uri} is not reachable", errno.ECONNREFUSED)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn, *args)
+        except libvirt.libvirtError as e:
+            raise CallError(e.get_error_message() or str(e), _errno_of(e)) from e
+
+    def lookup(self, conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+        """The domain with this name, or None (blocking; call inside run())."""
+        try:
+            return conn.lookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    # -- states ---------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Re-read every domain's state (at connect and reconnect) and announce differences."""
+        def read(conn: libvirt.virConnect) -> dict[str, str]:
+            out = {}
+            for dom in conn.listAllDomains():
+                try:
+                    code = dom.state()[0]
+                except libvirt.libvirtError:
+                    continue
+                out[dom.name()] = DOMAIN_STATES.get(code, "NOSTATE")
+            return out
+        conn = self.conn
+        if conn is None:
+            return
+        fresh = await asyncio.get_running_loop().run_in_executor(self._executor, read, conn)
+        old = self.states
+        self.states = fresh
+        for name in set(old) | set(fresh):
+            if old.get(name) != fresh.get(name):
+                self._notify(name, fresh.get(name))
+
+    def _on_lifecycle(self, conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int,
+                      opaque: Any) -> None:
+        # Runs on the asyncio loop (libvirtaio): no blocking libvirt calls here.
+        name = dom.name()
+        if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
+            if self.states.pop(name, None) is not None:
+                self._notify(name, None)
+            return
+        new = EVENT_STATES.get(event)
+        if new is None:
+            if event == libvirt.VIR_DOMAIN_EVENT_DEFINED and name not in self.states:
+                new = "SHUTOFF"
+            else:
+                return
+        if self.states.get(name) != new:
+            self.states[name] = new
+            self._notify(name, new)
+
+    def _notify(self, name: str, domain_state: str | None) -> None:
+        for fut in self._waiters.pop(name, ()):
+            if not fut.done():
+                fut.set_result(None)
+        for listener in self.listeners:
+            try:
+                listener(name, domain_state)
+            except Exception:
+                logger.exception("domain state listener failed")
+
+    async def wait_for(self, name: str, states: set[str], timeout: float) -> bool:
+        """Wait until the domain's API state is one of states; False when timeout passes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.status(name).state not in states:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(name, set()).add(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                waiters = self._waiters.get(name)
+                if waiters is not None:
+                    waiters.discard(fut)
+        return True
+
+    def status(self, name: str) -> DomainStatus:
+        """The cached status of a domain (STOPPED when it is unknown)."""
+        domain_state = self.states.get(name)
+        if domain_state is None:
+            return STOPPED
+        state = API_STATES.get(domain_state, "ERROR")
+        pid = _qemu_pid(name) if state in ("RUNNING", "SUSPENDED") else None
+        return DomainStatus(state, domain_state, pid)
+
+
+def _qemu_pid(name: str) -> int | None:
+    # libvirt's QEMU driver writes the emulator pid here for system connections.
+    try:
+        with open(os.path.join("/run/libvirt/qemu", f"{name}.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _errno_of(e: libvirt.libvirtError) -> int:
+    code = e.get_error_code()
+    if code in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL):
+        return errno.ENOENT
+    if code == libvirt.VIR_ERR_OPERATION_INVALID:
+        return errno.EINVAL
+    return errno.EFAULT

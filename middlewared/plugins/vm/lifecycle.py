@@ -1,0 +1,155 @@
+"""vm.start/stop/poweroff/restart/suspend/resume/status: domain lifecycle driven through libvirt."""
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING, Any
+
+import libvirt
+
+from middlewared.errors import CallError
+from middlewared.job import Job
+from middlewared.plugins.vm import lifecycle_schemas as S
+from middlewared.plugins.vm.model import VMRecord
+from middlewared.service import JobOptions, api_method
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
+
+logger = logging.getLogger(__name__)
+
+WRITE = ("VM_WRITE",)
+READ = ("VM_READ",)
+
+
+def _vm_lock(args: list[Any]) -> str:
+    return f"vm_lifecycle_{args[0]}"
+
+
+def _define_and_start(conn: libvirt.virConnect, xml: str) -> None:
+    conn.defineXML(xml).create()
+
+
+def _domain_call(conn: libvirt.virConnect, name: str, action: str) -> None:
+    dom = conn.lookupByName(name)
+    if action == "acpi":
+        dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    elif action == "destroy":
+        dom.destroy()
+    elif action == "suspend":
+        dom.suspend()
+    elif action == "resume":
+        dom.resume()
+    else:
+        raise ValueError(action)
+
+
+class VMLifecycleMixin:
+    """Lifecycle methods of the vm service."""
+
+    async def _vm(self: "VMService", id_: int) -> tuple[dict[str, Any], VMRecord]:
+        vm = await self.get_instance(id_)
+        return vm, VMRecord.from_row(vm)
+
+    @api_method(params=[S.ID, S.START_OPTIONS], result=S.NULL, roles=WRITE)
+    async def start(self: "VMService", id_: int, options: dict[str, Any]) -> None:
+        """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
+        vm, record = await self._vm(id_)
+        state = vm["status"]["state"]
+        if state == "RUNNING":
+            raise CallError(f"VM {record.name} is already running", errno.EINVAL)
+        if state == "SUSPENDED":
+            raise CallError(f"VM {record.name} is suspended; use vm.resume", errno.EINVAL)
+        await self.check_memory(vm, options["overcommit"])
+        await self.devices.check_available(vm)
+        xml = self.domain_xml(record, vm["devices"])
+        await self.hypervisor.run(_define_and_start, xml)
+        await self.hypervisor.wait_for(record.domain_name, {"RUNNING", "SUSPENDED"}, 5)
+
+    @api_method(params=[S.ID, S.STOP_OPTIONS], result=S.NULL, roles=WRITE,
+                job=JobOptions(lock=_vm_lock, description=lambda a: f"Stopping VM {a[0]}"))
+    async def stop(self: "VMService", id_: int, options: dict[str, Any], *, job: Job) -> None:
+        """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
+        vm, record = await self._vm(id_)
+        if vm["status"]["state"] == "STOPPED":
+            raise CallError(f"VM {record.name} is not running", errno.EINVAL)
+        if options["force"]:
+            await self._power_off(record, job, "Powered off")
+            return
+        await self._acpi_stop(vm, record, job, options["force_after_timeout"])
+
+    async def _acpi_stop(self: "VMService", vm: dict[str, Any], record: VMRecord, job: Job,
+                         force_after_timeout: bool) -> None:
+        name = record.domain_name
+        if vm["status"]["state"] == "SUSPENDED":
+            # A paused guest cannot react to the power button: let it run so it can shut down.
+            await self.hypervisor.run(_domain_call, name, "resume")
+        timeout = record.shutdown_timeout
+        job.set_progress(0, f"Sent ACPI shutdown to {record.name}; waiting up to {timeout} s")
+        await self.hypervisor.run(_domain_call, name, "acpi")
+        for elapsed in range(1, timeout + 1):
+            if await self.hypervisor.wait_for(name, {"STOPPED"}, 1):
+                job.set_progress(100, f"{record.name} shut down after ACPI request")
+                return
+            job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name} to shut down "
+                                                      f"({elapsed}/{timeout} s)")
+        if force_after_timeout:
+            await self._power_off(record, job, f"Powered off after {timeout} s without ACPI shutdown")
+            return
+        raise CallError(f"VM {record.name} did not shut down within {timeout} seconds; it is still "
+                        "running (use force or force_after_timeout)", errno.ETIMEDOUT)
+
+    async def _power_off(self: "VMService", record: VMRecord, job: Job | None, what: str) -> None:
+        try:
+            await self.hypervisor.run(_domain_call, record.domain_name, "destroy")
+        except CallError:
+            if self.hypervisor.status(record.domain_name).state != "STOPPED":
+                raise
+        await self.hypervisor.wait_for(record.domain_name, {"STOPPED"}, 10)
+        if job is not None:
+            job.set_progress(100, what)
+
+    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    async def poweroff(self: "VMService", id_: int) -> None:
+        """Power a VM off at once, without asking the guest."""
+        vm, record = await self._vm(id_)
+        if vm["status"]["state"] == "STOPPED":
+            raise CallError(f"VM {record.name} is not running", errno.EINVAL)
+        await self._power_off(record, None, "Powered off")
+
+    @api_method(params=[S.ID], result=S.NULL, roles=WRITE,
+                job=JobOptions(lock=_vm_lock, description=lambda a: f"Restarting VM {a[0]}"))
+    async def restart(self: "VMService", id_: int, *, job: Job) -> None:
+        """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
+        vm, record = await self._vm(id_)
+        if vm["status"]["state"] == "STOPPED":
+            raise CallError(f"VM {record.name} is not running", errno.EINVAL)
+        await self._acpi_stop(vm, record, job, True)
+        job.set_progress(90, f"Starting {record.name}")
+        await self.start(id_, {"overcommit": True})
+        job.set_progress(100, f"{record.name} restarted")
+
+    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    async def suspend(self: "VMService", id_: int) -> None:
+        """Pause a running VM (its memory stays allocated)."""
+        vm, record = await self._vm(id_)
+        if vm["status"]["state"] != "RUNNING":
+            raise CallError(f"VM {record.name} is not running (state {vm['status']['state']})", errno.EINVAL)
+        await self.hypervisor.run(_domain_call, record.domain_name, "suspend")
+        await self.hypervisor.wait_for(record.domain_name, {"SUSPENDED"}, 5)
+
+    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    async def resume(self: "VMService", id_: int) -> None:
+        """Resume a suspended VM."""
+        vm, record = await self._vm(id_)
+        if vm["status"]["state"] != "SUSPENDED":
+            raise CallError(f"VM {record.name} is not suspended (state {vm['status']['state']})", errno.EINVAL)
+        await self.hypervisor.run(_domain_call, record.domain_name, "resume")
+        await self.hypervisor.wait_for(record.domain_name, {"RUNNING"}, 5)
+
+    @api_method(params=[S.ID], result=S.STATUS, roles=READ)
+    async def status(self: "VMService", id_: int) -> dict[str, Any]:
+        """The VM's live state: {state, pid, domain_state}."""
+        vm = await self.get_instance(id_)
+        result: dict[str, Any] = vm["status"]
+        return result

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from middlewared.errors import CallError
 from middlewared.plugins.vm.lifecycle_schemas import ID
+from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.schemas import FIELDS, VM_ENTRY
 from middlewared.service import api_method
-
-if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
 
 CLONE_NAME: dict[str, Any] = {
     "title": "name", "type": ["string", "null"], "default": None, "pattern": FIELDS["name"]["pattern"],
@@ -26,11 +24,11 @@ def clone_name(name: str, taken: set[str]) -> str:
     return f"{name}_clone{n}"
 
 
-class VMCloneMixin:
+class VMCloneMixin(VMRecords):
     """vm.clone."""
 
     @api_method(params=[ID, CLONE_NAME], result=VM_ENTRY, roles=("VM_WRITE",))
-    async def clone(self: "VMService", id_: int, name: str | None) -> dict[str, Any]:
+    async def clone(self, id_: int, name: str | None) -> dict[str, Any]:
         """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
         vm = await self.get_instance(id_)
         taken = {r["name"] for r in (await self._records()).values()}

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import libvirt
 
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm import lifecycle_schemas as S
+from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.records import VMRecords
 from middlewared.service import JobOptions, api_method
-
-if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +43,15 @@ def _domain_call(conn: libvirt.virConnect, name: str, action: str) -> None:
         raise ValueError(action)
 
 
-class VMLifecycleMixin:
+class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     """Lifecycle methods of the vm service."""
 
-    async def _vm(self: "VMService", id_: int) -> tuple[dict[str, Any], VMRecord]:
+    async def _vm(self, id_: int) -> tuple[dict[str, Any], VMRecord]:
         vm = await self.get_instance(id_)
         return vm, VMRecord.from_row(vm)
 
     @api_method(params=[S.ID, S.START_OPTIONS], result=S.NULL, roles=WRITE)
-    async def start(self: "VMService", id_: int, options: dict[str, Any]) -> None:
+    async def start(self, id_: int, options: dict[str, Any]) -> None:
         """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
         vm, record = await self._vm(id_)
         state = vm["status"]["state"]
@@ -68,7 +67,7 @@ class VMLifecycleMixin:
 
     @api_method(params=[S.ID, S.STOP_OPTIONS], result=S.NULL, roles=WRITE,
                 job=JobOptions(lock=_vm_lock, description=lambda a: f"Stopping VM {a[0]}"))
-    async def stop(self: "VMService", id_: int, options: dict[str, Any], *, job: Job) -> None:
+    async def stop(self, id_: int, options: dict[str, Any], *, job: Job) -> None:
         """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
         vm, record = await self._vm(id_)
         if vm["status"]["state"] == "STOPPED":
@@ -78,7 +77,7 @@ class VMLifecycleMixin:
             return
         await self._acpi_stop(vm, record, job, options["force_after_timeout"])
 
-    async def _acpi_stop(self: "VMService", vm: dict[str, Any], record: VMRecord, job: Job,
+    async def _acpi_stop(self, vm: dict[str, Any], record: VMRecord, job: Job,
                          force_after_timeout: bool) -> None:
         name = record.domain_name
         if vm["status"]["state"] == "SUSPENDED":
@@ -99,7 +98,7 @@ class VMLifecycleMixin:
         raise CallError(f"VM {record.name} did not shut down within {timeout} seconds; it is still "
                         "running (use force or force_after_timeout)", errno.ETIMEDOUT)
 
-    async def _power_off(self: "VMService", record: VMRecord, job: Job | None, what: str) -> None:
+    async def _power_off(self, record: VMRecord, job: Job | None, what: str) -> None:
         try:
             await self.hypervisor.run(_domain_call, record.domain_name, "destroy")
         except CallError:
@@ -110,7 +109,7 @@ class VMLifecycleMixin:
             job.set_progress(100, what)
 
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
-    async def poweroff(self: "VMService", id_: int) -> None:
+    async def poweroff(self, id_: int) -> None:
         """Power a VM off at once, without asking the guest."""
         vm, record = await self._vm(id_)
         if vm["status"]["state"] == "STOPPED":
@@ -119,7 +118,7 @@ class VMLifecycleMixin:
 
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE,
                 job=JobOptions(lock=_vm_lock, description=lambda a: f"Restarting VM {a[0]}"))
-    async def restart(self: "VMService", id_: int, *, job: Job) -> None:
+    async def restart(self, id_: int, *, job: Job) -> None:
         """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
         vm, record = await self._vm(id_)
         if vm["status"]["state"] == "STOPPED":
@@ -130,7 +129,7 @@ class VMLifecycleMixin:
         job.set_progress(100, f"{record.name} restarted")
 
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
-    async def suspend(self: "VMService", id_: int) -> None:
+    async def suspend(self, id_: int) -> None:
         """Pause a running VM (its memory stays allocated)."""
         vm, record = await self._vm(id_)
         if vm["status"]["state"] != "RUNNING":
@@ -139,7 +138,7 @@ class VMLifecycleMixin:
         await self.hypervisor.wait_for(record.domain_name, {"SUSPENDED"}, 5)
 
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
-    async def resume(self: "VMService", id_: int) -> None:
+    async def resume(self, id_: int) -> None:
         """Resume a suspended VM."""
         vm, record = await self._vm(id_)
         if vm["status"]["state"] != "SUSPENDED":
@@ -147,8 +146,8 @@ class VMLifecycleMixin:
         await self.hypervisor.run(_domain_call, record.domain_name, "resume")
         await self.hypervisor.wait_for(record.domain_name, {"RUNNING"}, 5)
 
-    @api_method(params=[S.ID], result=S.STATUS, roles=READ)
-    async def status(self: "VMService", id_: int) -> dict[str, Any]:
+    @api_method(params=[S.ID], result=S.STATUS_RESULT, roles=READ)
+    async def status(self, id_: int) -> dict[str, Any]:
         """The VM's live state: {state, pid, domain_state}."""
         vm = await self.get_instance(id_)
         result: dict[str, Any] = vm["status"]

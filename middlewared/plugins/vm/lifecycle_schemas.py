@@ -23,4 +23,3 @@ STOP_OPTIONS: dict[str, Any] = {
                                                "shutdown_timeout."}},
 }
 STATUS_RESULT: dict[str, Any] = {**STATUS, "title": "result"}
-STATUS = STATUS_RESULT

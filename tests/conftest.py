@@ -4,12 +4,12 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
-from tests.support import ROOT, Daemon, Rpc, RpcError, cleanup_libvirt, open_rpc, start_daemon, stop_daemon
+from tests.support import ROOT, Daemon, Rpc, RpcError, cleanup_libvirt, open_rpc, start_daemon, stop_daemon, unique
 
 __all__ = ["Daemon", "Rpc", "RpcError"]
 
@@ -47,3 +47,15 @@ async def tcp_rpc(daemon: Daemon) -> AsyncIterator[Rpc]:
         rpc = await open_rpc(s, daemon.url)
         yield rpc
         await rpc.ws.close()
+
+
+@pytest.fixture
+async def vm(unix_rpc: Rpc) -> AsyncIterator[dict[str, Any]]:
+    """A small stopped UEFI VM without devices (shutdown_timeout 5), deleted forcefully afterwards."""
+    created = await unix_rpc.call("vm.create", {"name": unique("vm"), "memory": 64, "autostart": False,
+                                                "shutdown_timeout": 5})
+    yield created
+    try:
+        await unix_rpc.call("vm.delete", created["id"], {"force": True})
+    except RpcError:
+        pass

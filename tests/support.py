@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -17,6 +18,11 @@ import aiohttp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def unique(prefix: str = "t") -> str:
+    """A name no other test uses."""
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -117,6 +123,7 @@ def stop_daemon(daemon: Daemon, timeout: float = 30) -> int:
 def cleanup_libvirt(pool: str) -> None:
     """Remove domains and the pool a test daemon left behind (names carry the pool as marker)."""
     import libvirt
+    libvirt.registerErrorHandler(lambda ctx, err: None, None)
     conn = libvirt.open("qemu:///system")
     try:
         try:

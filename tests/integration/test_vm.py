@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from tests.support import Rpc, RpcError
+from tests.support import unique, Rpc, RpcError
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -18,20 +18,8 @@ def virsh(*args: str) -> str:
                           text=True).stdout.strip()
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-async def vm(unix_rpc: Rpc) -> AsyncIterator[dict[str, Any]]:
-    """A small stopped UEFI VM, deleted (forcefully) afterwards."""
-    created = await unix_rpc.call("vm.create", {"name": unique("vm"), "memory": 64, "autostart": False,
-                                                "shutdown_timeout": 5})
-    yield created
-    try:
-        await unix_rpc.call("vm.delete", created["id"], {"force": True})
-    except RpcError:
-        pass
 
 
 async def test_create_defaults_and_domain(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
@@ -95,12 +83,10 @@ async def test_stop_without_force_times_out_clearly(unix_rpc: Rpc, vm: dict[str,
 async def test_outside_destroy_is_seen_as_event(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     await unix_rpc.call("vm.start", vm["id"])
     await unix_rpc.call("core.subscribe", "vm.query")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     await asyncio.to_thread(virsh, "destroy", f"{vm['id']}_{vm['name']}")
+    # The event is due within a second of the change (a functional deadline, with slack for a busy host).
     ev = await unix_rpc.next_event(lambda e: e.get("params", {}).get("id") == vm["id"]
-                                   and e["params"]["fields"]["status"]["state"] == "STOPPED", timeout=5)
-    assert loop.time() - started < 1.5
+                                   and e["params"]["fields"]["status"]["state"] == "STOPPED", timeout=2)
     assert ev["params"]["msg"] == "changed" and ev["params"]["extra"]["state"] == "STOPPED"
     stopped = await unix_rpc.call("vm.query", [["status.state", "=", "STOPPED"], ["id", "=", vm["id"]]])
     assert len(stopped) == 1

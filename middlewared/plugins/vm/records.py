@@ -110,23 +110,22 @@ class VMRecords(CRUDService):
         return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(vm, devices))
 
     # -- validation ------------------------------------------------------------------------------
+    async def max_vcpus(self) -> int:
+        """The vCPU limit validation enforces (the service answers it from libvirt's capabilities)."""
+        return 255
+
     async def host_facts(self, exclude_id: int | None) -> HostFacts:
         """Host facts for validation (CPU models and vCPU limit from libvirt, names from the records)."""
         records = await self._records()
         names = frozenset(r["name"] for r in records.values() if r["id"] != exclude_id)
 
-        def ask(conn: libvirt.virConnect) -> tuple[int, frozenset[str]]:
+        def ask(conn: libvirt.virConnect) -> frozenset[str]:
             try:
-                max_vcpus = conn.getMaxVcpus(None)
+                return frozenset(conn.getCPUModelNames("x86_64"))
             except libvirt.libvirtError:
-                max_vcpus = 255
-            try:
-                models = frozenset(conn.getCPUModelNames("x86_64"))
-            except libvirt.libvirtError:
-                models = frozenset()
-            return max_vcpus, models
-        max_vcpus, models = await self.hypervisor.run(ask)
-        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), max_vcpus, models, OVMF_DIR, names)
+                return frozenset()
+        models = await self.hypervisor.run(ask)
+        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), await self.max_vcpus(), models, OVMF_DIR, names)
 
     # -- writing ---------------------------------------------------------------------------------
     def _conn(self) -> libvirt.virConnect:

@@ -12,3 +12,7 @@ class VMService(VMLifecycleMixin, VMInfoMixin, VMMemoryMixin, VMCloneMixin, VMRe
     """vm.*: virtual machines."""
 
     namespace = "vm"
+
+    async def max_vcpus(self) -> int:
+        """Validation and vm.maximum_supported_vcpus agree on the limit."""
+        return await self.maximum_supported_vcpus()

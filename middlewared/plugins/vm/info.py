@@ -1,0 +1,318 @@
+"""Host facts and helpers for clients: choices, MACs, display ports and URIs, KVM support, QEMU logs."""
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import secrets
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Collection, Iterable, Mapping, Protocol, TypeVar, cast
+
+import libvirt
+import psutil
+
+from middlewared.errors import CallError
+from middlewared.job import Job
+from middlewared.pipe import OutputPipe
+from middlewared.plugins.vm.hypervisor import Hypervisor
+from middlewared.plugins.vm.kvm import cached_probe_kvm
+from middlewared.plugins.vm.memory import VMQuery
+from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.records import OVMF_DIR, QEMU_LOG_DIR
+from middlewared.plugins.vm.schemas import RESOLUTIONS
+from middlewared.service import JobOptions, api_method, id_param
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
+
+T = TypeVar("T")
+
+READ = ("VM_READ",)
+CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
+# The seed's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
+# it is kept because TrueNAS clients expect it. Its first octet has the multicast bit clear: unicast.
+MAC_PREFIX = "00:a0:98"
+FIRST_DISPLAY_PORT = 5900
+LAST_PORT = 65535
+# Never offered to a display: middlewared's internal port upstream (and this daemon's default).
+RESERVED_PORTS = frozenset({6000})
+DEFAULT_MACHINE = "q35"  # what a VM without machine_type gets (schemas.FIELDS)
+_OVMF_CODE = re.compile(r"^OVMF_CODE.*\.fd$")
+LOG_CHUNK = 65536
+
+VM_ID = id_param("id", "Id of the VM.")
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string", "description": "The same value."}}
+RANDOM_MAC_RESULT: dict[str, Any] = {
+    "title": "result", "type": "string", "pattern": r"^00:a0:98(:[0-9a-f]{2}){3}$",
+    "description": "A MAC address 00:a0:98:xx:xx:xx with random last three octets."}
+PORT_WIZARD_RESULT: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "Two free ports for a new DISPLAY device.",
+    "properties": {"port": {"type": "integer", "description": "Port for the display server (SPICE/VNC)."},
+                   "web": {"type": "integer", "description": "Port for the web client."}}}
+MAX_VCPUS_RESULT: dict[str, Any] = {
+    "title": "result", "type": "integer", "minimum": 1,
+    "description": "Most vCPUs (vcpus x cores x threads) a guest may have on the default machine type."}
+VIRT_RESULT: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "Whether guests can use KVM acceleration.",
+    "properties": {"supported": {"type": "boolean", "description": "KVM is usable by QEMU."},
+                   "error": {"type": ["string", "null"], "description": "Why KVM is not usable, or null."}}}
+BOOTLOADER_RESULT: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "Bootloader value -> label.",
+    "additionalProperties": {"type": "string", "description": "Label."}}
+CHOICES_RESULT: dict[str, Any] = {"title": "result", **_STRING_MAP, "description": "Each choice -> itself."}
+ARCH_RESULT: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "Guest architecture -> its machine types.",
+    "additionalProperties": {"type": "array", "description": "Machine types.",
+                             "items": {"type": "string", "description": "A machine type."}}}
+DISPLAY_DEVICES_RESULT: dict[str, Any] = {
+    "title": "result", "type": "array", "description": "The VM's DISPLAY devices, passwords left out.",
+    "items": {"type": "object", "description": "A device; attributes.password_configured tells whether "
+                                               "it has a password."}}
+HOST: dict[str, Any] = {"title": "host", "type": "string", "default": "",
+                        "description": "Host name or address the browser reaches this server at."}
+WEB_URI_OPTIONS: dict[str, Any] = {
+    "title": "options", "type": "object", "default": {}, "additionalProperties": False,
+    "description": "How to build the URI.",
+    "properties": {"protocol": {"type": "string", "enum": ["HTTP", "HTTPS"], "default": "HTTP",
+                                "description": "URI scheme."}}}
+WEB_URI_RESULT: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "The web console URI, or why there is none.",
+    "properties": {"error": {"type": ["string", "null"], "description": "Why there is no URI, or null."},
+                   "uri": {"type": ["string", "null"], "description": "The URI, or null."}}}
+LOG_PATH_RESULT: dict[str, Any] = {
+    "title": "result", "type": ["string", "null"], "description": "Path of the VM's QEMU log, null if none."}
+NULL_RESULT: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
+
+
+# -- pure pieces ---------------------------------------------------------------------------------
+def format_mac(suffix: bytes) -> str:
+    """The MAC address MAC_PREFIX followed by three octets."""
+    if len(suffix) != 3:
+        raise ValueError("a MAC suffix has three octets")
+    return ":".join([MAC_PREFIX, *(f"{b:02x}" for b in suffix)])
+
+
+def display_ports(vms: Iterable[Mapping[str, Any]]) -> set[int]:
+    """Ports and web ports of every DISPLAY device of these VMs."""
+    ports: set[int] = set()
+    for vm in vms:
+        for device in vm.get("devices") or ():
+            attributes = device["attributes"]
+            if attributes.get("dtype") == "DISPLAY":
+                ports.update(p for p in (attributes.get("port"), attributes.get("web_port")) if p is not None)
+    return ports
+
+
+def pick_ports(used: Collection[int], count: int = 2, first: int = FIRST_DISPLAY_PORT,
+               last: int = LAST_PORT) -> list[int]:
+    """The lowest `count` ports from `first` to `last` not in `used` (fewer if the range runs out)."""
+    out: list[int] = []
+    for port in range(first, last + 1):
+        if port not in used:
+            out.append(port)
+            if len(out) == count:
+                break
+    return out
+
+
+def arch_machines(capabilities: str) -> dict[str, list[str]]:
+    """Guest architecture -> machine types, from libvirt's capabilities XML."""
+    out: dict[str, list[str]] = {}
+    for arch in ET.fromstring(capabilities).iterfind("guest/arch"):
+        name = arch.get("name")
+        if name:
+            machines = out.setdefault(name, [])
+            machines.extend(m.text for m in arch.iterfind("machine") if m.text and m.text not in machines)
+    return out
+
+
+def machine_max_cpus(capabilities: str, arch: str, machine: str = DEFAULT_MACHINE) -> int | None:
+    """maxCpus of a machine type (by name or canonical name) for an architecture, if libvirt lists it."""
+    for arch_el in ET.fromstring(capabilities).iterfind("guest/arch"):
+        if arch_el.get("name") != arch:
+            continue
+        for m in arch_el.iter("machine"):
+            if machine in (m.text, m.get("canonical")) and m.get("maxCpus"):
+                return int(m.get("maxCpus", "0"))
+    return None
+
+
+def display_view(device: Mapping[str, Any]) -> dict[str, Any]:
+    """A DISPLAY device as clients see it: no password, password_configured instead."""
+    attributes = {k: v for k, v in device["attributes"].items() if k != "password"}
+    attributes["password_configured"] = bool(device["attributes"].get("password"))
+    return {**device, "attributes": attributes}
+
+
+def _is_web_spice(attributes: Mapping[str, Any]) -> bool:
+    # Defaults as in the DISPLAY schema: type SPICE, web true.
+    return bool(attributes.get("dtype") == "DISPLAY" and attributes.get("type", "SPICE") == "SPICE"
+                and attributes.get("web", True))
+
+
+def web_uri(vm: Mapping[str, Any], host: str, protocol: str) -> dict[str, str | None]:
+    """vm.get_display_web_uri's answer for a VM entry (with devices and status)."""
+    device = next((d for d in vm.get("devices") or () if _is_web_spice(d["attributes"])), None)
+    if device is None:
+        return {"error": "VM has no SPICE display with web enabled", "uri": None}
+    if vm["status"]["state"] != "RUNNING":
+        return {"error": "VM is not running", "uri": None}
+    return {"error": None, "uri": f"{protocol.lower()}://{host}/vm/display/{device['id']}/spice_auto.html"}
+
+
+def qemu_log_path(domain_name: str) -> str:
+    """libvirt's QEMU log of a domain."""
+    return os.path.join(QEMU_LOG_DIR, f"{domain_name}.log")
+
+
+# -- host side -----------------------------------------------------------------------------------
+def _listening_ports() -> set[int]:
+    return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr}
+
+
+def _ovmf_files() -> list[str]:
+    try:
+        return sorted(f for f in os.listdir(OVMF_DIR) if _OVMF_CODE.match(f))
+    except FileNotFoundError:
+        return []
+
+
+def _open_or_none(path: str) -> BinaryIO | None:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+async def copy_to_pipe(path: str, pipe: OutputPipe) -> None:
+    """Write a file (nothing if it is missing) into a job's output pipe, then close the pipe."""
+    f = await asyncio.to_thread(_open_or_none, path)
+    try:
+        while f is not None and (chunk := await asyncio.to_thread(f.read, LOG_CHUNK)):
+            await pipe.write(chunk)
+    finally:
+        if f is not None:
+            f.close()
+        await pipe.close()
+
+
+# Host facts that do not change while the daemon runs, per libvirt URI.
+_facts: dict[tuple[str, str], Any] = {}
+
+
+async def host_fact(hv: Hypervisor, name: str, fn: Callable[[libvirt.virConnect], T]) -> T:
+    """fn(conn) run once per libvirt URI and cached (only successful answers are kept)."""
+    key = (hv.uri, name)
+    if key not in _facts:
+        _facts[key] = await hv.run(fn)
+    return cast(T, _facts[key])
+
+
+def _capabilities(conn: libvirt.virConnect) -> str:
+    return str(conn.getCapabilities())
+
+
+def _cpu_models(conn: libvirt.virConnect) -> list[str]:
+    return [str(m) for m in conn.getCPUModelNames(platform.machine())]
+
+
+def _legacy_max_vcpus(conn: libvirt.virConnect) -> int:
+    return int(conn.getMaxVcpus(None))
+
+
+class VMHost(VMQuery, Protocol):
+    """What VMInfoMixin needs of the vm service it is part of."""
+
+    @property
+    def middleware(self) -> "Middleware": ...
+
+    @property
+    def hypervisor(self) -> Hypervisor: ...
+
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+
+class VMInfoMixin:
+    """Informational and helper methods of the vm service."""
+
+    @api_method(result=RANDOM_MAC_RESULT, roles=READ)
+    async def random_mac(self: VMHost) -> str:
+        """A random MAC address in the 00:a0:98 prefix."""
+        return format_mac(secrets.token_bytes(3))
+
+    @api_method(result=PORT_WIZARD_RESULT, roles=READ)
+    async def port_wizard(self: VMHost) -> dict[str, int]:
+        """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
+        used = display_ports(await self.query()) | await asyncio.to_thread(_listening_ports)
+        used |= RESERVED_PORTS | {self.middleware.config.server.port}
+        ports = pick_ports(used)
+        if len(ports) < 2:
+            raise CallError("No free ports left for a display device")
+        return {"port": ports[0], "web": ports[1]}
+
+    @api_method(result=MAX_VCPUS_RESULT, roles=READ)
+    async def maximum_supported_vcpus(self: VMHost) -> int:
+        """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
+        caps = await host_fact(self.hypervisor, "capabilities", _capabilities)
+        limit = machine_max_cpus(caps, platform.machine())
+        if limit is None:
+            limit = await host_fact(self.hypervisor, "max_vcpus", _legacy_max_vcpus)
+        return max(1, limit)
+
+    @api_method(result=VIRT_RESULT, roles=READ)
+    async def virtualization_details(self: VMHost) -> dict[str, Any]:
+        """Whether QEMU can really run guests with KVM here (a probe guest is run once), and why not."""
+        probe = await cached_probe_kvm()
+        return {"supported": probe.usable, "error": probe.error}
+
+    @api_method(result=BOOTLOADER_RESULT, roles=READ)
+    async def bootloader_options(self: VMHost) -> dict[str, str]:
+        """Bootloader choices: UEFI, or legacy BIOS (UEFI_CSM)."""
+        return {"UEFI": "UEFI", "UEFI_CSM": "Legacy BIOS"}
+
+    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
+    async def bootloader_ovmf_choices(self: VMHost) -> dict[str, str]:
+        """OVMF code files (OVMF_CODE*.fd) installed on the host."""
+        return {f: f for f in await asyncio.to_thread(_ovmf_files)}
+
+    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
+    async def cpu_model_choices(self: VMHost) -> dict[str, str]:
+        """CPU models libvirt knows for the host architecture (for cpu_mode CUSTOM)."""
+        return {m: m for m in await host_fact(self.hypervisor, "cpu_models", _cpu_models)}
+
+    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
+    async def resolution_choices(self: VMHost) -> dict[str, str]:
+        """Screen resolutions of DISPLAY devices."""
+        return {r: r for r in RESOLUTIONS}
+
+    @api_method(result=ARCH_RESULT, roles=CHOICES_READ)
+    async def guest_architecture_and_machine_choices(self: VMHost) -> dict[str, list[str]]:
+        """Guest architectures libvirt can run here, each with its machine types."""
+        return arch_machines(await host_fact(self.hypervisor, "capabilities", _capabilities))
+
+    @api_method(params=[VM_ID], result=DISPLAY_DEVICES_RESULT, roles=READ)
+    async def get_display_devices(self: VMHost, id_: int) -> list[dict[str, Any]]:
+        """The VM's DISPLAY devices, with password_configured instead of the password."""
+        vm = await self.get_instance(id_)
+        return [display_view(d) for d in vm["devices"] if d["attributes"].get("dtype") == "DISPLAY"]
+
+    @api_method(params=[VM_ID, HOST, WEB_URI_OPTIONS], result=WEB_URI_RESULT, roles=READ)
+    async def get_display_web_uri(self: VMHost, id_: int, host: str,
+                                  options: dict[str, Any]) -> dict[str, str | None]:
+        """The web (SPICE HTML5) console URI of a running VM with a web-enabled SPICE display."""
+        return web_uri(await self.get_instance(id_), host, options["protocol"])
+
+    @api_method(params=[VM_ID], result=NULL_RESULT, roles=READ, job=JobOptions(pipes=("output",)))
+    async def log_file_download(self: VMHost, id_: int, *, job: Job) -> None:
+        """Stream the VM's QEMU log (empty if none) into the job's output pipe; fetch it with core.download."""
+        vm = await self.get_instance(id_)
+        if job.pipes_output is None:
+            raise CallError("vm.log_file_download needs an output pipe")
+        await copy_to_pipe(qemu_log_path(VMRecord.from_row(vm).domain_name), job.pipes_output)
+
+    @api_method(params=[VM_ID], result=LOG_PATH_RESULT, roles=READ)
+    async def log_file_path(self: VMHost, id_: int) -> str | None:
+        """Path of the VM's QEMU log, or null when it does not exist."""
+        path = qemu_log_path(VMRecord.from_row(await self.get_instance(id_)).domain_name)
+        return path if await asyncio.to_thread(os.path.exists, path) else None

@@ -1,0 +1,23 @@
+"""The bench package imports and its command line takes each bench name (the benches are not run here)."""
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import parse_args
+
+
+@pytest.mark.parametrize("name", ["rpc", "vm", "all"])
+def test_parser_accepts_each_bench(name: str) -> None:
+    assert parse_args([name]).bench == name
+
+
+def test_parser_defaults_to_all_and_rejects_unknown() -> None:
+    assert parse_args([]).bench == "all"
+    with pytest.raises(SystemExit):
+        parse_args(["nope"])
+
+
+def test_bench_modules_import() -> None:
+    from bench import common, echo, rpc, vm
+    assert callable(rpc.run) and callable(vm.run) and callable(echo.main)
+    assert common.percentile([1.0, 2.0, 3.0], 50) == 2.0

@@ -75,9 +75,10 @@ def test_the_probe_guest_itself_works_under_tcg() -> None:
 
 @needs_qemu
 def test_probe_leaves_no_process_behind() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     probe = probe_kvm(timeout=3)
     assert probe.usable or probe.error
-    assert psutil.Process().children(recursive=True) == []
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
 @needs_qemu

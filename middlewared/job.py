@@ -83,6 +83,7 @@ class Job:
         self.task: asyncio.Task[Any] | None = None
         self.done = asyncio.Event()
         self._last_progress_event = 0.0
+        self._watchers: list[asyncio.Future[None]] = []
         self._progress_timer: asyncio.TimerHandle | None = None
 
     # -- state machine -------------------------------------------------------------------------
@@ -171,6 +172,19 @@ class Job:
             self.manager.released(self)
         elif self.task is not None and not self.task.done():
             self.task.cancel()
+
+    def notify_watchers(self) -> None:
+        """Wake everything waiting in next_change() (called on every announced change)."""
+        watchers, self._watchers = self._watchers, []
+        for fut in watchers:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def next_change(self) -> None:
+        """Wait until the job's state or progress is next announced."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.append(fut)
+        await fut
 
     async def wait(self, raise_error: bool = False) -> Any:
         """Wait for the end; return the result, or raise what the job raised when asked to."""

@@ -131,6 +131,7 @@ class JobManager:
 
     def changed(self, job: Job) -> None:
         """Called by a job on every state or progress change."""
+        job.notify_watchers()
         self._event("CHANGED", job)
         if job.options.transient and job.state in FINAL:
             self.jobs.pop(job.id, None)

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
@@ -85,11 +86,14 @@ logs_dir = "{tmp}/jobs"
     return path
 
 
-def start_daemon(tmp: Path, port: int | None = None, pool: str | None = None, extra: str = "") -> Daemon:
-    """Start the daemon and wait until it answers on its unix socket."""
+def start_daemon(tmp: Path, port: int | None = None, pool: str | None = None, extra: str = "",
+                 keep_config: bool = False) -> Daemon:
+    """Start the daemon and wait until it answers on its unix socket (keep_config: reuse tmp's config)."""
     port = port or free_port()
-    pool = pool or f"mwtest{os.getpid()}"
-    config = write_config(tmp, port, pool, extra)
+    pool = pool or unique(f"mwtest{os.getpid()}_")
+    config = tmp / "middlewared.toml"
+    if not (keep_config and config.exists()):
+        config = write_config(tmp, port, pool, extra)
     log_path = tmp / "daemon.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
@@ -205,3 +209,14 @@ async def open_rpc(session: aiohttp.ClientSession, url: str) -> Rpc:
     return Rpc(await session.ws_connect(url, max_msg_size=0))
 
 
+
+
+@asynccontextmanager
+async def connect(daemon: Daemon) -> AsyncIterator[Rpc]:
+    """A root connection over the unix socket of a daemon started by a test."""
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.socket)) as s:
+        rpc = await open_rpc(s, "ws://localhost/api/current")
+        try:
+            yield rpc
+        finally:
+            await rpc.ws.close()

@@ -5,6 +5,8 @@ import errno
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from middlewared import credentials as creds
+from middlewared.api.errors import error_object
 from middlewared.crud import query_rows
 from middlewared.errors import CallError, InstanceNotFound, ValidationErrors
 from middlewared.job import FINAL, Job
@@ -87,7 +89,7 @@ class CoreService(Service):
         while target.state not in FINAL:
             job.set_progress(target.progress["percent"], target.progress["description"],
                              target.progress["extra"])
-            await _changed(self, target)
+            await target.next_change()
         return await target.wait(raise_error=True)
 
     @api_method(params=[id_param("id", "Id of the job to abort.")], result=S.NULL_RESULT, roles=ANY_ROLE)
@@ -137,7 +139,6 @@ class CoreService(Service):
         kwargs = {"app": app} if target.wants_app else {}
         job = self.middleware.submit_job(target, validated, credentials, None, kwargs)
         ttl = 3600 if buffered else 60
-        from middlewared import credentials as creds
         token = self.middleware.tokens.create(credentials or creds.root("INTERNAL"), ttl, single_use=True,
                                               attrs={"job": job.id, "filename": filename})
         return [job.id, f"/_download/{job.id}?auth_token={token}"]
@@ -147,7 +148,6 @@ class CoreService(Service):
     async def bulk(self, method: str, params: list[list[Any]], description: str | None, *, job: Job,
                    app: "RpcConnection | None" = None) -> list[dict[str, Any]]:
         """Call a method once per argument list; always succeeds with a result or error per call."""
-        from middlewared.api.errors import error_object
         target = self.middleware.methods.get(method)
         if target is None:
             raise CallError(f"Method {method} does not exist", errno.ENOENT)
@@ -159,20 +159,10 @@ class CoreService(Service):
             try:
                 if app is not None:
                     self.middleware.authorize(target, app.credentials)
+                # Internal calls wait for jobs to finish, so value is the job's result.
                 value = await self.middleware.call_method(target, args, None)
-                if target.is_job and isinstance(value, int):
-                    sub = self.middleware.jobs.get(value)
-                    value = await sub.wait(raise_error=True) if sub else value
                 results.append({"job_id": None, "result": value, "error": None})
             except Exception as e:
                 results.append({"job_id": None, "result": None, "error": error_object(e, method)["data"]["reason"]})
         return results
 
-
-async def _changed(service: CoreService, target: Job) -> None:
-    """Wait until the target job changes or ends (no polling: its done event, or a short tick)."""
-    import asyncio
-    try:
-        await asyncio.wait_for(asyncio.shield(target.done.wait()), timeout=0.5)
-    except asyncio.TimeoutError:
-        pass

@@ -149,6 +149,10 @@ class Middleware:
             kwargs["app"] = app
         if method.spec.job is None:
             return await method.fn(*args, **kwargs)
+        if "output" in method.spec.job.pipes:
+            # Nobody would read the pipe: such jobs run through core.download (as upstream).
+            raise CallError(f"{method.name} writes its output to a pipe: call it through core.download",
+                            errno.EINVAL)
         job = self.submit_job(method, args, app.credentials if app else None, message_id, kwargs)
         if app is not None and app.legacy_jobs:
             return job.id

@@ -65,3 +65,33 @@ async def test_download_bad_token(daemon: Daemon) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{daemon.port}/_download/1?auth_token=nope") as r:
             assert r.status == 403
+
+
+async def test_pipe_jobs_need_core_download(unix_rpc: Rpc, vm: dict[str, object]) -> None:
+    with pytest.raises(RpcError) as e:
+        await unix_rpc.call("vm.log_file_download", vm["id"])
+    assert e.value.code == -32001 and "core.download" in e.value.reason
+
+
+async def test_download_token_is_single_use(daemon: Daemon, unix_rpc: Rpc, vm: dict[str, object]) -> None:
+    job_id, url = await unix_rpc.call("core.download", "vm.log_file_download", [vm["id"]], "qemu.log")
+    assert url.startswith(f"/_download/{job_id}?auth_token=")
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{daemon.port}{url}") as r:
+            assert r.status == 200
+            assert 'filename="qemu.log"' in r.headers["Content-Disposition"]
+            await r.read()
+        async with s.get(f"http://127.0.0.1:{daemon.port}{url}") as r:
+            assert r.status == 403
+
+
+async def test_abort_running_job(unix_rpc: Rpc, vm: dict[str, object]) -> None:
+    await unix_rpc.call("vm.start", vm["id"])
+    await unix_rpc.call("core.subscribe", "core.get_jobs")
+    job_id = await unix_rpc.call("vm.stop", vm["id"])  # OVMF ignores ACPI: the job keeps waiting
+    await unix_rpc.next_event(lambda e: e["params"]["id"] == job_id and e["params"]["fields"]["state"] == "RUNNING")
+    assert await unix_rpc.call("core.job_abort", job_id) is None
+    ev = await unix_rpc.next_event(lambda e: e["params"]["id"] == job_id
+                                   and e["params"]["fields"]["state"] == "ABORTED")
+    assert ev["params"]["fields"]["time_finished"] is not None
+    await unix_rpc.call("vm.poweroff", vm["id"])

@@ -131,20 +131,21 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
     async def suspend(self, id_: int) -> None:
         """Pause a running VM (its memory stays allocated)."""
-        vm, record = await self._vm(id_)
-        if vm["status"]["state"] != "RUNNING":
-            raise CallError(f"VM {record.name} is not running (state {vm['status']['state']})", errno.EINVAL)
-        await self.hypervisor.run(_domain_call, record.domain_name, "suspend")
-        await self.hypervisor.wait_for(record.domain_name, {"SUSPENDED"}, 5)
+        await self._pause_or_resume(id_, "RUNNING", "suspend", "SUSPENDED")
 
     @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
     async def resume(self, id_: int) -> None:
         """Resume a suspended VM."""
+        await self._pause_or_resume(id_, "SUSPENDED", "resume", "RUNNING")
+
+    async def _pause_or_resume(self, id_: int, needed: str, action: str, result: str) -> None:
         vm, record = await self._vm(id_)
-        if vm["status"]["state"] != "SUSPENDED":
-            raise CallError(f"VM {record.name} is not suspended (state {vm['status']['state']})", errno.EINVAL)
-        await self.hypervisor.run(_domain_call, record.domain_name, "resume")
-        await self.hypervisor.wait_for(record.domain_name, {"RUNNING"}, 5)
+        state = vm["status"]["state"]
+        if state != needed:
+            what = "running" if needed == "RUNNING" else "suspended"
+            raise CallError(f"VM {record.name} is not {what} (state {state})", errno.EINVAL)
+        await self.hypervisor.run(_domain_call, record.domain_name, action)
+        await self.hypervisor.wait_for(record.domain_name, {result}, 5)
 
     @api_method(params=[S.ID], result=S.STATUS_RESULT, roles=READ)
     async def status(self, id_: int) -> dict[str, Any]:

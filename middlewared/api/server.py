@@ -13,6 +13,7 @@ from aiohttp import web
 from middlewared import credentials as creds
 from middlewared.api import rpc
 from middlewared.api.download import download
+from middlewared.api.legacy import LegacyConnection
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -52,6 +53,13 @@ def build_app(middleware: "Middleware") -> web.Application:
         await rpc.serve(rpc.RpcConnection(middleware, ws, credentials, origin))
         return ws
 
+    async def legacy_websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=rpc.MAX_MESSAGE, heartbeat=None)
+        await ws.prepare(request)
+        credentials, origin = peer_credentials(request)
+        await rpc.serve(LegacyConnection(middleware, ws, credentials, origin))
+        return ws
+
     async def dl(request: web.Request) -> web.StreamResponse:
         return await download(middleware, request)
 
@@ -59,6 +67,7 @@ def build_app(middleware: "Middleware") -> web.Application:
         return web.json_response(["current"])
 
     app.router.add_get("/api/current", websocket)
+    app.router.add_get("/websocket", legacy_websocket)
     app.router.add_get("/api/versions", versions)
     app.router.add_get("/_download/{job_id}", dl)
     return app

@@ -1,0 +1,103 @@
+"""The legacy ``/websocket`` protocol (DDP-like) that older TrueNAS clients speak, on the same dispatch.
+
+Message shapes: research/truenas.md §1.8. Jobs always answer with their id there.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import uuid
+from typing import Any
+
+from middlewared.api import errors as E
+from middlewared.api.rpc import MAX_CALLS_IN_FLIGHT, RpcConnection
+from middlewared.errors import ENOMETHOD, errname
+from middlewared.job import Job
+
+
+class LegacyConnection(RpcConnection):
+    """A /websocket client: connect handshake, method/result, sub/unsub, DDP-style events."""
+
+    connected = False
+
+    def on_message(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self.send({"msg": "failed", "version": "1"})
+            return
+        if not isinstance(message, dict):
+            self.send({"msg": "failed", "version": "1"})
+            return
+        kind = message.get("msg")
+        if not self.connected:
+            self._handshake(message)
+        elif kind == "method":
+            self._method(message)
+        elif kind == "sub":
+            self._sub(message)
+        elif kind == "unsub":
+            self.unsubscribe(str(message.get("id")))
+        elif kind == "ping":
+            self.send({"msg": "pong", **({"id": message["id"]} if "id" in message else {})})
+
+    def _handshake(self, message: dict[str, Any]) -> None:
+        if message.get("msg") == "connect" and message.get("version") == "1" and "1" in (message.get("support") or []):
+            self.connected = True
+            self.send({"msg": "connected", "session": str(uuid.uuid4())})
+        else:
+            self.send({"msg": "failed", "version": "1"})
+
+    def _method(self, message: dict[str, Any]) -> None:
+        msg_id, name, params = message.get("id"), message.get("method"), message.get("params", [])
+        method = self.middleware.methods.get(name) if isinstance(name, str) else None
+        if method is None or not isinstance(params, list):
+            reason = f"Method {name!r} does not exist" if method is None else "params must be a list"
+            code = ENOMETHOD if method is None else errno.EINVAL
+            self.send({"msg": "result", "id": msg_id, "error": {
+                "error": code, "errname": errname(code), "type": None, "reason": reason, "trace": None,
+                "extra": None}})
+            return
+        if self.inflight >= MAX_CALLS_IN_FLIGHT:
+            self._error(msg_id, E.simple_error(E.TOO_MANY_CONCURRENT_CALLS, "Maximum number of concurrent "
+                                               f"calls ({MAX_CALLS_IN_FLIGHT}) has exceeded", errno.EBUSY))
+            return
+        self.inflight += 1
+        task = asyncio.create_task(self._call(method, params, msg_id, True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _sub(self, message: dict[str, Any]) -> None:
+        ident, name = str(message.get("id")), message.get("name")
+        if isinstance(name, str) and (name == "*" or name in self.middleware.events) \
+                and self.middleware.can_subscribe(name, self.credentials):
+            self.subscribe(ident, name)
+            self.send({"msg": "ready", "subs": [ident]})
+        else:
+            error = {"error": errno.EACCES, "errname": "EACCES", "type": None,
+                     "reason": f"Cannot subscribe to {name!r}", "trace": None, "extra": None}
+            self.send({"msg": "nosub", "id": ident, "collection": name, "error": error})
+
+    def _result(self, msg_id: Any, result: Any) -> None:
+        self.send({"msg": "result", "id": msg_id, "result": result})
+
+    def _error(self, msg_id: Any, error: dict[str, Any]) -> None:
+        data = dict(error.get("data") or {})
+        data["type"] = None
+        if error.get("code") == E.INVALID_PARAMS:
+            # Legacy clients recognise validation failures by EAGAIN + type VALIDATION.
+            data.update(error=errno.EAGAIN, errname="EAGAIN", type="VALIDATION")
+        self.send({"msg": "result", "id": msg_id, "error": data})
+
+    def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None:
+        if name not in self._subscribed and "*" not in self._subscribed:
+            return
+        if job is not None and not job.visible_to(self.credentials):
+            return
+        self.send({"msg": payload["msg"], **{k: v for k, v in payload.items() if k != "msg"}})
+
+    def end_subscriptions(self, name: str, error: dict[str, Any] | None = None) -> None:
+        for ident in [i for i, n in self.subscriptions.items() if n == name]:
+            self.unsubscribe(ident)
+        self.send({"msg": "nosub", "collection": name, **({"error": error} if error else {})})

@@ -30,7 +30,11 @@ async def test_create_defaults_and_domain(unix_rpc: Rpc, vm: dict[str, Any]) -> 
     domain = f"{vm['id']}_{vm['name']}"
     assert virsh("domstate", domain) == "shut off"
     assert virsh("domuuid", domain) == vm["uuid"]
-    assert "<domain type='qemu'" in virsh("dumpxml", domain)
+    xml = virsh("dumpxml", domain)
+    assert "<domain type='qemu'" in xml
+    validated = subprocess.run(["virt-xml-validate", "/dev/stdin", "domain"], input=xml, text=True,
+                               capture_output=True)
+    assert validated.returncode == 0, validated.stderr
     assert await unix_rpc.call("vm.get_instance", vm["id"]) == vm
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tempfile
 import uuid
 from typing import Any, AsyncIterator
 
@@ -32,8 +33,10 @@ async def test_create_defaults_and_domain(unix_rpc: Rpc, vm: dict[str, Any]) -> 
     assert virsh("domuuid", domain) == vm["uuid"]
     xml = virsh("dumpxml", domain)
     assert "<domain type='qemu'" in xml
-    validated = subprocess.run(["virt-xml-validate", "/dev/stdin", "domain"], input=xml, text=True,
-                               capture_output=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+        f.write(xml)
+        f.flush()
+        validated = subprocess.run(["virt-xml-validate", f.name, "domain"], text=True, capture_output=True)
     assert validated.returncode == 0, validated.stderr
     assert await unix_rpc.call("vm.get_instance", vm["id"]) == vm
 

@@ -1,0 +1,38 @@
+"""`python -m bench [rpc|vm|all|lifecycle]`: run the benchmarks and print each figure beside its raw baseline."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Sequence
+
+BENCHES = ("rpc", "vm", "all", "lifecycle")  # lifecycle boots real guests (minutes): not part of all
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("bench", nargs="?", choices=BENCHES, default="all", help="which bench to run [all]")
+    parser.add_argument("--duration", type=float, default=1.5,
+                        help="rpc: seconds each throughput figure is measured for, split in rounds [1.5]")
+    parser.add_argument("--vms", type=int, default=1000, help="vm: how many VMs to define [1000]")
+    parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
+    parser.add_argument("--rounds", type=int, default=3, help="lifecycle: boots and stops on each side [3]")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.bench in ("rpc", "all"):
+        from bench import rpc
+        asyncio.run(rpc.run(duration=args.duration))
+    if args.bench in ("vm", "all"):
+        from bench import vm
+        asyncio.run(vm.run(vms=args.vms, starts=args.starts))
+    if args.bench == "lifecycle":
+        from bench import lifecycle
+        asyncio.run(lifecycle.run(rounds=args.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

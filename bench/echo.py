@@ -1,0 +1,56 @@
+"""The raw baseline: a minimal aiohttp JSON-RPC server answering every request with "pong".
+
+Run as its own process (`python -m bench.echo --port P --unix PATH`); it imports nothing but aiohttp so that
+its start-up time is the floor for any aiohttp server.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+
+from aiohttp import WSMsgType, web
+
+MAX_MESSAGE = 65536  # the daemon's limit for authenticated connections
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Parse each message and answer it at once, in order, on the same connection."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=None)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            break
+        request_ = json.loads(msg.data)
+        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": request_.get("id"), "result": "pong"}))
+    return ws
+
+
+async def serve(port: int, unix: str | None) -> None:
+    """Listen on 127.0.0.1:port (and the unix socket) until SIGTERM or SIGINT."""
+    app = web.Application()
+    app.router.add_get("/api/current", websocket)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    if unix:
+        await web.UnixSite(runner, unix).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--unix", help="also listen on this unix socket")
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.unix))
+
+
+if __name__ == "__main__":
+    main()

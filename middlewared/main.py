@@ -66,4 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.debug else getattr(logging, config.log.level)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # libvirt's asyncio event glue logs every handle update at DEBUG: noise, even for --debug.
+    logging.getLogger("virEventAsyncIOImpl").setLevel(logging.INFO)
     return asyncio.run(serve(config))

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING
 
 from middlewared.plugin import Plugin
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.kvm import resolve_domain_type
+from middlewared.plugins.vm.kvm import KvmProbe, cached_probe_kvm, host_fingerprint, remember, resolve_domain_type
 from middlewared.plugins.vm.model import DomainType
 from middlewared.plugins.vm.service import VMService
 
@@ -27,7 +28,12 @@ def vm_service(middleware: "Middleware") -> VMService:
 async def setup(middleware: "Middleware") -> None:
     """Connect to libvirt, settle the domain type, follow domain states, start autostart VMs."""
     service = vm_service(middleware)
-    domain_type, reason = await asyncio.to_thread(resolve_domain_type, middleware.config.libvirt.domain_type)
+    setting = middleware.config.libvirt.domain_type
+    if setting == "auto":
+        await recall_kvm_probe(middleware)
+    domain_type, reason = await asyncio.to_thread(resolve_domain_type, setting)
+    if setting == "auto":
+        await store_kvm_probe(middleware)
     if reason:
         logger.warning("using TCG emulation (domain type qemu): %s", reason)
     service.domain_type = DomainType(domain_type)
@@ -36,6 +42,34 @@ async def setup(middleware: "Middleware") -> None:
     await service.hypervisor.start()
     await service._records()
     asyncio.get_running_loop().create_task(autostart(service))
+
+
+KVM_PROBE_KEY = "vm.kvm_probe"
+
+
+async def recall_kvm_probe(middleware: "Middleware") -> None:
+    """Reuse the stored KVM verdict when the host has not changed since it was made (saves a QEMU boot)."""
+    assert middleware.datastore is not None
+    rows = await middleware.datastore.fetchall("SELECT value FROM settings WHERE key = ?", (KVM_PROBE_KEY,))
+    if not rows:
+        return
+    try:
+        stored = json.loads(rows[0]["value"])
+    except ValueError:
+        return
+    if stored.get("fingerprint") == await asyncio.to_thread(host_fingerprint):
+        remember(KvmProbe(bool(stored["usable"]), stored.get("error")))
+
+
+async def store_kvm_probe(middleware: "Middleware") -> None:
+    """Keep the verdict for the next start."""
+    assert middleware.datastore is not None
+    probe = await cached_probe_kvm()
+    value = json.dumps({"fingerprint": await asyncio.to_thread(host_fingerprint), "usable": probe.usable,
+                        "error": probe.error})
+    await middleware.datastore.transaction(lambda db: db.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (KVM_PROBE_KEY, value)))
 
 
 async def autostart(service: VMService) -> None:

@@ -237,6 +237,32 @@ def probe_kvm_once(qemu: str = DEFAULT_QEMU) -> KvmProbe:
         return _cache[qemu]
 
 
+def host_fingerprint(qemu: str = DEFAULT_QEMU) -> str:
+    """What the probe's verdict depends on: this boot, the kernel, the QEMU binary and /dev/kvm.
+
+    A verdict stored with the same fingerprint can be reused, sparing the daemon a QEMU boot at start.
+    """
+    parts = [os.uname().release]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip())
+    except OSError:
+        parts.append("no-boot-id")
+    for path in (qemu, "/dev/kvm"):
+        try:
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_mtime_ns}:{st.st_size}:{st.st_rdev}:{st.st_mode:o}:{st.st_gid}")
+        except OSError:
+            parts.append(f"{path}:absent")
+    return "|".join(parts)
+
+
+def remember(probe: KvmProbe, qemu: str = DEFAULT_QEMU) -> None:
+    """Seed the per-process cache with a verdict known to be current (from the database)."""
+    with _cache_lock:
+        _cache.setdefault(qemu, probe)
+
+
 async def cached_probe_kvm(qemu: str = DEFAULT_QEMU) -> KvmProbe:
     """probe_kvm_once without blocking the event loop."""
     cached = _cache.get(qemu)

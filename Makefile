@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the daemon and its tests need.
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
-	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2
+	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
+	xorriso mtools dosfstools kmod binutils openssl
 
 .PHONY: all deps apt venv services run test typecheck unit bench clean
 

@@ -14,6 +14,7 @@ import aiohttp
 
 from midclt.exceptions import CallTimeout, ClientException, ConnectError
 from midclt.protocol import JOB_TERMINAL_STATES, encode_request, error_from_data, error_from_rpc, job_outcome, parse_uri
+from midclt.scram import scram_login
 
 __all__ = ["AsyncClient"]
 
@@ -34,7 +35,7 @@ MAX_MESSAGE_SIZE = 256 * 1024 * 1024  # big results (core.get_methods, queries) 
 # also what an unauthenticated TCP connection may call, where core.subscribe itself would fail.
 _NO_JOB_METHODS = frozenset({
     "core.ping", "core.set_options", "core.subscribe", "core.unsubscribe",
-    "auth.login", "auth.login_ex", "auth.login_with_api_key", "auth.login_with_token",
+    "auth.login", "auth.login_ex", "auth.login_with_api_key", "auth.login_with_token", "auth.mechanism_choices",
 })
 
 
@@ -204,8 +205,13 @@ class AsyncClient:
         response_type = response.get("response_type") if isinstance(response, dict) else None
         self._logged_in(response_type == "SUCCESS", f"Login failed: {response_type}")
 
-    async def login_with_api_key(self, key: str) -> None:
-        """Authenticate with an API key (``<id>-<secret>``) through auth.login_with_api_key."""
+    async def login_with_api_key(self, key: str, username: str | None = None) -> None:
+        """Authenticate with an API key (``<id>-<secret>``): by SCRAM when the user is known and the server
+        offers it (the key then never crosses the wire), else through auth.login_with_api_key."""
+        if username and "SCRAM" in await self._request("auth.mechanism_choices", [], CALL_TIMEOUT):
+            await scram_login(lambda data: self._request("auth.login_ex", [data], CALL_TIMEOUT), username, key)
+            self._logged_in(True, "")
+            return
         ok = await self._request("auth.login_with_api_key", [key], CALL_TIMEOUT)
         self._logged_in(ok is True, "Login failed: invalid API key")
 

@@ -92,7 +92,8 @@ def connect(ns: argparse.Namespace) -> Client:
         raise CliError(str(exc)) from exc
     try:
         if ns.api_key:
-            client.login_with_api_key(read_api_key(ns.api_key))
+            # With -U the key is proven by SCRAM and never sent (the official client's default).
+            client.login_with_api_key(read_api_key(ns.api_key), ns.username)
         elif ns.username:
             password = ns.password if ns.password is not None else getpass.getpass()
             client.login(ns.username, password)

@@ -71,9 +71,9 @@ class Client:
         """Authenticate with a password (auth.login_ex, or auth.login on servers without it)."""
         self._run(self._client.login(username, password))
 
-    def login_with_api_key(self, key: str) -> None:
-        """Authenticate with an API key (``<id>-<secret>``) through auth.login_with_api_key."""
-        self._run(self._client.login_with_api_key(key))
+    def login_with_api_key(self, key: str, username: str | None = None) -> None:
+        """Authenticate with an API key (``<id>-<secret>``); by SCRAM when username is given."""
+        self._run(self._client.login_with_api_key(key, username))
 
     def close(self) -> None:
         """Close the connection and stop the client's thread."""

@@ -20,6 +20,12 @@ class ServerConfig:
     unix_socket: str = "/run/middleware/middlewared.sock"
     host: str = "127.0.0.1"
     port: int = 6000
+    # PEM files; when both are set the TCP listener speaks TLS only (wss://, https://).
+    tls_certificate: str = ""
+    tls_private_key: str = ""
+    # Browser origins (scheme://host[:port]) allowed to open the WebSocket besides the daemon's own;
+    # requests without an Origin header (non-browser clients) always pass.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,21 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Login limits, API key hashing and audit retention."""
+
+    # Unauthenticated calls allowed per origin address and method within rate_limit_period seconds.
+    rate_limit_calls: int = 20
+    rate_limit_period: int = 60
+    # Seconds added before answering a failed login; it grows with recent failures from the same address.
+    failed_login_delay: float = 1.0
+    # PBKDF2-SHA512 iterations of new API keys (SCRAM clients accept 50000..5000000; TrueNAS uses 500000).
+    api_key_iterations: int = 500000
+    # Audit records kept; older ones are deleted.
+    audit_max_entries: int = 20000
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     """Job log files."""
 
@@ -70,6 +91,7 @@ class Config:
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -112,6 +134,12 @@ def parse(raw: dict[str, Any]) -> Config:
         raise ConfigError("server.port must be between 1 and 65535")
     if not config.storage.roots:
         raise ConfigError("storage.roots must name at least one directory")
+    if bool(config.server.tls_certificate) != bool(config.server.tls_private_key):
+        raise ConfigError("server.tls_certificate and server.tls_private_key go together")
+    if not 50000 <= config.auth.api_key_iterations <= 5000000:
+        raise ConfigError("auth.api_key_iterations must be between 50000 and 5000000")
+    if config.auth.rate_limit_calls < 1 or config.auth.rate_limit_period < 1:
+        raise ConfigError("auth.rate_limit_calls and auth.rate_limit_period must be positive")
     return config
 
 

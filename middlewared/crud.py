@@ -29,13 +29,6 @@ class CRUDService(Service):
     create_schema: ClassVar[Schema]
     update_schema: ClassVar[Schema]
     delete_params: ClassVar[tuple[Schema, ...]] = ()
-    _crud_specs: ClassVar[dict[str, tuple[MethodSpec, Arguments]]]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if getattr(cls, "entry_schema", None) is None or "namespace" not in cls.__dict__:
-            return
-        cls._crud_specs = _build_specs(cls)
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every record, extended (status, devices, ...), in id order."""
@@ -50,15 +43,25 @@ class CRUDService(Service):
     async def do_delete(self, id_: int, *args: Any) -> bool:
         raise NotImplementedError
 
-    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None) -> Any:
-        """Records matching filters, shaped by options."""
-        return query_rows(await self.rows(), filters or [], options or {})
+    async def visible_rows(self, app: Any) -> list[dict[str, Any]]:
+        """Every record the calling connection may read (all of them for internal calls)."""
+        rows = await self.rows()
+        if app is None:
+            return rows
+        return self.middleware.visible_rows(f"{self.namespace}.query", (f"{self.role_prefix}_READ",), rows,
+                                            app.credentials)
 
-    async def get_instance(self, id_: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """Records matching filters, shaped by options."""
+        return query_rows(await self.visible_rows(app), filters or [], options or {})
+
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
         """The record with this id, or InstanceNotFound."""
         opts = {**(options or {}), "get": True}
         try:
-            result: dict[str, Any] = query_rows(await self.rows(), [["id", "=", id_]], opts)
+            result: dict[str, Any] = query_rows(await self.visible_rows(app), [["id", "=", id_]], opts)
         except MatchNotFound:
             raise InstanceNotFound(f"{self.verbose_name} {id_} does not exist") from None
         return result
@@ -83,7 +86,13 @@ class CRUDService(Service):
 
     def api_methods(self) -> list[tuple[str, MethodSpec, Arguments, Callable[..., Awaitable[Any]]]]:
         out = super().api_methods()
-        for short, (spec, arguments) in type(self)._crud_specs.items():
+        cls = type(self)
+        # Compiled when the service is registered (start-up), once for the class actually served.
+        specs = cls.__dict__.get("_crud_specs")
+        if specs is None:
+            specs = _build_specs(cls)
+            setattr(cls, "_crud_specs", specs)
+        for short, (spec, arguments) in specs.items():
             out.append((short, spec, arguments, getattr(self, short)))
         return out
 

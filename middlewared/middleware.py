@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
 
+from middlewared import roles as roles_
 from middlewared.config import Config
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError, not_authenticated, not_authorized
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SECRET = "********"
+# Keys (and positional parameter titles) whose values never reach logs, job records or read-only callers.
+SECRET_KEYS = frozenset({"password", "api_key", "secret", "token", "otp_token", "key", "client_key",
+                         "stored_key", "server_key", "rfc_str"})
+# Methods that run other methods: audited whatever their roles say.
+ALWAYS_AUDIT = frozenset({"core.bulk", "core.download"})
 
 
 class Connection(Protocol):
@@ -31,8 +37,42 @@ class Connection(Protocol):
 
     credentials: Credentials
     legacy_jobs: bool
+    origin: str
+    address: str
+    session_id: str
 
     def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None: ...
+
+    async def terminate(self, reason: str) -> None: ...
+
+
+class AccessPolicy(Protocol):
+    """Access beyond global roles (grants scoped to VM groups or VMs) and call limits: the auth plugin."""
+
+    async def allows(self, method: "Method", credentials: Credentials, params: Sequence[Any]) -> bool:
+        """Whether credentials lacking the method's roles everywhere may still make this call."""
+        ...
+
+    def can_subscribe(self, event: EventSpec, credentials: Credentials) -> bool:
+        """Whether credentials lacking the event's roles everywhere may subscribe (events then filtered)."""
+        ...
+
+    def visible(self, collection: str, row: dict[str, Any], credentials: Credentials) -> bool:
+        """Whether one record (or event payload) of a collection is visible to scoped credentials."""
+        ...
+
+    async def throttle(self, method: "Method", app: Connection) -> None:
+        """Raise (after a delay) when an unauthenticated caller exceeds the rate limit."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Where logins and write calls are recorded: the audit plugin."""
+
+    def record(self, event: str, app: Connection | None, method: str | None, params: Any,
+               error: str | None, username: str | None = None) -> None:
+        """Store one record (in the background; never raises)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +108,8 @@ class Middleware:
         self.jobs = JobManager(self, config.jobs.logs_dir)
         self.tokens = TokenManager()
         self.datastore: Datastore | None = None
+        self.policy: AccessPolicy | None = None
+        self.audit_log: AuditLog | None = None
         self._set_up: list[Plugin] = []
         self._register_all()
 
@@ -131,14 +173,47 @@ class Middleware:
                 logger.exception("teardown of plugin %s failed", plugin.name)
 
     # -- calls -------------------------------------------------------------------------------
-    def authorize(self, method: Method, credentials: Credentials) -> None:
-        """Raise unless these credentials may call the method."""
+    async def authorize(self, method: Method, credentials: Credentials, params: Sequence[Any] = ()) -> None:
+        """Raise unless these credentials may call the method with these (raw) params."""
         if not method.spec.authentication_required:
             return
         if not credentials.authenticated:
             raise not_authenticated()
-        if not credentials.has_role(method.spec.roles):
+        if credentials.expired:
+            raise CallError("Session is expired", errno.EACCES)
+        if credentials.has_role(method.spec.roles):
+            return
+        if self.policy is None or not await self.policy.allows(method, credentials, params):
             raise not_authorized()
+
+    def visible_rows(self, collection: str, roles: Sequence[str], rows: list[dict[str, Any]],
+                     credentials: Credentials) -> list[dict[str, Any]]:
+        """The rows of a collection that credentials may read (all of them with the roles everywhere)."""
+        if credentials.has_role(roles):
+            return rows
+        policy = self.policy
+        if policy is None:
+            return []
+        return [r for r in rows if policy.visible(collection, r, credentials)]
+
+    def dump_result(self, method: Method, result: Any, credentials: Credentials) -> Any:
+        """A result as the caller may see it: secrets masked for callers that may only read them."""
+        if credentials.is_full_admin or not method.spec.authentication_required or \
+                not roles_.is_read_only(method.spec.roles):
+            return result  # writers may see what they write; public methods answer only the caller's own
+        writes = {r[:-len("_READ")] + "_WRITE" for r in method.spec.roles if r.endswith("_READ")}
+        if writes and (credentials.has_role(writes) or writes & credentials.scoped_roles()):
+            return result
+        return _redact(result)
+
+    def audit_call(self, app: Connection, method: Method, params: Sequence[Any], error: str | None) -> None:
+        """Record a call that changes state (or runs other calls) in the audit log."""
+        if self.audit_log is None:
+            return
+        if method.spec.audit is None and method.name not in ALWAYS_AUDIT and \
+                roles_.is_read_only(method.spec.roles):
+            return
+        self.audit_log.record("METHOD_CALL", app, method.name, self.redact_args(method, list(params)), error)
 
     async def call_method(self, method: Method, params: Sequence[Any], app: Connection | None,
                           message_id: Any = None) -> Any:
@@ -177,8 +252,10 @@ class Middleware:
         return await self.call_method(method, params, None)
 
     def redact_args(self, method: Method, args: list[Any]) -> list[Any]:
-        """Arguments with secret fields replaced, for job records and logs."""
-        return [_redact(a) for a in args]
+        """Arguments with secret fields (and secret positional parameters) replaced, for job records and logs."""
+        titles = [a.name for a in method.arguments.args]
+        return [SECRET if index < len(titles) and titles[index] in SECRET_KEYS and value else _redact(value)
+                for index, value in enumerate(args)]
 
     # -- events ------------------------------------------------------------------------------
     def can_subscribe(self, name: str, credentials: Credentials) -> bool:
@@ -188,7 +265,16 @@ class Middleware:
         event = self.events.get(name)
         if event is None:
             return False
-        return not event.roles or credentials.has_role(event.roles)
+        if not event.roles or credentials.has_role(event.roles):
+            return True
+        return self.policy is not None and self.policy.can_subscribe(event, credentials)
+
+    def event_visible(self, name: str, payload: dict[str, Any], credentials: Credentials) -> bool:
+        """Whether one event of name may reach these (subscribed) credentials."""
+        event = self.events.get(name)
+        if event is None or not event.roles or credentials.has_role(event.roles):
+            return True
+        return self.policy is not None and self.policy.visible(name, payload, credentials)
 
     def send_event(self, name: str, kind: str, **kwargs: Any) -> None:
         """Send a collection_update (ADDED, CHANGED or REMOVED) to every subscriber of name."""
@@ -203,7 +289,9 @@ class Middleware:
         if kwargs:
             payload["extra"] = kwargs
         for conn in list(self.connections):
-            conn.send_event(name, kind, payload, None)
+            # Filtered here, for every transport: scoped credentials see only their VMs' events.
+            if self.event_visible(name, payload, conn.credentials):
+                conn.send_event(name, kind, payload, None)
 
     def send_job_event(self, kind: str, job: Job) -> None:
         """Announce a job change on core.get_jobs to the connections allowed to see the job."""
@@ -216,8 +304,7 @@ class Middleware:
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (SECRET if k in ("password", "api_key", "secret", "token") and v else _redact(v))
-                for k, v in value.items()}
+        return {k: (SECRET if k in SECRET_KEYS and v else _redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value

@@ -5,16 +5,30 @@ from typing import Iterable
 
 FULL_ADMIN = "FULL_ADMIN"
 READONLY_ADMIN = "READONLY_ADMIN"
+# Held by every logged-in session and never granted: methods any user may call about themselves
+# (auth.me, auth.logout, their own API keys) declare it.
+AUTHENTICATED = "AUTHENTICATED"
 
 # role -> roles it includes (TrueNAS role.py, the part this daemon serves).
 ROLES: dict[str, frozenset[str]] = {
     FULL_ADMIN: frozenset(),
     READONLY_ADMIN: frozenset(),  # every *_READ role, expanded below
+    AUTHENTICATED: frozenset(),
     "VM_READ": frozenset(),
     "VM_WRITE": frozenset({"VM_READ"}),
     "VM_DEVICE_READ": frozenset({"VM_READ"}),
     "VM_DEVICE_WRITE": frozenset({"VM_WRITE", "VM_DEVICE_READ"}),
+    "ACCOUNT_READ": frozenset(),
+    "ACCOUNT_WRITE": frozenset({"ACCOUNT_READ"}),
+    "API_KEY_READ": frozenset(),
+    "API_KEY_WRITE": frozenset({"API_KEY_READ"}),
+    "AUTH_SESSIONS_READ": frozenset(),
+    "AUTH_SESSIONS_WRITE": frozenset({"AUTH_SESSIONS_READ"}),
+    "AUDIT_READ": frozenset(),
 }
+
+# Roles that may be scoped to a VM group or one VM (the rest only make sense host-wide).
+SCOPABLE = frozenset({"VM_READ", "VM_WRITE", "VM_DEVICE_READ", "VM_DEVICE_WRITE"})
 
 
 def register_role(name: str, includes: Iterable[str] = ()) -> None:
@@ -22,6 +36,11 @@ def register_role(name: str, includes: Iterable[str] = ()) -> None:
     if name in ROLES:
         raise ValueError(f"role {name} is already declared")
     ROLES[name] = frozenset(includes)
+
+
+def grantable() -> list[str]:
+    """Roles an administrator may give to users and groups."""
+    return sorted(r for r in ROLES if r != AUTHENTICATED)
 
 
 def expand(roles: Iterable[str]) -> frozenset[str]:
@@ -44,3 +63,8 @@ def allows(granted: frozenset[str], required: Iterable[str]) -> bool:
     if FULL_ADMIN in granted:
         return True
     return any(r in granted for r in required)
+
+
+def is_read_only(required: Iterable[str]) -> bool:
+    """True when a method's roles are all reading ones (nothing it does changes state)."""
+    return all(r.endswith("_READ") or r in (READONLY_ADMIN, AUTHENTICATED) for r in required)

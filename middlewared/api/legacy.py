@@ -4,7 +4,6 @@ Message shapes: research/truenas.md §1.8. Jobs always answer with their id ther
 """
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import uuid
@@ -63,10 +62,7 @@ class LegacyConnection(RpcConnection):
             self._error(msg_id, E.simple_error(E.TOO_MANY_CONCURRENT_CALLS, "Maximum number of concurrent "
                                                f"calls ({MAX_CALLS_IN_FLIGHT}) has exceeded", errno.EBUSY))
             return
-        self.inflight += 1
-        task = asyncio.create_task(self._call(method, params, msg_id, True))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.start_call(method, params, msg_id, True)
 
     def _sub(self, message: dict[str, Any]) -> None:
         ident, name = str(message.get("id")), message.get("name")
@@ -79,8 +75,8 @@ class LegacyConnection(RpcConnection):
                      "reason": f"Cannot subscribe to {name!r}", "trace": None, "extra": None}
             self.send({"msg": "nosub", "id": ident, "collection": name, "error": error})
 
-    def _result(self, msg_id: Any, result: Any) -> None:
-        self.send({"msg": "result", "id": msg_id, "result": result})
+    async def _result(self, msg_id: Any, result: Any) -> None:
+        await self.send_now({"msg": "result", "id": msg_id, "result": result})
 
     def _error(self, msg_id: Any, error: dict[str, Any]) -> None:
         data = dict(error.get("data") or {})

@@ -4,13 +4,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from middlewared.api import errors as E
-from middlewared.credentials import Credentials
+from middlewared.credentials import ANONYMOUS, Credentials
 from middlewared.errors import ENOMETHOD, CallError
 from middlewared.job import Job
 
@@ -28,11 +30,18 @@ class RpcConnection:
     """A client connection: its credentials, options, subscriptions and calls in flight."""
 
     def __init__(self, middleware: "Middleware", ws: web.WebSocketResponse, credentials: Credentials,
-                 origin: str) -> None:
+                 origin: str, address: str = "", tls: bool = False) -> None:
         self.middleware = middleware
         self.ws = ws
         self.credentials = credentials
         self.origin = origin
+        # The peer's address without port (rate limits, token origin checks); "unix:<uid>" on the socket.
+        self.address = address or origin
+        self.tls = tls
+        self.session_id = str(uuid.uuid4())
+        self.created_at = time.time()
+        # State of a login exchange in progress (SCRAM keeps its nonces here between two calls).
+        self.login_state: object | None = None
         self.legacy_jobs = True
         self.private_methods = False
         self.py_exceptions = False
@@ -40,29 +49,41 @@ class RpcConnection:
         self._subscribed: dict[str, int] = {}
         self.inflight = 0
         self._outbox: deque[str] = deque()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        """Queue a message; one flusher task writes the outbox in order."""
+        """Queue a message (events, protocol errors); a flusher task writes the outbox in order."""
         if self.closed:
             return
         self._outbox.append(json.dumps(message))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._flushing:
+            self._flushing = True
+            asyncio.create_task(self._flush())
+
+    async def send_now(self, message: dict[str, Any]) -> None:
+        """Queue a message and, unless a flush is under way, write the outbox from the calling task.
+
+        A call's answer is written by the call's own task: one loop pass less than waking a flusher.
+        """
+        if self.closed:
+            return
+        self._outbox.append(json.dumps(message))
+        if not self._flushing:
+            self._flushing = True
+            await self._flush()
 
     async def _flush(self) -> None:
         try:
             while self._outbox:
-                text = self._outbox.popleft()
-                await self.ws.send_str(text)
+                await self.ws.send_str(self._outbox.popleft())
         except (ConnectionError, RuntimeError):
             self.closed = True
             self._outbox.clear()
         finally:
-            self._flusher = None
+            self._flushing = False
 
     def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None:
         """Deliver an event when subscribed to name (or '*') and allowed to see it."""
@@ -125,31 +146,43 @@ class RpcConnection:
                 text = f"Maximum number of concurrent calls ({MAX_CALLS_IN_FLIGHT}) has exceeded"
                 self._error(msg_id, E.simple_error(E.TOO_MANY_CONCURRENT_CALLS, text))
             return
+        self.start_call(method, request.get("params", []), msg_id, has_id)
+
+    def start_call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
+        """Run a call in its own task; it counts as in flight until it has answered."""
         self.inflight += 1
-        task = asyncio.create_task(self._call(method, request.get("params", []), msg_id, has_id))
+        task = asyncio.create_task(self._call(method, params, msg_id, has_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
+        error: str | None = None
         try:
-            self.middleware.authorize(method, self.credentials)
+            policy = self.middleware.policy
+            if policy is not None and not self.credentials.authenticated and \
+                    not method.spec.authentication_required:
+                await policy.throttle(method, self)
+            await self.middleware.authorize(method, self.credentials, params)
             result = await self.middleware.call_method(method, params, self, msg_id)
         except asyncio.CancelledError:
+            error = "cancelled"
             raise
         except Exception as e:
+            error = str(e) or repr(e)
             if has_id:
                 self._error(msg_id, E.error_object(e, method.name))
             elif not isinstance(e, CallError):
                 logger.debug("notification %s failed", method.name, exc_info=True)
         else:
             if has_id:
-                self._result(msg_id, result)
+                await self._result(msg_id, self.middleware.dump_result(method, result, self.credentials))
         finally:
             self.inflight -= 1
+            self.middleware.audit_call(self, method, params, error)
 
-    def _result(self, msg_id: Any, result: Any) -> None:
+    async def _result(self, msg_id: Any, result: Any) -> None:
         try:
-            self.send({"jsonrpc": "2.0", "result": result, "id": msg_id})
+            await self.send_now({"jsonrpc": "2.0", "result": result, "id": msg_id})
         except (TypeError, ValueError) as e:
             logger.error("cannot serialise result for id %r", msg_id, exc_info=e)
             self._error(msg_id, E.simple_error(-32603, "Failed to JSON serialize server message"))
@@ -161,6 +194,14 @@ class RpcConnection:
         """Close the socket (daemon shutdown)."""
         self.closed = True
         await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
+
+    async def terminate(self, reason: str) -> None:
+        """End the session at once (revoked key, terminated session, disabled user)."""
+        self.closed = True
+        self.credentials = ANONYMOUS
+        for task in list(self._tasks):
+            task.cancel()
+        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
 
 
 def _request_problem(request: dict[str, Any]) -> str | None:
@@ -189,6 +230,10 @@ async def serve(connection: RpcConnection) -> None:
                                    message=b"Anonymous connection max message length is 8 kB")
                     break
                 connection.on_message(msg.data)
+                # Let the call just started take its first step before the next frame is read: calls
+                # that finish at once (most) then never count against the in-flight limit, which is
+                # meant for calls that really wait, and pipelining clients are not refused for nothing.
+                await asyncio.sleep(0)
             elif msg.type == WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"Binary messages are not supported")
                 break

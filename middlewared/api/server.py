@@ -5,8 +5,10 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import struct
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -27,38 +29,64 @@ class ListenError(Exception):
     """A listening socket could not be opened (address in use, permission...)."""
 
 
-def peer_credentials(request: web.Request) -> tuple[creds.Credentials, str]:
-    """Credentials and origin of a new connection: uid 0 on the unix socket is root."""
+def peer_credentials(request: web.Request) -> tuple[creds.Credentials, str, str]:
+    """Credentials, origin and address of a new connection: uid 0 on the unix socket is root."""
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None and sock.family == socket.AF_UNIX:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, gid = struct.unpack("3i", raw)
         origin = f"UNIX:pid={pid},uid={uid}"
         if uid == 0:
-            return creds.root(), origin
-        return creds.ANONYMOUS, origin
+            return creds.root(), origin, f"unix:{uid}"
+        return creds.ANONYMOUS, origin, f"unix:{uid}"
     peer = request.transport.get_extra_info("peername") if request.transport else None
     origin = f"TCP:{peer[0]}:{peer[1]}" if peer else "TCP:unknown"
-    return creds.ANONYMOUS, origin
+    return creds.ANONYMOUS, origin, str(peer[0]) if peer else "unknown"
+
+
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """Browser pages may open the WebSocket only from the daemon's own origin or an allowed one.
+
+    Browsers always send Origin on WebSocket handshakes and scripts usually send none, so a missing
+    header passes: the check stops other web sites from driving a user's session (CSWSH).
+    """
+    origin = request.headers.get("Origin")
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if origin is None or sock is None or sock.family == socket.AF_UNIX:
+        return True
+    if origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return True
+    parts = urlsplit(origin)
+    scheme = "https" if request.secure else "http"
+    return parts.scheme == scheme and parts.netloc.lower() == request.host.lower()
+
+
+def tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
+    """The server TLS context of the TCP listener (TLS 1.2 at least)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, private_key)
+    return context
 
 
 def build_app(middleware: "Middleware") -> web.Application:
     """The HTTP application: the JSON-RPC WebSocket and the download route."""
     app = web.Application()
 
-    async def websocket(request: web.Request) -> web.WebSocketResponse:
+    async def accept(request: web.Request, kind: type[rpc.RpcConnection]) -> web.WebSocketResponse:
+        if not origin_allowed(request, middleware.config.server.allowed_origins):
+            raise web.HTTPForbidden(text="You are not allowed to access this resource")
         ws = web.WebSocketResponse(max_msg_size=rpc.MAX_MESSAGE, heartbeat=None)
         await ws.prepare(request)
-        credentials, origin = peer_credentials(request)
-        await rpc.serve(rpc.RpcConnection(middleware, ws, credentials, origin))
+        credentials, origin, address = peer_credentials(request)
+        await rpc.serve(kind(middleware, ws, credentials, origin, address, request.secure))
         return ws
 
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        return await accept(request, rpc.RpcConnection)
+
     async def legacy_websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=rpc.MAX_MESSAGE, heartbeat=None)
-        await ws.prepare(request)
-        credentials, origin = peer_credentials(request)
-        await rpc.serve(LegacyConnection(middleware, ws, credentials, origin))
-        return ws
+        return await accept(request, LegacyConnection)
 
     async def dl(request: web.Request) -> web.StreamResponse:
         return await download(middleware, request)
@@ -104,10 +132,13 @@ class Listeners:
         await self.runner.setup()
         try:
             _claim_unix_path(self.unix_path)
-            await web.TCPSite(self.runner, server.host, server.port, reuse_address=True).start()
+            context = tls_context(server.tls_certificate, server.tls_private_key) \
+                if server.tls_certificate else None
+            await web.TCPSite(self.runner, server.host, server.port, reuse_address=True,
+                              ssl_context=context).start()
             await web.UnixSite(self.runner, self.unix_path).start()
             os.chmod(self.unix_path, 0o666)
-        except OSError as e:
+        except OSError as e:  # ssl.SSLError (bad certificate or key) included
             await self.runner.cleanup()
             if e.errno == errno.EADDRINUSE:
                 raise ListenError(f"{server.host}:{server.port} is already in use") from None

@@ -43,4 +43,77 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX vm_device_vm ON vm_device (vm)",
     )),
+    Migration(3, "accounts, API keys, VM groups, scoped grants, audit", (
+        """CREATE TABLE account_user (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL UNIQUE,
+            full_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            locked INTEGER NOT NULL DEFAULT 0,
+            builtin INTEGER NOT NULL DEFAULT 0,
+            roles TEXT NOT NULL DEFAULT '[]'
+        )""",
+        """CREATE TABLE account_group (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            builtin INTEGER NOT NULL DEFAULT 0,
+            roles TEXT NOT NULL DEFAULT '[]'
+        )""",
+        """CREATE TABLE account_membership (
+            user_id INTEGER NOT NULL REFERENCES account_user (id) ON DELETE CASCADE,
+            group_id INTEGER NOT NULL REFERENCES account_group (id) ON DELETE CASCADE,
+            PRIMARY KEY (user_id, group_id)
+        )""",
+        # root has no password until one is set (user.set_root_password); uid 0 on the unix socket
+        # is root regardless.
+        "INSERT INTO account_user (id, username, full_name, builtin, roles)"
+        " VALUES (1, 'root', 'root', 1, '[\"FULL_ADMIN\"]')",
+        "INSERT INTO account_group (name, builtin, roles) VALUES"
+        " ('builtin_administrators', 1, '[\"FULL_ADMIN\"]'),"
+        " ('builtin_readonly_administrators', 1, '[\"READONLY_ADMIN\"]')",
+        """CREATE TABLE api_key (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL REFERENCES account_user (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            salt TEXT NOT NULL, iterations INTEGER NOT NULL,
+            stored_key TEXT NOT NULL, server_key TEXT NOT NULL,
+            created_at REAL NOT NULL, expires_at REAL,
+            UNIQUE (user_id, name)
+        )""",
+        """CREATE TABLE vm_group (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            parent INTEGER REFERENCES vm_group (id) ON DELETE RESTRICT,
+            description TEXT NOT NULL DEFAULT ''
+        )""",
+        # NULL parents are distinct for UNIQUE, hence the expression index.
+        "CREATE UNIQUE INDEX vm_group_name ON vm_group (IFNULL(parent, 0), name)",
+        """CREATE TABLE vm_group_member (
+            vm INTEGER PRIMARY KEY REFERENCES vm_vm (id) ON DELETE CASCADE,
+            vm_group INTEGER NOT NULL REFERENCES vm_group (id) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE acl_grant (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER REFERENCES account_user (id) ON DELETE CASCADE,
+            group_id INTEGER REFERENCES account_group (id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            vm_group INTEGER REFERENCES vm_group (id) ON DELETE CASCADE,
+            vm INTEGER REFERENCES vm_vm (id) ON DELETE CASCADE,
+            CHECK ((user_id IS NULL) != (group_id IS NULL)),
+            CHECK ((vm_group IS NULL) != (vm IS NULL))
+        )""",
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            timestamp REAL NOT NULL,
+            event TEXT NOT NULL,
+            username TEXT,
+            origin TEXT NOT NULL,
+            session TEXT,
+            method TEXT,
+            params TEXT NOT NULL DEFAULT '[]',
+            success INTEGER NOT NULL,
+            error TEXT
+        )""",
+    )),
 )

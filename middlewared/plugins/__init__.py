@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from middlewared.plugin import Plugin
-from middlewared.plugins import core, vm
+from middlewared.plugins import account, api_key, audit, auth, core, vm, vm_device
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
     vm.PLUGIN,
+    vm_device.PLUGIN,
+    audit.PLUGIN,
+    auth.PLUGIN,
+    account.PLUGIN,
+    api_key.PLUGIN,
 )

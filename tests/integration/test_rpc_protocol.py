@@ -153,8 +153,11 @@ def _read_frames(sock: socket.socket, count: int) -> list[dict[str, object]]:
     return out
 
 
-def test_calls_in_flight_are_limited(daemon: Daemon) -> None:
-    """30 calls in one write: 20 run, the rest are refused with -32000."""
+async def test_calls_in_flight_are_limited(daemon: Daemon, unix_rpc: Rpc, vm: dict[str, object]) -> None:
+    """30 calls that really wait (core.job_wait on a stop that waits for ACPI), in one write: 20 run,
+    the rest are refused with -32000."""
+    await unix_rpc.call("vm.start", vm["id"])
+    stop_job = await unix_rpc.call("vm.stop", vm["id"], {"force_after_timeout": True})
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(daemon.socket)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -164,15 +167,27 @@ def test_calls_in_flight_are_limited(daemon: Daemon) -> None:
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
     assert b" 101 " in head
-    sock.sendall(b"".join(_frame(json.dumps({"jsonrpc": "2.0", "id": i, "method": "core.get_methods"}))
-                          for i in range(30)))
-    replies = _read_frames(sock, 30)
+    frames = [_frame(json.dumps({"jsonrpc": "2.0", "id": "opts", "method": "core.set_options",
+                                 "params": [{"legacy_jobs": False}]}))]
+    frames += [_frame(json.dumps({"jsonrpc": "2.0", "id": i, "method": "core.job_wait", "params": [stop_job]}))
+               for i in range(30)]
+    sock.sendall(b"".join(frames))
+    replies = await asyncio.to_thread(_read_frames, sock, 31)
     sock.close()
+    replies = [r for r in replies if r["id"] != "opts"]
     refused = [r for r in replies if "error" in r]
     assert len(refused) == 10
     assert all(r["error"]["code"] == -32000 for r in refused)  # type: ignore[index]
     assert "Maximum number of concurrent calls (20) has exceeded" in refused[0]["error"]["message"]  # type: ignore[index]
     assert sorted(r["id"] for r in replies) == list(range(30))  # type: ignore[type-var]
+
+
+async def test_instant_calls_pipeline_beyond_the_limit(unix_rpc: Rpc) -> None:
+    """Calls that answer at once never pile up: 64 pipelined pings all succeed."""
+    for i in range(64):
+        await unix_rpc.send({"jsonrpc": "2.0", "id": i, "method": "core.ping"})
+    replies = [await unix_rpc.receive() for _ in range(64)]
+    assert all(r.get("result") == "pong" for r in replies)
 
 
 async def test_get_methods_describes_every_method(unix_rpc: Rpc) -> None:

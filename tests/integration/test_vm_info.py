@@ -198,5 +198,7 @@ async def test_log_file_errors(unix_rpc: Rpc) -> None:
     await expect_invalid(unix_rpc, "vm.log_file_path", MISSING, errno_=errno.ENOENT)
     await expect_invalid(unix_rpc, "vm.log_file_path", None)
     await expect_invalid(unix_rpc, "vm.log_file_download", "x")
+    # Output-pipe jobs run through core.download; the job for a missing VM fails with ENOENT.
+    job_id, _ = await unix_rpc.call("core.download", "vm.log_file_download", [MISSING], "qemu.log")
     await unix_rpc.call("core.set_options", {"legacy_jobs": False})
-    await expect_invalid(unix_rpc, "vm.log_file_download", MISSING, errno_=errno.ENOENT)
+    await expect_invalid(unix_rpc, "core.job_wait", job_id, errno_=errno.ENOENT)

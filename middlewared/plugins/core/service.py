@@ -134,7 +134,7 @@ class CoreService(Service):
             raise verrors
         credentials = app.credentials if app is not None else None
         if credentials is not None:
-            self.middleware.authorize(target, credentials)
+            await self.middleware.authorize(target, credentials, args)
         validated = target.arguments.validate(args)
         kwargs = {"app": app} if target.wants_app else {}
         job = self.middleware.submit_job(target, validated, credentials, None, kwargs)
@@ -158,7 +158,7 @@ class CoreService(Service):
                                  method=method, index=index + 1, total=len(params)))
             try:
                 if app is not None:
-                    self.middleware.authorize(target, app.credentials)
+                    await self.middleware.authorize(target, app.credentials, args)
                 # Internal calls wait for jobs to finish, so value is the job's result.
                 value = await self.middleware.call_method(target, args, None)
                 results.append({"job_id": None, "result": value, "error": None})

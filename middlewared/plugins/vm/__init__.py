@@ -41,7 +41,7 @@ async def setup(middleware: "Middleware") -> None:
     service.hypervisor.listeners.append(service.on_domain_state)
     await service.hypervisor.start()
     await service._records()
-    asyncio.get_running_loop().create_task(autostart(service))
+    service.background.add(asyncio.get_running_loop().create_task(autostart(service)))
 
 
 KVM_PROBE_KEY = "vm.kvm_probe"
@@ -86,6 +86,9 @@ async def autostart(service: VMService) -> None:
 async def teardown(middleware: "Middleware") -> None:
     """Leave VMs running (they are adopted on the next start) unless configured to stop them."""
     service = vm_service(middleware)
+    for task in service.background:
+        task.cancel()
+    await asyncio.gather(*service.background, return_exceptions=True)
     if not hasattr(service, "hypervisor"):
         return
     if middleware.config.libvirt.stop_vms_on_shutdown:

@@ -38,6 +38,7 @@ API_STATES = {"RUNNING": "RUNNING", "BLOCKED": "RUNNING", "SHUTDOWN": "RUNNING",
               "PMSUSPENDED": "SUSPENDED", "SHUTOFF": "STOPPED", "CRASHED": "ERROR", "NOSTATE": "ERROR"}
 
 _aio_registered = False
+RECONNECT_GRACE = 10.0
 
 
 def _register_event_impl() -> None:
@@ -108,7 +109,13 @@ class Hypervisor:
             except libvirt.libvirtError:
                 pass
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        # Let calls under way finish while the loop still runs: a libvirt thread completing after
+        # the loop has closed would fail to hand back its result ("Event loop is closed").
         self._executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._executor.shutdown, True), 5)
+        except asyncio.TimeoutError:
+            logger.warning("libvirt calls still running at shutdown")
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,8 +152,17 @@ class Hypervisor:
 
     # -- calls ----------------------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(conn, *args) in a libvirt thread; libvirt errors become CallError."""
+        """Run fn(conn, *args) in a libvirt thread; libvirt errors become CallError.
+
+        While libvirtd is away (a restart), the call waits up to RECONNECT_GRACE seconds for it.
+        """
         conn = self.conn
+        if conn is None and not self._closing:
+            try:
+                await asyncio.wait_for(self.connected.wait(), RECONNECT_GRACE)
+            except asyncio.TimeoutError:
+                pass
+            conn = self.conn
         if conn is None:
             raise CallError(f"libvirt at {self.uri} is not reachable", errno.ECONNREFUSED)
         try:

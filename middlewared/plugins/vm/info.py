@@ -167,7 +167,7 @@ def qemu_log_path(domain_name: str) -> str:
 
 
 # -- host side -----------------------------------------------------------------------------------
-def _listening_ports() -> set[int]:
+def listening_ports() -> set[int]:
     return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr}
 
 
@@ -209,7 +209,7 @@ async def host_fact(hv: Hypervisor, name: str, fn: Callable[[libvirt.virConnect]
     return cast(T, _facts[key])
 
 
-def _capabilities(conn: libvirt.virConnect) -> str:
+def capabilities_xml(conn: libvirt.virConnect) -> str:
     return str(conn.getCapabilities())
 
 
@@ -244,7 +244,7 @@ class VMInfoMixin:
     @api_method(result=PORT_WIZARD_RESULT, roles=READ)
     async def port_wizard(self: VMHost) -> dict[str, int]:
         """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
-        used = display_ports(await self.query()) | await asyncio.to_thread(_listening_ports)
+        used = display_ports(await self.query()) | await asyncio.to_thread(listening_ports)
         used |= RESERVED_PORTS | {self.middleware.config.server.port}
         ports = pick_ports(used)
         if len(ports) < 2:
@@ -254,7 +254,7 @@ class VMInfoMixin:
     @api_method(result=MAX_VCPUS_RESULT, roles=READ)
     async def maximum_supported_vcpus(self: VMHost) -> int:
         """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
-        caps = await host_fact(self.hypervisor, "capabilities", _capabilities)
+        caps = await host_fact(self.hypervisor, "capabilities", capabilities_xml)
         limit = machine_max_cpus(caps, platform.machine())
         if limit is None:
             limit = await host_fact(self.hypervisor, "max_vcpus", _legacy_max_vcpus)
@@ -289,7 +289,7 @@ class VMInfoMixin:
     @api_method(result=ARCH_RESULT, roles=CHOICES_READ)
     async def guest_architecture_and_machine_choices(self: VMHost) -> dict[str, list[str]]:
         """Guest architectures libvirt can run here, each with its machine types."""
-        return arch_machines(await host_fact(self.hypervisor, "capabilities", _capabilities))
+        return arch_machines(await host_fact(self.hypervisor, "capabilities", capabilities_xml))
 
     @api_method(params=[VM_ID], result=DISPLAY_DEVICES_RESULT, roles=READ)
     async def get_display_devices(self: VMHost, id_: int) -> list[dict[str, Any]]:

@@ -1,13 +1,14 @@
 """vm.create/update/delete/query: VM records in SQLite, each write with its libvirt domain in one step."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
 import os
 import sqlite3
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import libvirt
 import psutil
@@ -15,13 +16,15 @@ import psutil
 from middlewared.crud import CRUDService
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm import schemas as S
-from middlewared.plugins.vm.devices_api import DeviceSupport, NoDevices
+from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, NoDevices
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 QEMU_LOG_DIR = "/var/log/libvirt/qemu"
@@ -54,6 +57,10 @@ class VMRecords(CRUDService):
     domain_type: DomainType = DomainType.QEMU
     devices: DeviceSupport = NoDevices()
     _cache: dict[int, dict[str, Any]] | None = None
+    # Stored devices by id, as of the last cache load; replaced (never emptied) so XML built from masked
+    # entries can still find the secrets (see domain_xml).
+    _raw_devices: Mapping[int, dict[str, Any]] = {}
+    _device_lock: asyncio.Lock | None = None
 
     # -- reading ---------------------------------------------------------------------------------
     async def _records(self) -> dict[int, dict[str, Any]]:
@@ -67,12 +74,18 @@ class VMRecords(CRUDService):
             for d in devs:
                 cache[d["vm"]]["devices"].append(_decode_device(d))
             self._cache = cache
+            self._raw_devices = {d["id"]: d for r in cache.values() for d in r["devices"]}
         return self._cache
+
+    async def stored_vms(self) -> dict[int, dict[str, Any]]:
+        """VM rows with their stored devices (secrets in clear: for internal use only)."""
+        return await self._records()
 
     def _entry(self, record: dict[str, Any]) -> dict[str, Any]:
         status = self.hypervisor.status(f"{record['id']}_{record['name']}")
-        return {**record, "status": status.as_dict(),
-                "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in record["devices"])}
+        devices = [self.devices.public(d) for d in record["devices"]]
+        return {**record, "devices": devices, "status": status.as_dict(),
+                "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in devices)}
 
     async def rows(self) -> list[dict[str, Any]]:
         return [self._entry(r) for r in (await self._records()).values()]
@@ -106,8 +119,16 @@ class VMRecords(CRUDService):
         )
 
     def domain_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> str:
-        """The domain XML of a VM and its devices."""
-        return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(vm, devices))
+        """The domain XML of a VM and its devices (entries with masked secrets are matched to stored rows)."""
+        stored = [self._unmasked(d) for d in devices]
+        return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(vm, stored))
+
+    def _unmasked(self, device: dict[str, Any]) -> dict[str, Any]:
+        # Callers such as vm.start hold API entries, whose secrets (display passwords) are masked.
+        raw = self._raw_devices.get(device.get("id", -1))
+        if raw is not None and self.devices.public(raw) == device:
+            return raw
+        return device
 
     # -- validation ------------------------------------------------------------------------------
     async def max_vcpus(self) -> int:
@@ -145,30 +166,56 @@ class VMRecords(CRUDService):
         finally:
             self._cache = None
 
+    async def _provisioned(self, plan: DevicePlan | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Create the plan's host resources, then run the transaction; remove them again if it fails."""
+        if plan is None:
+            result: T = await self._write(fn)
+            return result
+        await self.devices.provision(plan)
+        try:
+            result = await self._write(fn)
+        except BaseException:
+            await self.devices.unprovision(plan)
+            raise
+        return result
+
+    def _devices_lock(self) -> asyncio.Lock:
+        # One lock for every device write: MACs and display ports are unique across all VMs, so two
+        # concurrent plans must not both pick the same one.
+        if self._device_lock is None:
+            self._device_lock = asyncio.Lock()
+        return self._device_lock
+
     async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate, insert the record and its devices, and define the domain, all or nothing."""
         data = dict(data)
-        devices_in = data.pop("devices", [])
+        changes = [DeviceChange(f"vm_create.devices.{i}", d) for i, d in enumerate(data.pop("devices", []))]
         verrors = validate_vm(data, await self.host_facts(None), "vm_create")
-        rows = await self.devices.normalize(data, devices_in, "vm_create.devices", verrors)
-        verrors.check()
-        data["uuid"] = data.get("uuid") or str(uuid.uuid4())
-        conn = self._conn()
+        async with self._devices_lock():
+            plan = await self.devices.plan(data, [], changes, [], verrors)
+            verrors.check()
+            data["uuid"] = data.get("uuid") or str(uuid.uuid4())
+            conn = self._conn()
 
-        def write(db: sqlite3.Connection) -> int:
-            cols = ", ".join(VM_COLUMNS)
-            cur = db.execute(f"INSERT INTO vm_vm ({cols}) VALUES ({', '.join('?' * len(VM_COLUMNS))})",
-                             [data[c] for c in VM_COLUMNS])
-            vm_id = int(cur.lastrowid or 0)
-            stored = _insert_devices(db, vm_id, rows)
-            conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), stored))
-            return vm_id
-        vm_id = await self._write(write)
+            def write(db: sqlite3.Connection) -> int:
+                cols = ", ".join(VM_COLUMNS)
+                cur = db.execute(f"INSERT INTO vm_vm ({cols}) VALUES ({', '.join('?' * len(VM_COLUMNS))})",
+                                 [data[c] for c in VM_COLUMNS])
+                vm_id = int(cur.lastrowid or 0)
+                devices, _ = _apply_device_plan(db, vm_id, [], plan)
+                conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices))
+                return vm_id
+            vm_id = await self._provisioned(plan, write)
         return await self.get_instance(vm_id)
 
     async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         """Change fields (and reconcile devices when given), redefining the domain."""
+        async with self._devices_lock():
+            return await self._update(id_, data)
+
+    async def _update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         old = await self.get_instance(id_)
+        current = list((await self._records())[id_]["devices"])
         devices_in = data.get("devices")
         new = {**{k: old[k] for k in VM_COLUMNS}, **{k: v for k, v in data.items() if k != "devices"}}
         verrors = validate_vm(new, await self.host_facts(id_), "vm_update")
@@ -177,31 +224,81 @@ class VMRecords(CRUDService):
             verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
         plan = None
         if devices_in is not None:
-            plan = await self._device_plan(old, new, devices_in, verrors)
+            changes, remove = _reconcile(current, devices_in, verrors)
+            plan = await self.devices.plan({**new, "id": id_, "status": old["status"]}, current, changes, remove,
+                                           verrors)
         verrors.check()
+        if plan is not None:
+            plan.check_busy(old["name"])
         conn = self._conn()
         old_rec, new_rec = VMRecord.from_row(old), VMRecord.from_row({**new, "id": id_})
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
             sets = ", ".join(f"{c} = ?" for c in VM_COLUMNS)
             db.execute(f"UPDATE vm_vm SET {sets} WHERE id = ?", [new[c] for c in VM_COLUMNS] + [id_])
-            devices = _apply_device_plan(db, id_, plan) if plan is not None else old["devices"]
+            devices, stored = current, list[dict[str, Any]]()
+            if plan is not None:
+                devices, stored = self._store_devices(db, conn, old_rec, current, plan)
             if new_rec.domain_name != old_rec.domain_name:
                 _rename_domain(conn, old_rec, new_rec, self.domain_context)
             conn.defineXML(self.domain_xml(new_rec, devices))
-        await self._write(write)
+            return stored
+        stored = await self._provisioned(plan, write)
+        if plan is not None:
+            self._announce_devices(current, stored, plan.remove)
         return await self.get_instance(id_)
 
-    async def _device_plan(self, old: dict[str, Any], new: dict[str, Any], devices_in: list[dict[str, Any]],
-                           verrors: ValidationErrors) -> dict[str, Any]:
-        existing = {d["id"]: d for d in old["devices"]}
-        for index, dev in enumerate(devices_in):
-            if "id" in dev and dev["id"] not in existing:
-                verrors.add(f"vm_update.devices.{index}.id", f"VM {old['id']} has no device {dev['id']}",
-                            errno.ENOENT)
-        rows = await self.devices.normalize(new | {"id": old["id"]}, devices_in, "vm_update.devices", verrors)
-        keep = {d["id"] for d in rows if d.get("id") is not None}
-        return {"rows": rows, "remove": [i for i in existing if i not in keep]}
+    async def change_devices(self, vm_id: int, changes: Sequence[DeviceChange], remove: Sequence[int] = (), *,
+                             force: bool = False) -> list[dict[str, Any]]:
+        """Create, change and delete devices of one VM: validated, then stored with the domain redefined (and
+        live changes applied to the running domain) in one transaction. Returns the stored rows of `changes`.
+
+        The write path of vm.device.*; vm.update's reconciliation goes through the same plan and store steps.
+        """
+        async with self._devices_lock():
+            vm = await self.get_instance(vm_id)
+            current = list((await self._records())[vm_id]["devices"])
+            verrors = ValidationErrors()
+            plan = await self.devices.plan(vm, current, changes, remove, verrors, force=force)
+            verrors.check()
+            plan.check_busy(vm["name"])
+            record = VMRecord.from_row(vm)
+            conn = self._conn()
+
+            def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
+                devices, stored = self._store_devices(db, conn, record, current, plan)
+                conn.defineXML(self.domain_xml(record, devices))
+                return stored
+            result: list[dict[str, Any]] = await self._provisioned(plan, write)
+        return result
+
+    def _store_devices(self, db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord,
+                       current: list[dict[str, Any]], plan: DevicePlan
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Apply a plan's rows inside a transaction and its live changes to the running domain.
+
+        Returns (every device of the VM after the change, the stored rows of the plan)."""
+        devices, stored = _apply_device_plan(db, vm.id, current, plan)
+        if plan.live:
+            dom = conn.lookupByName(vm.domain_name)
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            for device_id in plan.live:
+                for xml in self.devices.live_xml(vm, devices, device_id):
+                    dom.updateDeviceFlags(xml, flags)
+        return devices, stored
+
+    def _announce_devices(self, before: list[dict[str, Any]], stored: list[dict[str, Any]],
+                          removed: Sequence[int]) -> None:
+        """vm.device.query events for the devices vm.update's reconciliation touched."""
+        old = {d["id"]: self.devices.public(d) for d in before}
+        for row in stored:
+            public = self.devices.public(row)
+            if row["id"] not in old:
+                self.middleware.send_event("vm.device.query", "ADDED", id=row["id"], fields=public)
+            elif old[row["id"]] != public:
+                self.middleware.send_event("vm.device.query", "CHANGED", id=row["id"], fields=public)
+        for device_id in removed:
+            self.middleware.send_event("vm.device.query", "REMOVED", id=device_id)
 
     async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Remove the record, its domain and NVRAM, and (zvols) its DISK volumes."""
@@ -224,28 +321,50 @@ class VMRecords(CRUDService):
         return True
 
 
-def _insert_devices(db: sqlite3.Connection, vm_id: int, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        cur = db.execute('INSERT INTO vm_device (vm, dtype, attributes, "order") VALUES (?, ?, ?, ?)',
-                         (vm_id, row["attributes"]["dtype"], json.dumps(row["attributes"]), row.get("order")))
-        out.append({**row, "id": cur.lastrowid, "vm": vm_id})
-    return sorted(out, key=lambda d: (d.get("order") is None, d.get("order") or 0, d["id"]))
+def _device_order(device: Mapping[str, Any]) -> tuple[bool, int, int]:
+    # The device order everywhere: `order` (unset last), then id.
+    return device.get("order") is None, device.get("order") or 0, device["id"]
 
 
-def _apply_device_plan(db: sqlite3.Connection, vm_id: int, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    for device_id in plan["remove"]:
-        db.execute("DELETE FROM vm_device WHERE id = ? AND vm = ?", (device_id, vm_id))
-    new_rows, out = [], []
-    for row in plan["rows"]:
-        if row.get("id") is None:
-            new_rows.append(row)
+def _reconcile(current: Sequence[dict[str, Any]], devices_in: Sequence[dict[str, Any]],
+               verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
+    """vm.update's devices: entries with an id change that device, without one create a device, and
+    stored devices left out are removed."""
+    existing = {d["id"] for d in current}
+    changes, seen = [], set()
+    for index, dev in enumerate(devices_in):
+        attribute = f"vm_update.devices.{index}"
+        device_id = dev.get("id")
+        if device_id is not None and device_id not in existing:
+            verrors.add(f"{attribute}.id", f"This VM has no device {device_id}", errno.ENOENT)
             continue
-        db.execute('UPDATE vm_device SET dtype = ?, attributes = ?, "order" = ? WHERE id = ? AND vm = ?',
-                   (row["attributes"]["dtype"], json.dumps(row["attributes"]), row.get("order"), row["id"], vm_id))
-        out.append({**row, "vm": vm_id})
-    out.extend(_insert_devices(db, vm_id, new_rows))
-    return sorted(out, key=lambda d: (d.get("order") is None, d.get("order") or 0, d["id"]))
+        if device_id is not None and device_id in seen:
+            verrors.add(f"{attribute}.id", f"Device {device_id} is listed twice", errno.EINVAL)
+            continue
+        seen.add(device_id)
+        changes.append(DeviceChange(attribute, dev))
+    return changes, [i for i in sorted(existing) if i not in seen]
+
+
+def _apply_device_plan(db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Store a plan's rows and deletions; return (all devices of the VM in order, the stored rows)."""
+    for device_id in plan.remove:
+        db.execute("DELETE FROM vm_device WHERE id = ? AND vm = ?", (device_id, vm_id))
+    stored = []
+    for row in plan.rows:
+        values = (row["attributes"]["dtype"], json.dumps(row["attributes"]), row.get("order"))
+        if row.get("id") is None:
+            cur = db.execute('INSERT INTO vm_device (dtype, attributes, "order", vm) VALUES (?, ?, ?, ?)',
+                             (*values, vm_id))
+            stored.append({**row, "id": cur.lastrowid, "vm": vm_id})
+        else:
+            db.execute('UPDATE vm_device SET dtype = ?, attributes = ?, "order" = ? WHERE id = ? AND vm = ?',
+                       (*values, row["id"], vm_id))
+            stored.append({**row, "vm": vm_id})
+    replaced = set(plan.remove) | {row["id"] for row in stored}
+    devices = [d for d in current if d["id"] not in replaced] + stored
+    return sorted(devices, key=_device_order), stored
 
 
 def _destroy(conn: libvirt.virConnect, name: str) -> None:

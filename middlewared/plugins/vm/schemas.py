@@ -68,6 +68,8 @@ DEVICES_INPUT: dict[str, Any] = {
     "items": {"type": "object", "description": "A device: {id?, attributes: {dtype, ...}, order?}.",
               "properties": {
                   "id": {"type": "integer", "description": "Id of an existing device of this VM."},
+                  "vm": {"type": "integer", "description": "The VM the device belongs to, as query entries "
+                                                           "carry it (devices stay with this VM)."},
                   "attributes": {"type": "object", "description": "Device attributes, with dtype."},
                   "order": {"type": ["integer", "null"], "description": "Boot and device order."}},
               "required": ["attributes"], "additionalProperties": False},

@@ -1,17 +1,29 @@
 """The vm service, composed of its parts: records, lifecycle, host information, memory, clone."""
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from middlewared.plugins.vm.clone import VMCloneMixin
+from middlewared.plugins.vm.console import VMConsoleMixin
 from middlewared.plugins.vm.info import VMInfoMixin
 from middlewared.plugins.vm.lifecycle import VMLifecycleMixin
 from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.records import VMRecords
 
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
 
-class VMService(VMLifecycleMixin, VMInfoMixin, VMMemoryMixin, VMCloneMixin, VMRecords):
+
+class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VMCloneMixin, VMRecords):
     """vm.*: virtual machines."""
 
     namespace = "vm"
+
+    def __init__(self, middleware: "Middleware") -> None:
+        super().__init__(middleware)
+        # Tasks the plugin runs beside the API (autostart), cancelled at teardown.
+        self.background: set[asyncio.Task[None]] = set()
 
     async def max_vcpus(self) -> int:
         """Validation and vm.maximum_supported_vcpus agree on the limit."""

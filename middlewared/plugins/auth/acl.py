@@ -1,0 +1,173 @@
+"""vm_group.* (a tree of VM groups and their VMs) and acl.* (roles granted on a VM group or one VM)."""
+from __future__ import annotations
+
+import errno
+import sqlite3
+from typing import Any, Callable
+
+from middlewared import roles as roles_
+from middlewared.crud import CRUDService
+from middlewared.errors import ValidationErrors
+from middlewared.plugins.auth.login import refresh_sessions
+from middlewared.plugins.auth.scope import policy
+
+_ID_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
+
+VM_GROUP_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 120, "description": "Name, unique among siblings."},
+    "parent": {**_ID_OR_NULL, "description": "Parent VM group id (null: a top-level group)."},
+    "description": {"type": "string", "description": "Free text."},
+    "vms": {"type": "array", "items": {"type": "integer", "description": "A VM id."}, "uniqueItems": True,
+            "description": "VMs in this group (a VM is in one group at most: listing it here moves it)."},
+}
+ACL_FIELDS: dict[str, Any] = {
+    "user": {**_ID_OR_NULL, "description": "The user granted the role (or null with group)."},
+    "group": {**_ID_OR_NULL, "description": "The account group granted the role (or null with user)."},
+    "role": {"type": "string", "enum": sorted(roles_.SCOPABLE), "description": "The role (with what it includes)."},
+    "vm_group": {**_ID_OR_NULL, "description": "Scope: this VM group and its descendants (or null with vm)."},
+    "vm": {**_ID_OR_NULL, "description": "Scope: this one VM (or null with vm_group)."},
+}
+
+
+def _entry(fields: dict[str, Any], what: str) -> dict[str, Any]:
+    return {"title": "entry", "type": "object", "description": what,
+            "properties": {"id": {"type": "integer", "description": "Id."}, **fields}}
+
+
+class AccessCRUD(CRUDService):
+    """Records that decide who may do what (accounts, groups, grants, VM groups).
+
+    Every write is one transaction, with database refusals (foreign keys, uniqueness) reported as
+    validation errors; then the scope index is reloaded and live sessions get their new credentials.
+    """
+
+    role_prefix = "ACCOUNT"
+    table: str  # the table do_delete removes rows from
+
+    async def write(self, fn: Callable[[sqlite3.Connection], Any], attribute: str) -> Any:
+        ds = self.middleware.datastore
+        assert ds is not None
+        try:
+            result = await ds.transaction(fn)
+        except sqlite3.IntegrityError as e:
+            verrors = ValidationErrors()
+            verrors.add(attribute, f"Refused by the database: {e}", errno.EINVAL)
+            raise verrors from None
+        await policy(self.middleware).index.load(self.middleware)
+        await refresh_sessions(self.middleware)
+        return result
+
+    async def do_delete(self, id_: int, *args: Any) -> bool:
+        await self.get_instance(id_)
+        table = self.table
+        await self.write(lambda db: db.execute(f"DELETE FROM {table} WHERE id = ?", (id_,)), f"{self.namespace}.id")
+        return True
+
+
+class VMGroupService(AccessCRUD):
+    """VM groups: a tree; grants on a group apply to its VMs and to every group below it."""
+
+    namespace = "vm_group"
+    verbose_name = "VM group"
+    table = "vm_group"
+    entry_schema = _entry(VM_GROUP_FIELDS, "A VM group.")
+    create_schema = {"type": "object", "additionalProperties": False, "required": ["name"],
+                     "description": "The new VM group.", "properties": VM_GROUP_FIELDS}
+    update_schema = {"type": "object", "additionalProperties": False, "description": "Fields to change.",
+                     "properties": VM_GROUP_FIELDS}
+
+    async def rows(self) -> list[dict[str, Any]]:
+        ds = self.middleware.datastore
+        assert ds is not None
+        groups = await ds.fetchall("SELECT * FROM vm_group ORDER BY id")
+        members = await ds.fetchall("SELECT vm, vm_group FROM vm_group_member ORDER BY vm")
+        return [{**g, "vms": [m["vm"] for m in members if m["vm_group"] == g["id"]]} for g in groups]
+
+    async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
+        def insert(db: sqlite3.Connection) -> int:
+            cur = db.execute("INSERT INTO vm_group (name, parent, description) VALUES (?, ?, ?)",
+                             (data["name"], data.get("parent"), data.get("description", "")))
+            group_id = int(cur.lastrowid or 0)
+            _set_members(db, group_id, data.get("vms", []))
+            return group_id
+        return await self.get_instance(await self.write(insert, "vm_group_create"))
+
+    async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        old = await self.get_instance(id_)
+        new = {**old, **data}
+        if new["parent"] is not None and id_ in self._ancestors(new["parent"], await self.rows()):
+            verrors = ValidationErrors()
+            verrors.add("vm_group_update.parent", "A group cannot be placed below itself", errno.EINVAL)
+            raise verrors
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE vm_group SET name = ?, parent = ?, description = ? WHERE id = ?",
+                       (new["name"], new["parent"], new["description"], id_))
+            if "vms" in data:
+                db.execute("DELETE FROM vm_group_member WHERE vm_group = ?", (id_,))
+                _set_members(db, id_, data["vms"])
+        await self.write(update, "vm_group_update")
+        return await self.get_instance(id_)
+
+    @staticmethod
+    def _ancestors(group_id: int, rows: list[dict[str, Any]]) -> set[int]:
+        parents = {r["id"]: r["parent"] for r in rows}
+        out: set[int] = set()
+        current: int | None = group_id
+        while current is not None and current not in out:
+            out.add(current)
+            current = parents.get(current)
+        return out
+
+
+def _set_members(db: sqlite3.Connection, group_id: int, vms: list[int]) -> None:
+    for vm in vms:
+        db.execute("INSERT OR REPLACE INTO vm_group_member (vm, vm_group) VALUES (?, ?)", (vm, group_id))
+
+
+class ACLService(AccessCRUD):
+    """Grants of one scopable role to a user or account group, on a VM group (and below) or on one VM."""
+
+    namespace = "acl"
+    verbose_name = "Grant"
+    table = "acl_grant"
+    entry_schema = _entry(ACL_FIELDS, "A scoped grant.")
+    create_schema = {"type": "object", "additionalProperties": False, "required": ["role"],
+                     "description": "The new grant: one of user/group, one of vm_group/vm.",
+                     "properties": ACL_FIELDS}
+    update_schema = {"type": "object", "additionalProperties": False, "description": "Fields to change.",
+                     "properties": ACL_FIELDS}
+
+    async def rows(self) -> list[dict[str, Any]]:
+        ds = self.middleware.datastore
+        assert ds is not None
+        return [{"id": r["id"], "user": r["user_id"], "group": r["group_id"], "role": r["role"],
+                 "vm_group": r["vm_group"], "vm": r["vm"]}
+                for r in await ds.fetchall("SELECT * FROM acl_grant ORDER BY id")]
+
+    def _check(self, data: dict[str, Any], schema: str) -> None:
+        verrors = ValidationErrors()
+        if (data.get("user") is None) == (data.get("group") is None):
+            verrors.add(f"{schema}.user", "Name exactly one of user and group", errno.EINVAL)
+        if (data.get("vm_group") is None) == (data.get("vm") is None):
+            verrors.add(f"{schema}.vm_group", "Name exactly one of vm_group and vm", errno.EINVAL)
+        verrors.check()
+
+    async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._check(data, "acl_create")
+        values = (data.get("user"), data.get("group"), data["role"], data.get("vm_group"), data.get("vm"))
+
+        def insert(db: sqlite3.Connection) -> int:
+            cur = db.execute("INSERT INTO acl_grant (user_id, group_id, role, vm_group, vm) VALUES (?, ?, ?, ?, ?)",
+                             values)
+            return int(cur.lastrowid or 0)
+        return await self.get_instance(await self.write(insert, "acl_create"))
+
+    async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        new = {**await self.get_instance(id_), **data}
+        self._check(new, "acl_update")
+        values = (new["user"], new["group"], new["role"], new["vm_group"], new["vm"], id_)
+        await self.write(lambda db: db.execute("UPDATE acl_grant SET user_id = ?, group_id = ?, role = ?,"
+                                               " vm_group = ?, vm = ? WHERE id = ?", values), "acl_update")
+        return await self.get_instance(id_)
+

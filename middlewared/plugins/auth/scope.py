@@ -1,0 +1,174 @@
+"""Grants scoped to VM groups (a tree) or single VMs, and the access policy that applies them.
+
+Model: ``vm_group`` rows form a tree (``parent``); a VM belongs to at most one group (``vm_group_member``);
+``acl_grant`` gives a user or an account group one scopable role on a VM group or on one VM. A grant on a
+group covers every VM of that group and of its descendants. Global roles (user and group ``roles``) still
+apply everywhere; scoped grants only widen access on the VMs they cover.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence, TypeGuard
+
+from middlewared import roles as roles_
+from middlewared.credentials import Credentials, ScopedGrant
+from middlewared.plugin import EventSpec
+from middlewared.plugins.auth.limits import FailureThrottle, RateLimiter
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Connection, Method, Middleware
+
+# Namespaces whose records belong to VMs. A method of these whose first argument is an integer takes
+# the id of one record; for vm.device a first argument object names its VM in "vm".
+SCOPED_NAMESPACES = ("vm", "vm.device")
+# Unauthenticated methods the rate limit leaves alone (clients call it first on every connection).
+UNLIMITED = frozenset({"core.set_options"})
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """One acl_grant row."""
+
+    user_id: int | None
+    group_id: int | None
+    role: str
+    scope_type: str
+    scope_id: int
+
+
+class ScopeIndex:
+    """The VM group tree, VM memberships and grants, in memory (reloaded after every change)."""
+
+    def __init__(self) -> None:
+        self.parents: dict[int, int | None] = {}
+        self.vm_group_of: dict[int, int] = {}
+        self.grants: list[GrantRow] = []
+        self.device_vm: dict[int, int] = {}
+
+    async def load(self, middleware: "Middleware") -> None:
+        """Read the three tables."""
+        ds = middleware.datastore
+        assert ds is not None
+        self.parents = {r["id"]: r["parent"] for r in await ds.fetchall("SELECT id, parent FROM vm_group")}
+        self.vm_group_of = {r["vm"]: r["vm_group"]
+                            for r in await ds.fetchall("SELECT vm, vm_group FROM vm_group_member")}
+        self.grants = [GrantRow(r["user_id"], r["group_id"], r["role"], "VM_GROUP" if r["vm_group"] else "VM",
+                                r["vm_group"] or r["vm"]) for r in await ds.fetchall("SELECT * FROM acl_grant")]
+
+    def grants_for(self, user_id: int, group_ids: Sequence[int]) -> tuple[ScopedGrant, ...]:
+        """The scoped grants of a user, direct and through its account groups."""
+        return tuple(ScopedGrant(roles_.expand([g.role]), g.scope_type, g.scope_id) for g in self.grants
+                     if g.user_id == user_id or (g.group_id is not None and g.group_id in group_ids))
+
+    def roles_on_vm(self, credentials: Credentials, vm_id: int) -> frozenset[str]:
+        """Roles credentials hold on one VM through their scoped grants (its group and the group's ancestors)."""
+        scopes = {("VM", vm_id)}
+        group = self.vm_group_of.get(vm_id)
+        while group is not None and ("VM_GROUP", group) not in scopes:
+            scopes.add(("VM_GROUP", group))
+            group = self.parents.get(group)
+        out: frozenset[str] = frozenset()
+        for grant in credentials.grants:
+            if (grant.scope_type, grant.scope_id) in scopes:
+                out |= grant.roles
+        return out
+
+
+class ScopePolicy:
+    """The middleware's AccessPolicy: scoped grants, per-VM checks, and unauthenticated-call limits."""
+
+    def __init__(self, middleware: "Middleware") -> None:
+        self.middleware = middleware
+        self.index = ScopeIndex()
+        auth = middleware.config.auth
+        self.limiter = RateLimiter(auth.rate_limit_calls, auth.rate_limit_period)
+        self.failures = FailureThrottle(auth.failed_login_delay)
+
+    async def allows(self, method: "Method", credentials: Credentials, params: Sequence[Any]) -> bool:
+        """Scoped roles allow a call on VMs they cover; without a VM argument, only reading calls."""
+        scoped = credentials.scoped_roles()
+        required = method.spec.roles
+        if not roles_.allows(scoped, required):
+            return False
+        targets = await self._targets(method, params)
+        if targets is None:
+            # Host facts, filtered queries and core.*: the role must be a reading one.
+            return any(r in scoped and r.endswith("_READ") for r in required)
+        return bool(targets) and all(roles_.allows(self.index.roles_on_vm(credentials, vm), required)
+                                     for vm in targets)
+
+    async def _targets(self, method: "Method", params: Sequence[Any]) -> list[int] | None:
+        """The VMs a call acts on; None when it takes no record; [] when they cannot be told."""
+        namespace = method.name.rpartition(".")[0]
+        if namespace not in SCOPED_NAMESPACES:
+            return None
+        args = method.arguments.args
+        first = args[0].schema.get("type") if args else None
+        value = params[0] if params else None
+        if first == "integer":
+            if not _is_id(value):
+                return []
+            vm = value if namespace == "vm" else await self._device_vm(value)
+            targets = [] if vm is None else [vm]
+            moved = params[1].get("vm") if len(params) > 1 and isinstance(params[1], dict) else None
+            return targets + [moved] if _is_id(moved) and targets else targets
+        if namespace == "vm.device" and isinstance(value, dict) and "vm" in value:
+            return [value["vm"]] if _is_id(value["vm"]) else []
+        return None
+
+    async def _device_vm(self, device_id: int) -> int | None:
+        if device_id not in self.index.device_vm:
+            ds = self.middleware.datastore
+            assert ds is not None
+            rows = await ds.fetchall("SELECT vm FROM vm_device WHERE id = ?", (device_id,))
+            if not rows:
+                return None
+            self.index.device_vm[device_id] = rows[0]["vm"]
+        return self.index.device_vm[device_id]
+
+    def can_subscribe(self, event: EventSpec, credentials: Credentials) -> bool:
+        """Events of VM collections go to scoped readers, filtered per VM by visible()."""
+        return event.name.rpartition(".")[0] in SCOPED_NAMESPACES and \
+            any(r.endswith("_READ") and r in credentials.scoped_roles() for r in event.roles)
+
+    def visible(self, collection: str, row: dict[str, Any], credentials: Credentials) -> bool:
+        """A VM or device record (or its event payload) is visible with the collection's role on its VM."""
+        event = self.middleware.events.get(collection)
+        vm = self._row_vm(collection, row)
+        if event is None or vm is None:
+            return False
+        return roles_.allows(self.index.roles_on_vm(credentials, vm), event.roles)
+
+    def _row_vm(self, collection: str, row: dict[str, Any]) -> int | None:
+        if collection == "vm.query":
+            vm = row.get("id")
+            return vm if _is_id(vm) else None
+        if collection == "vm.device.query":
+            fields = row.get("fields") if "msg" in row else row
+            vm = fields.get("vm") if isinstance(fields, dict) else None
+            if _is_id(row.get("id")) and _is_id(vm):
+                self.index.device_vm[row["id"]] = vm
+            return vm if _is_id(vm) else self.index.device_vm.get(row.get("id", -1))
+        return None
+
+    async def throttle(self, method: "Method", app: "Connection") -> None:
+        """Unauthenticated calls: 20 per 60 s per address and method (configurable), then EBUSY."""
+        if method.name not in UNLIMITED:
+            await self.limiter.check(f"{app.address}|{method.name}")
+
+
+def _is_id(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def policy(middleware: "Middleware") -> ScopePolicy:
+    """The auth plugin's policy instance."""
+    assert isinstance(middleware.policy, ScopePolicy), "the auth plugin is not set up"
+    return middleware.policy
+
+
+def decode_roles(text: str) -> list[str]:
+    """A roles column (JSON list)."""
+    value = json.loads(text or "[]")
+    return [str(v) for v in value] if isinstance(value, list) else []

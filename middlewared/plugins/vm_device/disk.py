@@ -1,0 +1,116 @@
+"""DISK: a volume of a libvirt storage pool ("zvol_name" "<pool>/<volume>"), created on request."""
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any, Mapping
+
+from lxml import etree
+
+from middlewared.plugins.vm_device.model import Proposal, Slot
+from middlewared.plugins.vm_device.paths import reachability_error
+from middlewared.plugins.vm_device.resources import CreateVolume
+from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.host import Host
+    from middlewared.plugins.vm_device.planning import Check
+
+# "<pool>/<volume>": libvirt pool and volume names.
+ZVOL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*/[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
+
+
+class Disk(StorageDevice):
+    """A block-style disk backed by a storage volume (a zvol upstream; any libvirt pool here)."""
+
+    dtype = "DISK"
+    description = "A disk backed by a volume of a libvirt storage pool."
+    properties = {
+        "path": {**PATH, "type": ["string", "null"], "default": None,
+                 "description": "Path of an existing volume (see vm.device.disk_choices); filled in from "
+                                "zvol_name otherwise."},
+        **STORAGE_PROPERTIES,
+        "create_zvol": {"type": "boolean", "default": False,
+                        "description": "Create the volume zvol_name of zvol_volsize bytes (stored as false "
+                                       "once created)."},
+        "zvol_name": {"type": ["string", "null"], "default": None, "pattern": ZVOL_NAME,
+                      "description": "The volume as \"<pool>/<volume>\": to create, or an existing one."},
+        "zvol_volsize": {"type": ["integer", "null"], "default": None, "minimum": 1,
+                         "description": "Size in bytes of the volume to create (with create_zvol)."},
+    }
+
+    def merge(self, old: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        # Asking for a new volume replaces the old one's references.
+        if given.get("create_zvol"):
+            old = {k: v for k, v in old.items() if k not in ("path", "zvol_name")}
+        return super().merge(old, given)
+
+    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+        a = dict(p.attributes)
+        if a["create_zvol"]:
+            await self._new_volume(p, check, a)
+        else:
+            await self._existing_volume(p, check, a)
+        a.update(create_zvol=False, zvol_volsize=None)
+        self.check_storage(p, check, a)
+        return a
+
+    async def _new_volume(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+        for key in ("zvol_name", "zvol_volsize"):
+            if a[key] is None:
+                check.error(p, key, "This field is required.")
+        if a["path"] is not None:
+            check.error(p, "path", "Must not be specified when creating zvol")
+        if a["zvol_name"] is None or a["zvol_volsize"] is None:
+            return
+        pool_name, _, name = a["zvol_name"].partition("/")
+        if not await check.host.pool_active(pool_name):
+            check.error(p, "zvol_name", f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
+        elif await check.host.volume(a["zvol_name"]) is not None:
+            check.error(p, "zvol_name", f"'{a['zvol_name']}' already exists.", errno.EEXIST)
+        elif self._created_twice(check, a["zvol_name"]):
+            check.error(p, "zvol_name", f"'{a['zvol_name']}' is created twice", errno.EEXIST)
+        else:
+            check.add_action(CreateVolume(pool_name, name, a["zvol_volsize"], a))
+
+    @staticmethod
+    def _created_twice(check: "Check", zvol_name: str) -> bool:
+        return any(isinstance(x, CreateVolume) and f"{x.pool}/{x.name}" == zvol_name for x in check.actions)
+
+    async def _existing_volume(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+        if a["zvol_volsize"] is not None:
+            check.error(p, "zvol_volsize", 'This field should not be specified when "create_zvol" is unset.')
+        if not a["path"] and not a["zvol_name"]:
+            check.error(p, "path", "Disk path is required.")
+            return
+        by_name = await check.host.volume(a["zvol_name"]) if a["zvol_name"] else None
+        by_path = await check.host.volume_at(a["path"]) if a["path"] else None
+        if a["zvol_name"] and by_name is None:
+            check.error(p, "zvol_name", "Volume referenced by zvol_name does not exist", errno.ENOENT)
+        if a["path"] and by_path is None:
+            check.error(p, "path", "Path does not reference a volume of an active storage pool", errno.ENOENT)
+        if by_name and by_path and by_name != by_path:
+            check.error(p, "path", f"Path is volume {by_path.zvol_name}, not {by_name.zvol_name}")
+        volume = by_name or by_path
+        if volume is None:
+            return
+        a.update(path=volume.path, zvol_name=volume.zvol_name)
+        if any(d.get("zvol_name") == volume.zvol_name for d in check.elsewhere if d.get("dtype") == "DISK"):
+            check.error(p, "zvol_name", f"Volume {volume.zvol_name} is already a disk of another VM", errno.EBUSY)
+        problem = reachability_error(volume.path, await check.host.qemu_user())
+        if problem:
+            check.error(p, "path", problem, errno.EACCES)
+
+    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+        # type='volume' lets libvirt resolve the pool's storage (file, block device, zvol) at start.
+        pool_name, _, volume = str(attributes["zvol_name"]).partition("/")
+        return [self.storage_xml("volume", {"pool": pool_name, "volume": volume}, attributes, slot)]
+
+    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
+        volume = await host.volume(attributes["zvol_name"])
+        if volume is None:
+            return [f"volume {attributes['zvol_name']} does not exist"]
+        problem = reachability_error(volume.path, await host.qemu_user())
+        return [problem] if problem else []
+
+    def identity(self, attributes: Mapping[str, Any]) -> str:
+        return str(attributes.get("zvol_name") or attributes.get("path") or "")

@@ -1,0 +1,153 @@
+"""DISPLAY: a SPICE or VNC server for the guest screen, on ports chosen once from 5900 up."""
+from __future__ import annotations
+
+import enum
+import errno
+from typing import TYPE_CHECKING, Any, Mapping
+
+from lxml import etree
+
+from middlewared.plugins.vm.info import FIRST_DISPLAY_PORT, LAST_PORT, RESERVED_PORTS, pick_ports
+from middlewared.plugins.vm.schemas import RESOLUTIONS
+from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.model import MASK, Proposal, Slot
+from middlewared.plugins.vm_device.xml import sub
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.host import Host
+    from middlewared.plugins.vm_device.planning import Check
+
+PORT_KEYS = ("port", "web_port")
+# VNC's authentication (DES challenge) uses at most 8 password characters; libvirt refuses longer ones.
+VNC_PASSWORD_MAX = 8
+
+
+class DisplayType(enum.StrEnum):
+    """The remote display protocol; the lower-cased value is libvirt's `<graphics type>`."""
+
+    SPICE = "SPICE"
+    VNC = "VNC"
+
+
+def _port(description: str) -> dict[str, Any]:
+    return {"type": ["integer", "null"], "default": None, "minimum": 1, "maximum": LAST_PORT,
+            "description": description}
+
+
+def spice_endpoint(attributes: Mapping[str, Any]) -> tuple[str, int]:
+    """Where a SPICE display's server listens, as a local client reaches it (for the web console bridge)."""
+    bind = str(attributes["bind"])
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind, bind)
+    return host, int(attributes["port"])
+
+
+def display_ports(attributes: Mapping[str, Any]) -> set[int]:
+    """The ports a display device holds."""
+    return {attributes[k] for k in PORT_KEYS if attributes.get(k) is not None}
+
+
+class Display(DeviceType):
+    """A remote display (with the VM's video card and tablet when it is the first one)."""
+
+    dtype = "DISPLAY"
+    description = "A SPICE or VNC display server."
+    properties = {
+        "type": {"type": "string", "enum": [t.value for t in DisplayType], "default": "SPICE",
+                 "description": "Protocol: SPICE, or VNC."},
+        "resolution": {"type": "string", "enum": RESOLUTIONS, "default": "1024x768",
+                       "description": "Screen resolution of the video card."},
+        "port": _port("TCP port of the display server; chosen from 5900 up when null."),
+        "web_port": _port("Port reserved for the web client; chosen from 5900 up when null."),
+        "bind": {"type": "string", "default": "127.0.0.1",
+                 "description": "Address the server listens on (see vm.device.bind_choices)."},
+        "wait": {"type": "boolean", "default": False, "description": "Kept for compatibility (unused, as upstream)."},
+        "password": {"type": ["string", "null"], "default": None,
+                     "description": "Password clients must give (none when null or empty); readers see it "
+                                    "masked, and the mask sent back keeps it."},
+        "web": {"type": "boolean", "default": True, "description": "Offer the web (SPICE HTML5) client."},
+    }
+
+    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+        a = dict(p.attributes)
+        kind = DisplayType(a["type"])
+        if any(s.get("type", "SPICE") == kind for s in check.siblings("DISPLAY")):
+            check.error(p, "type", f"Only one {kind} Display device is supported")
+        if kind is DisplayType.VNC:
+            if a["web"]:
+                check.error(p, "web", "Web access is not supported for VNC display devices, please use SPICE "
+                                      "instead")
+            if a["password"] and len(a["password"]) > VNC_PASSWORD_MAX:
+                check.error(p, "password", "Password for VNC display devices must be 8 characters or less")
+        if a["bind"] not in await check.host.bind_addresses():
+            check.error(p, "bind", "Requested bind address is not valid", errno.EADDRNOTAVAIL)
+        await self._ports(p, check, a)
+        return a
+
+    async def _ports(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+        taken = set().union(*(display_ports(d) for d in check.everywhere("DISPLAY")))
+        listening = await check.host.listening_ports()
+        old = p.old or {}
+        for key in PORT_KEYS:
+            port = a[key]
+            if port is None:
+                continue
+            if not FIRST_DISPLAY_PORT <= port <= LAST_PORT:
+                check.error(p, key, "Specified port must be between 5900 and 65535, inclusive")
+            elif port in taken:
+                check.error(p, key, f"Specified display port({port}) is already in use by another Display device",
+                            errno.EADDRINUSE)
+            elif port in RESERVED_PORTS or (port in listening and port != old.get(key)):
+                check.error(p, key, f"Port {port} is being used by another process", errno.EADDRINUSE)
+        if a["port"] is not None and a["port"] == a["web_port"]:
+            check.error(p, "web_port", "The web port must differ from the display port")
+        missing = [k for k in PORT_KEYS if a[k] is None]
+        if not missing:
+            return
+        free = pick_ports(taken | listening | RESERVED_PORTS | display_ports(a), len(missing))
+        if len(free) < len(missing):
+            check.error(p, missing[0], "No free ports left for a display device", errno.EADDRINUSE)
+            return
+        a.update(zip(missing, free))
+
+    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+        kind = DisplayType(attributes["type"])
+        graphics = etree.Element("graphics", type=kind.lower(), port=str(attributes["port"]), autoport="no")
+        if attributes["password"]:
+            graphics.set("passwd", attributes["password"])
+        sub(graphics, "listen", type="address", address=attributes["bind"])
+        out = [graphics]
+        if kind is DisplayType.SPICE:
+            # The SPICE agent channel: clipboard sharing and resizing the guest screen to the client window.
+            channel = etree.Element("channel", type="spicevmc")
+            sub(channel, "target", type="virtio", name="com.redhat.spice.0")
+            out.append(channel)
+        if slot.primary_display:
+            out.extend(self._video(attributes))
+        return out
+
+    @staticmethod
+    def _video(attributes: Mapping[str, Any]) -> list[etree._Element]:
+        # One video card, shared by every display of the VM, at the first display's resolution.
+        width, height = str(attributes["resolution"]).split("x")
+        video = etree.Element("video")
+        model = sub(video, "model", type="qxl", ram="131072", vram="65536", vgamem="16384", heads="1",
+                    primary="yes")
+        sub(model, "resolution", x=width, y=height)
+        # An absolute pointer: the guest cursor follows the client's without grabbing it.
+        tablet = etree.Element("input", type="tablet", bus="usb")
+        return [video, tablet]
+
+    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
+        problems = []
+        busy = sorted(display_ports(attributes) & await host.listening_ports())
+        if busy:
+            problems.append(f"port {', '.join(map(str, busy))} is taken by another process")
+        if attributes["bind"] not in await host.bind_addresses():
+            problems.append(f"the host has no address {attributes['bind']}")
+        return problems
+
+    def identity(self, attributes: Mapping[str, Any]) -> str:
+        return f"{attributes.get('type')} {attributes.get('bind')}:{attributes.get('port')}"
+
+    def public(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        return {**attributes, "password": MASK} if attributes.get("password") else dict(attributes)

@@ -1,0 +1,135 @@
+"""NIC: an E1000 or VIRTIO network card on a host bridge, another host interface (macvtap) or a libvirt
+network; its MAC is chosen once, at creation."""
+from __future__ import annotations
+
+import enum
+import errno
+import re
+import secrets
+from typing import TYPE_CHECKING, Any, Mapping
+
+from lxml import etree
+
+from middlewared.plugins.vm.info import format_mac
+from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.model import NicKind, Proposal, Slot
+from middlewared.plugins.vm_device.xml import sub
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.host import Host
+    from middlewared.plugins.vm_device.planning import Check
+
+MAC_PATTERN = r"^([0-9A-Fa-f]{2}[:-]?){5}([0-9A-Fa-f]{2})$"
+_HEX = re.compile(r"[0-9a-f]{2}")
+
+
+class NicModel(enum.StrEnum):
+    """The card the guest sees; the lower-cased value is libvirt's `<model type>`."""
+
+    E1000 = "E1000"
+    VIRTIO = "VIRTIO"
+
+
+def canonical_mac(mac: str) -> str:
+    """"00:a0:98:12:34:56" for any accepted spelling (upper case, dashes, no separators)."""
+    return ":".join(_HEX.findall(mac.lower().replace(":", "").replace("-", "")))
+
+
+def mac_problem(mac: str) -> str | None:
+    """Why a (canonical) MAC cannot be a NIC's address."""
+    first = int(mac[:2], 16)
+    if first & 1:
+        return "MAC address must be unicast (the lowest bit of the first octet must be 0)"
+    if mac == "00:00:00:00:00:00":
+        return "MAC address must not be all zeros"
+    return None
+
+
+class Nic(DeviceType):
+    """A network card."""
+
+    dtype = "NIC"
+    description = "A network card attached to a host bridge, another host interface (macvtap) or a libvirt network."
+    properties = {
+        "type": {"type": "string", "enum": [m.value for m in NicModel], "default": "E1000",
+                 "description": "Card model: E1000 (Intel, any guest) or VIRTIO (paravirtual)."},
+        "nic_attach": {"type": ["string", "null"], "default": None, "minLength": 1,
+                       "description": "Host bridge, other host interface (macvtap, mode bridge) or libvirt "
+                                      "network (see vm.device.nic_attach_choices); null: the interface of the "
+                                      "IPv4 default route."},
+        "mac": {"type": ["string", "null"], "default": None, "pattern": MAC_PATTERN,
+                "description": "MAC address; generated (00:a0:98:xx:xx:xx) when null and then kept."},
+        "trust_guest_rx_filters": {"type": "boolean", "default": False,
+                                   "description": "Let the guest change its MAC and multicast filters "
+                                                  "(VIRTIO on a macvtap interface only)."},
+    }
+
+    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+        a = dict(p.attributes)
+        networks = await check.host.networks()
+        name = a["nic_attach"] or networks.default_interface
+        kind = networks.kind(name) if name else None
+        if a["nic_attach"] and kind is None:
+            check.error(p, "nic_attach", "Not a valid choice. No host interface or libvirt network has this name "
+                                         "(see vm.device.nic_attach_choices)", errno.ENOENT)
+        elif kind is None:
+            check.error(p, "nic_attach", "The host has no IPv4 default route to attach to; name an interface",
+                        errno.ENOENT)
+        if a["trust_guest_rx_filters"]:
+            if a["type"] != NicModel.VIRTIO:
+                check.error(p, "trust_guest_rx_filters", 'This can only be set when "type" of NIC device is '
+                                                         '"VIRTIO"')
+            elif kind not in (None, NicKind.DIRECT):
+                check.error(p, "trust_guest_rx_filters", "This can only be set when \"nic_attach\" is a host "
+                                                         "interface other than a bridge (macvtap)")
+        a["mac"] = self._mac(p, check)
+        return a
+
+    def _mac(self, p: Proposal, check: "Check") -> str | None:
+        taken = {canonical_mac(a["mac"]) for a in check.everywhere("NIC") if a.get("mac")}
+        given = p.attributes["mac"]
+        if given is None and p.old is not None and p.old.get("mac"):
+            # Never regenerated: the guest's network configuration may depend on it.
+            return str(p.old["mac"])
+        if given is None:
+            while (mac := format_mac(secrets.token_bytes(3))) in taken:
+                pass
+            return mac
+        mac = canonical_mac(given)
+        problem = mac_problem(mac)
+        if problem:
+            check.error(p, "mac", problem)
+        elif mac in taken:
+            check.error(p, "mac", f"MAC address {mac} is already used by another NIC", errno.EEXIST)
+        return mac
+
+    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+        name = attributes["nic_attach"] or slot.host.default_interface or ""
+        kind = slot.host.nic_kind(name)
+        interface = etree.Element("interface", type=kind.value)
+        if kind is NicKind.BRIDGE:
+            sub(interface, "source", bridge=name)
+        elif kind is NicKind.NETWORK:
+            sub(interface, "source", network=name)
+        else:
+            interface.set("trustGuestRxFilters", "yes" if attributes["trust_guest_rx_filters"] else "no")
+            # mode bridge: guests on the same interface reach each other, and the world, through it.
+            sub(interface, "source", dev=name, mode="bridge")
+        sub(interface, "mac", address=attributes["mac"])
+        sub(interface, "model", type=NicModel(attributes["type"]).lower())
+        return [interface]
+
+    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
+        networks = await host.networks()
+        name = attributes["nic_attach"] or networks.default_interface
+        if name is None:
+            return ["the host has no IPv4 default route interface"]
+        kind = networks.kind(name)
+        if kind is None:
+            return [f"{name} is neither a host interface nor a libvirt network"]
+        if kind is NicKind.NETWORK and not networks.networks[name]:
+            return [f"libvirt network {name} is not active"]
+        return []
+
+    def identity(self, attributes: Mapping[str, Any]) -> str:
+        return str(attributes.get("nic_attach") or "default route interface")

@@ -1,0 +1,100 @@
+"""vm.device.query/get_instance/create/update/delete: devices stored and defined through the VM records."""
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from middlewared.crud import CRUDService
+from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
+from middlewared.plugins.vm.devices_api import DeviceChange
+from middlewared.plugins.vm.records import VMRecords
+from middlewared.plugins.vm_device import schemas as S
+from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
+from middlewared.plugins.vm_device.manager import DeviceManager
+
+
+class VMDeviceService(DeviceChoicesMixin, CRUDService):
+    """vm.device.*: VM devices."""
+
+    namespace = "vm.device"
+    verbose_name = "VMDevice"
+    role_prefix = "VM_DEVICE"
+    entry_schema = S.DEVICE_ENTRY
+    create_schema = S.DEVICE_CREATE
+    update_schema = S.DEVICE_UPDATE
+    delete_params = (S.DELETE_OPTIONS,)
+
+    # Installed by the plugin's setup.
+    manager: DeviceManager
+
+    @property
+    def vms(self) -> VMRecords:
+        service = self.middleware.service("vm")
+        assert isinstance(service, VMRecords)
+        return service
+
+    async def rows(self) -> list[dict[str, Any]]:
+        devices = [d for r in (await self.vms.stored_vms()).values() for d in r["devices"]]
+        return [self.manager.public(d) for d in sorted(devices, key=lambda d: d["id"])]
+
+    async def _stored(self, id_: int) -> dict[str, Any]:
+        for record in (await self.vms.stored_vms()).values():
+            for device in record["devices"]:
+                if device["id"] == id_:
+                    return dict(device)
+        raise InstanceNotFound(f"{self.verbose_name} {id_} does not exist")
+
+    def _vm_changed(self, vm_id: int, entry: dict[str, Any]) -> None:
+        # The VM's `devices` changed: vm.query subscribers hear it as they would from vm.update.
+        self.middleware.send_event("vm.query", "CHANGED", id=vm_id, fields=entry)
+
+    async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Validate a device, create its volume or file if asked, store it and redefine the VM's domain."""
+        vm_id = data["vm"]
+        if vm_id not in await self.vms.stored_vms():
+            raise ValidationErrors([ValidationError("vm_device_create.vm", f"VM {vm_id} does not exist",
+                                                    errno.ENOENT)])
+        change = DeviceChange("vm_device_create", {"attributes": data["attributes"], "order": data.get("order")})
+        stored = await self.vms.change_devices(vm_id, [change])
+        self._vm_changed(vm_id, await self.vms.get_instance(vm_id))
+        return await self.get_instance(stored[0]["id"])
+
+    async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a device (attributes merged over the stored ones); a running VM takes live changes only
+        (CDROM media)."""
+        device = await self._stored(id_)
+        if data.get("vm", device["vm"]) != device["vm"]:
+            raise ValidationErrors([ValidationError(
+                "vm_device_update.vm", "A device cannot move to another VM; delete it and create it there")])
+        change: dict[str, Any] = {"id": id_, "attributes": data.get("attributes") or {}}
+        if "order" in data:
+            change["order"] = data["order"]
+        await self.vms.change_devices(device["vm"], [DeviceChange("vm_device_update", change)])
+        self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
+        return await self.get_instance(id_)
+
+    async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Delete a device (force: even while the VM runs), and with zvol/raw_file its volume or file."""
+        options = {"zvol": False, "raw_file": False, "force": False, **(options or {})}
+        device = await self._stored(id_)
+        a, zvol, raw_file, force = device["attributes"], options["zvol"], options["raw_file"], options["force"]
+        if zvol and a["dtype"] != "DISK":
+            raise CallError("The device is not a disk and has no zvol to destroy.", errno.EINVAL)
+        if raw_file and a["dtype"] != "RAW":
+            raise CallError("Device is not of RAW type.", errno.EINVAL)
+        vm = await self.vms.get_instance(device["vm"])
+        if (zvol or raw_file) and vm["status"]["state"] != "STOPPED":
+            raise CallError(f"VM {vm['name']} is running and uses this storage: stop it before deleting it",
+                            errno.EBUSY)
+        missing = await self.manager.check_storage_exists(a, zvol, raw_file)
+        if missing and not force:
+            raise CallError(f"{missing} (delete with force to remove the device anyway)", errno.ENOENT)
+        await self.vms.change_devices(device["vm"], [], [id_], force=force)
+        if not missing:
+            try:
+                await self.manager.remove_storage(a, zvol, raw_file)
+            except CallError as e:
+                if not force:
+                    raise CallError(f"Device {id_} was deleted, but not its storage: {e.errmsg}", e.errno) from e
+        self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
+        return True

@@ -1,0 +1,131 @@
+"""What DISK, RAW and CDROM share: bus and I/O attributes, serials, sector sizes, the `<disk>` element."""
+from __future__ import annotations
+
+import enum
+import errno
+import secrets
+import string
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from lxml import etree
+
+from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.model import Proposal, Slot
+from middlewared.plugins.vm_device.xml import blockio, boot, disk_driver, sub
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.planning import Check
+
+
+class Bus(enum.StrEnum):
+    """The bus a guest sees a disk on."""
+
+    AHCI = "AHCI"
+    VIRTIO = "VIRTIO"
+
+
+class IoType(enum.StrEnum):
+    """QEMU's I/O backend for a disk; the lower-cased value is libvirt's `io`."""
+
+    NATIVE = "NATIVE"
+    THREADS = "THREADS"
+    IO_URING = "IO_URING"
+
+
+# API bus -> (libvirt target bus, guest disk name prefix). Velocity's USB media mode would be one more row.
+BUSES: dict[Bus, tuple[str, str]] = {Bus.AHCI: ("sata", "sd"), Bus.VIRTIO: ("virtio", "vd")}
+SERIAL_LENGTH = 8
+_SERIAL_CHARS = string.ascii_letters + string.digits
+
+
+def _sector(what: str) -> dict[str, Any]:
+    return {"type": ["integer", "null"], "enum": [None, 512, 4096], "default": None,
+            "description": f"{what} sector size in bytes the guest sees (null: QEMU's default)."}
+
+
+STORAGE_PROPERTIES: dict[str, Any] = {
+    "type": {"type": "string", "enum": [b.value for b in Bus], "default": "AHCI",
+             "description": "Bus the guest sees the disk on: AHCI (SATA) or VIRTIO."},
+    "logical_sectorsize": _sector("Logical"),
+    "physical_sectorsize": _sector("Physical (needs logical_sectorsize)"),
+    "iotype": {"type": "string", "enum": [t.value for t in IoType], "default": "THREADS",
+               "description": "QEMU I/O backend: NATIVE (Linux AIO), THREADS or IO_URING."},
+    # virtio-blk serials are at most 20 bytes; libvirt allows these characters.
+    "serial": {"type": ["string", "null"], "default": None, "maxLength": 20, "pattern": r"^[A-Za-z0-9_.+ -]*$",
+               "description": "Disk serial number the guest sees; generated (8 letters and digits) when empty "
+                              "and then kept."},
+}
+# Same rule as the seed's "no { or }" (they would be taken for templates), plus a non-empty value.
+PATH: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": r"^[^{}]*$"}
+
+
+@dataclass(frozen=True)
+class StorageAttrs:
+    """The typed attributes DISK and RAW share."""
+
+    bus: Bus
+    iotype: IoType
+    logical: int | None
+    physical: int | None
+    serial: str | None
+
+    @classmethod
+    def of(cls, a: Mapping[str, Any]) -> "StorageAttrs":
+        return cls(Bus(a["type"]), IoType(a["iotype"]), a["logical_sectorsize"], a["physical_sectorsize"],
+                   a["serial"])
+
+
+def new_serial() -> str:
+    """A random serial number."""
+    return "".join(secrets.choice(_SERIAL_CHARS) for _ in range(SERIAL_LENGTH))
+
+
+def check_unique_path(check: "Check", p: Proposal, path: str | None) -> None:
+    """A file or volume appears once among a VM's DISK, RAW and CDROM devices (upstream's rule)."""
+    if path and any(a.get("path") == path for dtype in ("DISK", "RAW", "CDROM") for a in check.siblings(dtype)):
+        check.error(p, "path", f'{check.vm_name} has "{path}" already configured', errno.EEXIST)
+
+
+def disk_xml(disk_type: str, device: str, source: dict[str, str], slot: Slot, bus: str, *,
+             iotype: str | None = None, serial: str | None = None, logical: int | None = None,
+             physical: int | None = None, readonly: bool = False) -> etree._Element:
+    """A libvirt `<disk>` element (DISK, RAW and CDROM all use it)."""
+    disk = etree.Element("disk", type=disk_type, device=device)
+    disk_driver(disk, iotype)
+    sub(disk, "source", **source)
+    assert slot.target is not None
+    sub(disk, "target", dev=slot.target, bus=bus)
+    if readonly:
+        sub(disk, "readonly")
+    if serial:
+        sub(disk, "serial", serial)
+    boot(disk, slot.boot_order)
+    blockio(disk, logical, physical)
+    return disk
+
+
+class StorageDevice(DeviceType):
+    """The common part of DISK and RAW."""
+
+    bootable: ClassVar[bool] = True
+    default_order: ClassVar[int] = 1001
+
+    def target_prefix(self, attributes: Mapping[str, Any]) -> str | None:
+        return BUSES[Bus(attributes["type"])][1]
+
+    def check_storage(self, p: Proposal, check: "Check", attributes: dict[str, Any]) -> None:
+        """Sector sizes, serial (generated when empty), path uniqueness; attributes gets the serial."""
+        a = p.attributes
+        if a["physical_sectorsize"] is not None and a["logical_sectorsize"] is None:
+            check.error(p, "logical_sectorsize", "This field must be provided when physical_sectorsize is specified.")
+        if not a["serial"]:
+            attributes["serial"] = new_serial()
+        check_unique_path(check, p, attributes.get("path"))
+
+    def storage_xml(self, disk_type: str, source: dict[str, str], attributes: Mapping[str, Any],
+                    slot: Slot) -> etree._Element:
+        """The `<disk>` of a DISK or RAW device."""
+        s = StorageAttrs.of(attributes)
+        return disk_xml(disk_type, "disk", source, slot, BUSES[s.bus][0], iotype=s.iotype.value, serial=s.serial,
+                        logical=s.logical, physical=s.physical)

@@ -90,6 +90,10 @@ class VMRecords(CRUDService):
     async def rows(self) -> list[dict[str, Any]]:
         return [self._entry(r) for r in (await self._records()).values()]
 
+    async def row(self, id_: int) -> dict[str, Any] | None:
+        record = (await self._records()).get(id_)
+        return None if record is None else self._entry(record)
+
     def vm_record(self, entry: dict[str, Any]) -> VMRecord:
         """The typed record of an entry."""
         return VMRecord.from_row(entry)

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -149,9 +149,20 @@ class RpcConnection:
         self.start_call(method, request.get("params", []), msg_id, has_id)
 
     def start_call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
-        """Run a call in its own task; it counts as in flight until it has answered."""
+        """Start a call; it counts as in flight until it has answered.
+
+        The call's first step runs here, at once (as Python 3.12's eager tasks do): most calls finish
+        in it and never cost a task. A call that has to wait continues in a task of its own. So code
+        reached before a call's first real suspension must not rely on asyncio.current_task() (e.g.
+        asyncio.timeout()); asyncio.wait_for is fine.
+        """
         self.inflight += 1
-        task = asyncio.create_task(self._call(method, params, msg_id, has_id))
+        coro = self._call(method, params, msg_id, has_id)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        task = asyncio.create_task(_resume(coro, waiting_on))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -204,6 +215,29 @@ class RpcConnection:
         await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
 
 
+async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive a coroutine started eagerly and suspended on waiting_on, as an asyncio Task would."""
+    while True:
+        try:
+            if waiting_on is None:  # a bare yield (asyncio.sleep(0)): just let the loop turn
+                await asyncio.sleep(0)
+            else:
+                waiting_on._asyncio_future_blocking = False
+                await asyncio.wait((waiting_on,))
+        except asyncio.CancelledError:
+            if waiting_on is not None:
+                waiting_on.cancel()
+            try:
+                waiting_on = coro.throw(asyncio.CancelledError())
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+
+
 def _request_problem(request: dict[str, Any]) -> str | None:
     if request.get("jsonrpc") != "2.0":
         return "'jsonrpc' member must be '2.0'"
@@ -229,11 +263,12 @@ async def serve(connection: RpcConnection) -> None:
                     await ws.close(code=WSCloseCode.INVALID_TEXT,
                                    message=b"Anonymous connection max message length is 8 kB")
                     break
+                if connection.inflight >= MAX_CALLS_IN_FLIGHT:
+                    # Let the calls already started take a step before judging the limit: calls that
+                    # finish at once (most) then never count against it, which is meant for calls that
+                    # really wait, and pipelining clients are not refused for nothing.
+                    await asyncio.sleep(0)
                 connection.on_message(msg.data)
-                # Let the call just started take its first step before the next frame is read: calls
-                # that finish at once (most) then never count against the in-flight limit, which is
-                # meant for calls that really wait, and pipelining clients are not refused for nothing.
-                await asyncio.sleep(0)
             elif msg.type == WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"Binary messages are not supported")
                 break

@@ -5,11 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Debian packages the daemon and its tests need.
+# Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
-	xorriso mtools dosfstools kmod binutils openssl
+	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium
 
 .PHONY: all deps apt venv services run test typecheck unit bench clean
 

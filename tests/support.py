@@ -61,6 +61,8 @@ class Daemon:
 
 
 def write_config(tmp: Path, port: int, pool: str, extra: str = "") -> Path:
+    # QEMU runs as libvirt's own user: it must be able to pass through to the storage root.
+    tmp.chmod(0o711)
     (tmp / "storage").mkdir(exist_ok=True)
     path = tmp / "middlewared.toml"
     path.write_text(f"""

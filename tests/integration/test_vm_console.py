@@ -4,13 +4,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from middlewared.plugins.vm.console import last_lines, read_log
 from tests.integration.test_vm_info import download
-from tests.support import Daemon, Rpc, RpcError
+from tests.support import Daemon, Rpc, RpcError, unique
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,3 +89,14 @@ async def test_started_vm_shows_firmware_output(unix_rpc: Rpc, daemon: Daemon, v
         assert b"qemu-system-x86_64" in qemu_log and b"BdsDxe" not in qemu_log
     finally:
         await unix_rpc.call("vm.poweroff", vm["id"])
+
+
+async def test_delete_removes_the_domain_logs(unix_rpc: Rpc) -> None:
+    created = await unix_rpc.call("vm.create", {"name": unique("logs"), "memory": 64, "autostart": False})
+    await unix_rpc.call("vm.start", created["id"])
+    domain = f"{created['id']}_{created['name']}"
+    console = Path("/var/log/libvirt/qemu") / f"{domain}.console.log"
+    qemu_log = Path("/var/log/libvirt/qemu") / f"{domain}.log"
+    assert qemu_log.exists()
+    await unix_rpc.call("vm.delete", created["id"], {"force": True})
+    assert not console.exists() and not qemu_log.exists()

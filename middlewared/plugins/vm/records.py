@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -320,6 +321,12 @@ class VMRecords(CRUDService):
             db.execute("DELETE FROM vm_vm WHERE id = ?", (id_,))
             _undefine(conn, record.domain_name)
         await self._write(write)
+        # The domain's logs go with it: a later VM must not inherit them.
+        for path in (os.path.join(QEMU_LOG_DIR, f"{record.domain_name}.log"),
+                     self.domain_context(record).serial_log_path):
+            if path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         if options.get("zvols"):
             await self.devices.delete_volumes(vm["devices"])
         return True

@@ -6,7 +6,7 @@ import errno
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from middlewared import roles as roles_
 from middlewared.config import Config
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from middlewared.datastore import Datastore
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=Service)
 
 SECRET = "********"
 # Keys (and positional parameter titles) whose values never reach logs, job records or read-only callers.
@@ -153,6 +155,20 @@ class Middleware:
     def service(self, namespace: str) -> Service:
         """The service instance of a namespace."""
         return self.services[namespace]
+
+    def service_of(self, cls: type[S]) -> S:
+        """The registered instance of a service class (typed, for plugins that use each other)."""
+        service = self.services[cls.namespace]
+        if not isinstance(service, cls):
+            raise TypeError(f"service {cls.namespace} is a {type(service).__name__}, not a {cls.__name__}")
+        return service
+
+    @property
+    def db(self) -> "Datastore":
+        """The open datastore."""
+        if self.datastore is None:
+            raise RuntimeError("the datastore is not open")
+        return self.datastore
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def setup(self) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from middlewared import credentials as creds
-from middlewared.api import rpc
+from middlewared.api import console, rpc
 from middlewared.api.download import download
 from middlewared.api.legacy import LegacyConnection
 
@@ -70,7 +70,7 @@ def tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
 
 
 def build_app(middleware: "Middleware") -> web.Application:
-    """The HTTP application: the JSON-RPC WebSocket and the download route."""
+    """The HTTP application: the JSON-RPC WebSocket, the download route and the web console."""
     app = web.Application()
 
     async def accept(request: web.Request, kind: type[rpc.RpcConnection]) -> web.WebSocketResponse:
@@ -98,6 +98,7 @@ def build_app(middleware: "Middleware") -> web.Application:
     app.router.add_get("/websocket", legacy_websocket)
     app.router.add_get("/api/versions", versions)
     app.router.add_get("/_download/{job_id}", dl)
+    console.add_routes(app, middleware, lambda r: origin_allowed(r, middleware.config.server.allowed_origins))
     return app
 
 

@@ -42,8 +42,7 @@ class UserService(AccessCRUD):
     update_schema = S.USER_UPDATE
 
     async def rows(self) -> list[dict[str, Any]]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         members = await ds.fetchall("SELECT user_id, group_id FROM account_membership ORDER BY group_id")
         return [{"id": r["id"], "username": r["username"], "full_name": r["full_name"],
                  "enabled": bool(r["enabled"]), "locked": bool(r["locked"]), "builtin": bool(r["builtin"]),
@@ -104,8 +103,7 @@ class GroupService(AccessCRUD):
     update_schema = S.GROUP_UPDATE
 
     async def rows(self) -> list[dict[str, Any]]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         members = await ds.fetchall("SELECT user_id, group_id FROM account_membership ORDER BY user_id")
         return [{"id": r["id"], "name": r["name"], "builtin": bool(r["builtin"]), "roles": decode_roles(r["roles"]),
                  "users": [m["user_id"] for m in members if m["group_id"] == r["id"]]}

@@ -49,8 +49,7 @@ class ApiKeyService(AccessCRUD):
     update_schema = S.UPDATE
 
     async def rows(self) -> list[dict[str, Any]]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         rows = await ds.fetchall("SELECT k.*, u.username FROM api_key k JOIN account_user u ON u.id = k.user_id"
                                  " ORDER BY k.id")
         now = time.time()
@@ -72,8 +71,7 @@ class ApiKeyService(AccessCRUD):
                 "iterations": keys.iterations}
 
     async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         users = await ds.fetchall("SELECT id FROM account_user WHERE username = ?", (data["username"],))
         if not users:
             verrors = ValidationErrors()

@@ -80,8 +80,7 @@ class AuditService(Service):
         log = self.middleware.audit_log
         if isinstance(log, SqliteAuditLog):
             await log.flush()  # so that a caller sees what it just did
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         rows = [{"audit_id": r["id"], "timestamp": {"$date": int(r["timestamp"] * 1000)}, "event": r["event"],
                  "username": r["username"], "origin": r["origin"], "session": r["session"], "method": r["method"],
                  "params": json.loads(r["params"]), "success": bool(r["success"]), "error": r["error"]}

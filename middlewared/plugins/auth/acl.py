@@ -45,8 +45,7 @@ class AccessCRUD(CRUDService):
     table: str  # the table do_delete removes rows from
 
     async def write(self, fn: Callable[[sqlite3.Connection], Any], attribute: str) -> Any:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         try:
             result = await ds.transaction(fn)
         except sqlite3.IntegrityError as e:
@@ -77,8 +76,7 @@ class VMGroupService(AccessCRUD):
                      "properties": VM_GROUP_FIELDS}
 
     async def rows(self) -> list[dict[str, Any]]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         groups = await ds.fetchall("SELECT * FROM vm_group ORDER BY id")
         members = await ds.fetchall("SELECT vm, vm_group FROM vm_group_member ORDER BY vm")
         return [{**g, "vms": [m["vm"] for m in members if m["vm_group"] == g["id"]]} for g in groups]
@@ -139,8 +137,7 @@ class ACLService(AccessCRUD):
                      "properties": ACL_FIELDS}
 
     async def rows(self) -> list[dict[str, Any]]:
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         return [{"id": r["id"], "user": r["user_id"], "group": r["group_id"], "role": r["role"],
                  "vm_group": r["vm_group"], "vm": r["vm"]}
                 for r in await ds.fetchall("SELECT * FROM acl_grant ORDER BY id")]

@@ -102,9 +102,9 @@ async def check_api_key(middleware: "Middleware", key: str, username: str | None
 
 
 def check_token(middleware: "Middleware", token: str, app: "Connection") -> Outcome:
-    """TOKEN_PLAIN: a token from auth.generate_token, not one bound to a job download."""
+    """TOKEN_PLAIN: a token from auth.generate_token, not one bound to a job download or a web console."""
     found = middleware.tokens.take(token, app.address)
-    if found is None or "job" in found.attrs:
+    if found is None or "job" in found.attrs or "web_console" in found.attrs:
         return Outcome(AUTH_ERR)
     base = found.credentials
     return Outcome(SUCCESS, Credentials("TOKEN", base.username, base.roles, {}, base.user_id, base.grants,

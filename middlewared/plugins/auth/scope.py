@@ -119,8 +119,7 @@ class ScopePolicy:
 
     async def _device_vm(self, device_id: int) -> int | None:
         if device_id not in self.index.device_vm:
-            ds = self.middleware.datastore
-            assert ds is not None
+            ds = self.middleware.db
             rows = await ds.fetchall("SELECT vm FROM vm_device WHERE id = ?", (device_id,))
             if not rows:
                 return None

@@ -162,8 +162,7 @@ class AuthService(Service):
         c = _conn(app).credentials
         full_name = ""
         if c.user_id is not None:
-            ds = self.middleware.datastore
-            assert ds is not None
+            ds = self.middleware.db
             rows = await ds.fetchall("SELECT full_name FROM account_user WHERE id = ?", (c.user_id,))
             full_name = rows[0]["full_name"] if rows else ""
         scoped = [{"roles": sorted(g.roles), "scope_type": g.scope_type, "scope_id": g.scope_id} for g in c.grants]

@@ -20,9 +20,7 @@ logger = logging.getLogger(__name__)
 
 def vm_service(middleware: "Middleware") -> VMService:
     """The vm service instance."""
-    service = middleware.service("vm")
-    assert isinstance(service, VMService)
-    return service
+    return middleware.service_of(VMService)
 
 
 async def setup(middleware: "Middleware") -> None:

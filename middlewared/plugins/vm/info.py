@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Collection, Iterable,
 import libvirt
 import psutil
 
+from middlewared import credentials as creds
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.pipe import OutputPipe
+from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import cached_probe_kvm
 from middlewared.plugins.vm.memory import VMQuery
@@ -24,6 +26,7 @@ from middlewared.plugins.vm.schemas import RESOLUTIONS
 from middlewared.service import JobOptions, api_method, id_param
 
 if TYPE_CHECKING:
+    from middlewared.api.rpc import RpcConnection
     from middlewared.middleware import Middleware
 
 T = TypeVar("T")
@@ -69,8 +72,10 @@ DISPLAY_DEVICES_RESULT: dict[str, Any] = {
     "title": "result", "type": "array", "description": "The VM's DISPLAY devices, passwords left out.",
     "items": {"type": "object", "description": "A device; attributes.password_configured tells whether "
                                                "it has a password."}}
-HOST: dict[str, Any] = {"title": "host", "type": "string", "default": "",
-                        "description": "Host name or address the browser reaches this server at."}
+HOST: dict[str, Any] = {"title": "host", "type": "string", "default": "", "pattern": r"^[A-Za-z0-9.:\[\]-]*$",
+                        "description": "Host name or address, with or without :port, the browser reaches this "
+                                       "daemon at; empty: the address the caller reached it at. Without a "
+                                       "port, the daemon's own port."}
 WEB_URI_OPTIONS: dict[str, Any] = {
     "title": "options", "type": "object", "default": {}, "additionalProperties": False,
     "description": "How to build the URI.",
@@ -145,22 +150,6 @@ def display_view(device: Mapping[str, Any]) -> dict[str, Any]:
     return {**device, "attributes": attributes}
 
 
-def _is_web_spice(attributes: Mapping[str, Any]) -> bool:
-    # Defaults as in the DISPLAY schema: type SPICE, web true.
-    return bool(attributes.get("dtype") == "DISPLAY" and attributes.get("type", "SPICE") == "SPICE"
-                and attributes.get("web", True))
-
-
-def web_uri(vm: Mapping[str, Any], host: str, protocol: str) -> dict[str, str | None]:
-    """vm.get_display_web_uri's answer for a VM entry (with devices and status)."""
-    device = next((d for d in vm.get("devices") or () if _is_web_spice(d["attributes"])), None)
-    if device is None:
-        return {"error": "VM has no SPICE display with web enabled", "uri": None}
-    if vm["status"]["state"] != "RUNNING":
-        return {"error": "VM is not running", "uri": None}
-    return {"error": None, "uri": f"{protocol.lower()}://{host}/vm/display/{device['id']}/spice_auto.html"}
-
-
 def qemu_log_path(domain_name: str) -> str:
     """libvirt's QEMU log of a domain."""
     return os.path.join(QEMU_LOG_DIR, f"{domain_name}.log")
@@ -230,11 +219,25 @@ class VMHost(VMQuery, Protocol):
     @property
     def hypervisor(self) -> Hypervisor: ...
 
+    @property
+    def web_consoles(self) -> W.ConsoleTable: ...
+
     async def get_instance(self, id_: int, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    async def stored_vms(self) -> dict[int, dict[str, Any]]: ...
 
 
 class VMInfoMixin:
     """Informational and helper methods of the vm service."""
+
+    _web_consoles: W.ConsoleTable | None = None
+
+    @property
+    def web_consoles(self) -> W.ConsoleTable:
+        """The web console bridges of this daemon (the HTTP side opens and closes them)."""
+        if self._web_consoles is None:
+            self._web_consoles = W.ConsoleTable()
+        return self._web_consoles
 
     @api_method(result=RANDOM_MAC_RESULT, roles=READ)
     async def random_mac(self: VMHost) -> str:
@@ -298,10 +301,34 @@ class VMInfoMixin:
         return [display_view(d) for d in vm["devices"] if d["attributes"].get("dtype") == "DISPLAY"]
 
     @api_method(params=[VM_ID, HOST, WEB_URI_OPTIONS], result=WEB_URI_RESULT, roles=READ)
-    async def get_display_web_uri(self: VMHost, id_: int, host: str,
-                                  options: dict[str, Any]) -> dict[str, str | None]:
-        """The web (SPICE HTML5) console URI of a running VM with a web-enabled SPICE display."""
-        return web_uri(await self.get_instance(id_), host, options["protocol"])
+    async def get_display_web_uri(self: VMHost, id_: int, host: str, options: dict[str, Any], *,
+                                  app: "RpcConnection | None" = None) -> dict[str, str | None]:
+        """The web (spice-html5) console URI of a running VM's web-enabled SPICE display.
+
+        The URI carries a single-use ticket valid for 5 minutes, and the display's password only for
+        callers who may change the VM (VM_WRITE on it); others type the password in the page.
+        """
+        vm = await self.get_instance(id_)
+        device, error = W.web_display(vm)
+        if device is None:
+            return {"error": error, "uri": None}
+        credentials = app.credentials if app is not None else creds.root("INTERNAL")
+        stored = next(d for d in (await self.stored_vms())[id_]["devices"] if d["id"] == device["id"])
+        password = stored["attributes"].get("password") or None
+        if password and not await W.may_call(self.middleware, "vm.update", credentials, id_):
+            password = None
+        server = self.middleware.config.server
+        netloc = W.authority(host or W.local_host(app and app.ws.get_extra_info("sockname"), server.host),
+                             server.port)
+        ticket = W.issue(self.middleware.tokens, credentials, id_, device["id"], W.TICKET)
+        return {"error": None, "uri": W.console_uri(options["protocol"], netloc, device["id"], ticket,
+                                                    vm["name"], password)}
+
+    @api_method(params=[VM_ID], result=W.CONNECTIONS_RESULT, roles=READ)
+    async def get_display_connections(self: VMHost, id_: int) -> dict[str, Any]:
+        """The VM's web console bridges: how many are open, were opened and closed, and the bytes relayed."""
+        await self.get_instance(id_)
+        return self.web_consoles.report(id_)
 
     @api_method(params=[VM_ID], result=NULL_RESULT, roles=READ, job=JobOptions(pipes=("output",)))
     async def log_file_download(self: VMHost, id_: int, *, job: Job) -> None:

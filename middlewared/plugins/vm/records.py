@@ -67,8 +67,7 @@ class VMRecords(CRUDService):
     async def _records(self) -> dict[int, dict[str, Any]]:
         """VM rows with their device lists, cached until the next write."""
         if self._cache is None:
-            ds = self.middleware.datastore
-            assert ds is not None
+            ds = self.middleware.db
             vms = await ds.fetchall("SELECT * FROM vm_vm ORDER BY id")
             devs = await ds.fetchall('SELECT * FROM vm_device ORDER BY vm, "order" IS NULL, "order", id')
             cache = {r["id"]: {**_decode_vm(r), "devices": []} for r in vms}
@@ -162,8 +161,7 @@ class VMRecords(CRUDService):
 
     async def _write(self, fn: Any) -> Any:
         """Run a database transaction; libvirt errors inside roll it back and become CallError."""
-        ds = self.middleware.datastore
-        assert ds is not None
+        ds = self.middleware.db
         try:
             return await ds.transaction(fn)
         except libvirt.libvirtError as e:

@@ -14,9 +14,7 @@ if TYPE_CHECKING:
 
 def device_service(middleware: "Middleware") -> VMDeviceService:
     """The vm.device service instance."""
-    service = middleware.service("vm.device")
-    assert isinstance(service, VMDeviceService)
-    return service
+    return middleware.service_of(VMDeviceService)
 
 
 async def setup(middleware: "Middleware") -> None:

@@ -133,7 +133,7 @@ async def test_display_devices_hide_passwords(unix_rpc: Rpc) -> None:
 
 async def test_get_display_web_uri_without_display(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     answer = await unix_rpc.call("vm.get_display_web_uri", vm["id"], "nas.local", {"protocol": "HTTPS"})
-    assert answer == {"error": "VM has no SPICE display with web enabled", "uri": None}
+    assert answer == {"error": "Display device is not configured for this VM", "uri": None}
 
 
 async def test_get_display_web_uri_errors(unix_rpc: Rpc, vm: dict[str, Any]) -> None:

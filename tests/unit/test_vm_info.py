@@ -15,7 +15,7 @@ from middlewared.errors import CallError
 from middlewared.pipe import OutputPipe
 from middlewared.plugins.vm import info, memory
 from middlewared.plugins.vm.info import (arch_machines, display_ports, display_view, format_mac, machine_max_cpus,
-                                         pick_ports, web_uri)
+                                         pick_ports)
 from middlewared.plugins.vm.memory import MiB, available_bytes, requested_bytes, ungrown_bytes, vmemory_in_use
 
 CAPABILITIES = """<capabilities>
@@ -108,26 +108,7 @@ def test_display_view_hides_the_password() -> None:
     assert display_view(display(3))["attributes"]["password_configured"] is False
 
 
-def vm_with(devices: list[dict[str, Any]], state: str = "RUNNING") -> dict[str, Any]:
-    return {"id": 1, "name": "vm", "devices": devices, "status": {"state": state, "pid": None}}
-
-
-def test_web_uri_needs_a_web_spice_display() -> None:
-    no_display = {"error": "VM has no SPICE display with web enabled", "uri": None}
-    assert web_uri(vm_with([nic(2)]), "h", "HTTP") == no_display
-    assert web_uri(vm_with([display(1, type="SPICE", web=False)]), "h", "HTTP") == no_display
-    assert web_uri(vm_with([display(1, type="VNC", web=True)]), "h", "HTTP") == no_display
-
-
-def test_web_uri_needs_a_running_vm() -> None:
-    vm = vm_with([display(1, type="SPICE", web=True)], state="STOPPED")
-    assert web_uri(vm, "h", "HTTP") == {"error": "VM is not running", "uri": None}
-
-
-def test_web_uri() -> None:
-    vm = vm_with([display(1, type="VNC", web=False), display(7, type="SPICE", web=True)])
-    assert web_uri(vm, "nas.local", "HTTPS") == {"error": None,
-                                                 "uri": "https://nas.local/vm/display/7/spice_auto.html"}
+# The web console's URI and errors: tests/unit/test_web_console.py.
 
 
 def test_qemu_log_path() -> None:

@@ -87,6 +87,8 @@ class Method:
     fn: Callable[..., Awaitable[Any]]
     wants_job: bool
     wants_app: bool
+    # Whether every role of the method only reads (no audit record, secrets masked for readers).
+    read_only: bool = False
 
     @property
     def is_job(self) -> bool:
@@ -140,7 +142,8 @@ class Middleware:
             if name in self.methods:
                 raise RuntimeError(f"method {name} registered twice")
             kw = _keyword_params(fn)
-            self.methods[name] = Method(name, spec, arguments, fn, "job" in kw, "app" in kw)
+            self.methods[name] = Method(name, spec, arguments, fn, "job" in kw, "app" in kw,
+                                        roles_.is_read_only(spec.roles))
         role_prefix = getattr(service, "role_prefix", None)
         if role_prefix and hasattr(service, "entry_schema"):
             self.register_event(EventSpec(f"{ns}.query", f"Changes of {ns} records.",
@@ -214,8 +217,7 @@ class Middleware:
 
     def dump_result(self, method: Method, result: Any, credentials: Credentials) -> Any:
         """A result as the caller may see it: secrets masked for callers that may only read them."""
-        if credentials.is_full_admin or not method.spec.authentication_required or \
-                not roles_.is_read_only(method.spec.roles):
+        if credentials.is_full_admin or not method.spec.authentication_required or not method.read_only:
             return result  # writers may see what they write; public methods answer only the caller's own
         writes = {r[:-len("_READ")] + "_WRITE" for r in method.spec.roles if r.endswith("_READ")}
         if writes and (credentials.has_role(writes) or writes & credentials.scoped_roles()):
@@ -226,8 +228,7 @@ class Middleware:
         """Record a call that changes state (or runs other calls) in the audit log."""
         if self.audit_log is None:
             return
-        if method.spec.audit is None and method.name not in ALWAYS_AUDIT and \
-                roles_.is_read_only(method.spec.roles):
+        if method.spec.audit is None and method.read_only and method.name not in ALWAYS_AUDIT:
             return
         self.audit_log.record("METHOD_CALL", app, method.name, self.redact_args(method, list(params)), error)
 

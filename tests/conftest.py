@@ -9,7 +9,8 @@ from typing import Any, AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from tests.support import ROOT, Daemon, Rpc, RpcError, cleanup_libvirt, open_rpc, start_daemon, stop_daemon, unique
+from tests.support import (ROOT, Daemon, Rpc, RpcError, cleanup_libvirt, cleanup_started, open_rpc, start_daemon,
+                           stop_daemon, unique)
 
 __all__ = ["Daemon", "Rpc", "RpcError"]
 
@@ -21,6 +22,13 @@ def libvirtd() -> str:
     return "qemu:///system"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def libvirt_leftovers() -> Iterator[None]:
+    """At the end of the session, no daemon started by a test runs and none leaves domains or pools."""
+    yield
+    cleanup_started()
+
+
 @pytest.fixture(scope="session")
 def daemon(libvirtd: str) -> Iterator[Daemon]:
     """One daemon for the session's integration tests."""
@@ -28,7 +36,7 @@ def daemon(libvirtd: str) -> Iterator[Daemon]:
         d = start_daemon(Path(tmp))
         yield d
         stop_daemon(d)
-        cleanup_libvirt(d.pool)
+        cleanup_libvirt(d.pool, Path(tmp) / "db" / "middlewared.db")
 
 
 @pytest.fixture

@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Daemons started by this test process, cleaned up (domains, pools) at the end of the session.
+STARTED: list["Daemon"] = []
 
 
 def unique(prefix: str = "t") -> str:
@@ -102,6 +108,7 @@ def start_daemon(tmp: Path, port: int | None = None, pool: str | None = None, ex
         proc = subprocess.Popen([sys.executable, "-m", "middlewared", "--config", str(config), "--debug"],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env)
     daemon = Daemon(proc, tmp, config, f"{tmp}/middlewared.sock", port, pool, log_path)
+    STARTED.append(daemon)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -126,23 +133,43 @@ def stop_daemon(daemon: Daemon, timeout: float = 30) -> int:
         return daemon.process.wait()
 
 
-def cleanup_libvirt(pool: str) -> None:
-    """Remove domains and the pool a test daemon left behind (names carry the pool as marker)."""
+def cleanup_libvirt(pool: str, db_path: Path | None = None) -> None:
+    """Remove what a test daemon left in libvirt: its VMs' domains (named from its database) and its pool."""
     import libvirt
     libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    names: list[str] = []
+    if db_path is not None and db_path.exists():
+        with contextlib.closing(sqlite3.connect(str(db_path))) as db:
+            try:
+                names = [f"{i}_{n}" for i, n in db.execute("SELECT id, name FROM vm_vm")]
+            except sqlite3.Error:
+                pass
     conn = libvirt.open("qemu:///system")
     try:
-        try:
+        for name in names:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom = conn.lookupByName(name)
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM)
+        with contextlib.suppress(libvirt.libvirtError):
             p = conn.storagePoolLookupByName(pool)
             for vol in p.listAllVolumes():
                 vol.delete()
             if p.isActive():
                 p.destroy()
             p.undefine()
-        except libvirt.libvirtError:
-            pass
     finally:
         conn.close()
+
+
+def cleanup_started() -> None:
+    """Stop every daemon this test process started and remove what they left in libvirt."""
+    while STARTED:
+        daemon = STARTED.pop()
+        if daemon.process.poll() is None:
+            stop_daemon(daemon)
+        cleanup_libvirt(daemon.pool, daemon.tmp / "db" / "middlewared.db")
 
 
 class Rpc:

@@ -169,11 +169,14 @@ class RpcConnection:
     async def _call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
         error: str | None = None
         try:
-            policy = self.middleware.policy
-            if policy is not None and not self.credentials.authenticated and \
-                    not method.spec.authentication_required:
-                await policy.throttle(method, self)
-            await self.middleware.authorize(method, self.credentials, params)
+            credentials = self.credentials
+            if not method.spec.authentication_required:
+                policy = self.middleware.policy
+                if policy is not None and not credentials.authenticated:
+                    await policy.throttle(method, self)
+            elif credentials.expires is not None or not credentials.has_role(method.spec.roles):
+                # The common case (roles allow it, no expiry) needs no further check.
+                await self.middleware.authorize(method, credentials, params)
             result = await self.middleware.call_method(method, params, self, msg_id)
         except asyncio.CancelledError:
             error = "cancelled"

@@ -17,8 +17,11 @@ _FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
 
 def compile_schema(schema: Schema) -> Draft202012Validator:
-    """Check a schema literal and return its validator; a broken schema fails at import time."""
-    Draft202012Validator.check_schema(schema)
+    """The validator of a schema literal, built once.
+
+    Checking each literal against the JSON Schema meta-schema costs about half a second over all
+    methods, so it is not done at every start: tests/unit/test_api_schemas.py checks every one.
+    """
     return Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
 
 

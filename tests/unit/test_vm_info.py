@@ -176,6 +176,10 @@ class FakeVMs:
     async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None) -> Any:
         return self.vms
 
+    async def active_guests(self) -> list[tuple[int, int | None]]:
+        return [(vm["memory"], vm["status"]["pid"]) for vm in self.vms
+                if vm["status"]["state"] in ("RUNNING", "SUSPENDED")]
+
 
 async def test_check_memory() -> None:
     host = FakeVMs([])

@@ -85,11 +85,11 @@ class VMQuery(Protocol):
 
     async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None) -> Any: ...
 
+    async def active_guests(self) -> list[tuple[int, int | None]]: ...
+
 
 async def _available(service: VMQuery, overcommit: bool) -> int:
-    vms = await service.query()
-    # A suspended guest keeps its memory and grows again on resume: it counts like a running one.
-    running = [(int(vm["memory"]), vm["status"]["pid"]) for vm in vms if vm["status"]["state"] in ACTIVE_STATES]
+    running = await service.active_guests()
     mem_available, ungrown = await asyncio.to_thread(_sample_host, running)
     return available_bytes(mem_available, ungrown, overcommit)
 

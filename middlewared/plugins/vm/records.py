@@ -90,6 +90,16 @@ class VMRecords(CRUDService):
     async def rows(self) -> list[dict[str, Any]]:
         return [self._entry(r) for r in (await self._records()).values()]
 
+    async def active_guests(self) -> list[tuple[int, int | None]]:
+        """(memory MiB, QEMU pid) of every running or suspended VM, straight from the caches."""
+        out = []
+        for record in (await self._records()).values():
+            status = self.hypervisor.status(f"{record['id']}_{record['name']}")
+            # A suspended guest keeps its memory and grows again on resume: it counts like a running one.
+            if status.state in ("RUNNING", "SUSPENDED"):
+                out.append((int(record["memory"]), status.pid))
+        return out
+
     async def row(self, id_: int) -> dict[str, Any] | None:
         record = (await self._records()).get(id_)
         return None if record is None else self._entry(record)

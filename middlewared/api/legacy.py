@@ -5,11 +5,11 @@ Message shapes: research/truenas.md §1.8. Jobs always answer with their id ther
 from __future__ import annotations
 
 import errno
-import json
 import uuid
 from typing import Any
 
 from middlewared.api import errors as E
+from middlewared.utils import wire_json
 from middlewared.api.rpc import MAX_CALLS_IN_FLIGHT, RpcConnection
 from middlewared.errors import ENOMETHOD, errname
 from middlewared.job import Job
@@ -22,7 +22,7 @@ class LegacyConnection(RpcConnection):
 
     def on_message(self, text: str) -> None:
         try:
-            message = json.loads(text)
+            message = wire_json.loads(text)
         except ValueError:
             self.send({"msg": "failed", "version": "1"})
             return
@@ -75,8 +75,8 @@ class LegacyConnection(RpcConnection):
                      "reason": f"Cannot subscribe to {name!r}", "trace": None, "extra": None}
             self.send({"msg": "nosub", "id": ident, "collection": name, "error": error})
 
-    async def _result(self, msg_id: Any, result: Any) -> None:
-        await self.send_now({"msg": "result", "id": msg_id, "result": result})
+    def _result_message(self, msg_id: Any, result: Any) -> dict[str, Any]:
+        return {"msg": "result", "id": msg_id, "result": result}
 
     def _error(self, msg_id: Any, error: dict[str, Any]) -> None:
         data = dict(error.get("data") or {})

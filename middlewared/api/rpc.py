@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Coroutine
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from middlewared.api import errors as E
+from middlewared.utils import wire_json
 from middlewared.credentials import ANONYMOUS, Credentials
 from middlewared.errors import ENOMETHOD, CallError
 from middlewared.job import Job
@@ -58,19 +58,19 @@ class RpcConnection:
         """Queue a message (events, protocol errors); a flusher task writes the outbox in order."""
         if self.closed:
             return
-        self._outbox.append(json.dumps(message))
+        self._outbox.append(wire_json.dumps(message))
         if not self._flushing:
             self._flushing = True
             asyncio.create_task(self._flush())
 
-    async def send_now(self, message: dict[str, Any]) -> None:
-        """Queue a message and, unless a flush is under way, write the outbox from the calling task.
+    async def send_text(self, text: str) -> None:
+        """Queue an encoded message and, unless a flush is under way, write the outbox from this task.
 
         A call's answer is written by the call's own task: one loop pass less than waking a flusher.
         """
         if self.closed:
             return
-        self._outbox.append(json.dumps(message))
+        self._outbox.append(text)
         if not self._flushing:
             self._flushing = True
             await self._flush()
@@ -118,7 +118,7 @@ class RpcConnection:
     def on_message(self, text: str) -> None:
         """Parse one request and start its call; protocol errors are answered at once."""
         try:
-            request = json.loads(text)
+            request = wire_json.loads(text)
         except ValueError as e:
             self._error(None, E.simple_error(E.PARSE_ERROR, str(e)))
             return
@@ -189,17 +189,20 @@ class RpcConnection:
                 logger.debug("notification %s failed", method.name, exc_info=True)
         else:
             if has_id:
-                await self._result(msg_id, self.middleware.dump_result(method, result, self.credentials))
+                try:
+                    text = wire_json.dumps(self._result_message(msg_id, self.middleware.dump_result(
+                        method, result, self.credentials)))
+                except (TypeError, ValueError) as e:
+                    logger.error("cannot serialise the result of %s", method.name, exc_info=e)
+                    self._error(msg_id, E.simple_error(-32603, "Failed to JSON serialize server message"))
+                else:
+                    await self.send_text(text)
         finally:
             self.inflight -= 1
             self.middleware.audit_call(self, method, params, error)
 
-    async def _result(self, msg_id: Any, result: Any) -> None:
-        try:
-            await self.send_now({"jsonrpc": "2.0", "result": result, "id": msg_id})
-        except (TypeError, ValueError) as e:
-            logger.error("cannot serialise result for id %r", msg_id, exc_info=e)
-            self._error(msg_id, E.simple_error(-32603, "Failed to JSON serialize server message"))
+    def _result_message(self, msg_id: Any, result: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "result": result, "id": msg_id}
 
     def _error(self, msg_id: Any, error: dict[str, Any]) -> None:
         self.send({"jsonrpc": "2.0", "id": msg_id, "error": error})

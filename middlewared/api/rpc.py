@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 import uuid
@@ -106,6 +107,15 @@ class RpcConnection:
         if not self._subscribed[name]:
             del self._subscribed[name]
         return True
+
+    def set_credentials(self, credentials: Credentials) -> None:
+        """Change who this connection is (login, logout, account change); subscriptions the new
+        credentials may not hold end with notify_unsubscribed."""
+        self.credentials = credentials
+        refused = [name for name in set(self.subscriptions.values())
+                   if not self.middleware.can_subscribe(name, credentials)]
+        for name in refused:
+            self.end_subscriptions(name, E.truenas_error(errno.EACCES, "Not authorized"))
 
     def end_subscriptions(self, name: str, error: dict[str, Any] | None = None) -> None:
         """The server ends every subscription to name (notify_unsubscribed)."""

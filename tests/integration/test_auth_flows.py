@@ -253,3 +253,15 @@ async def test_audit_records_logins_and_writes(auth_daemon: Daemon) -> None:
     assert (write["event"], write["method"], write["success"]) == ("METHOD_CALL", "user.create", False)
     assert "Not authorized" in write["error"] and write["params"][0]["password"] == "********"
     assert write["origin"].startswith("TCP:127.0.0.1")
+
+
+async def test_logout_ends_subscriptions_it_no_longer_allows(auth_daemon: Daemon) -> None:
+    username, password, _ = await make_user(auth_daemon, ["VM_READ"])
+    async with connect(auth_daemon.url) as rpc:
+        assert await rpc.call("auth.login", username, password) is True
+        await rpc.call("core.subscribe", "vm.query")
+        await rpc.call("core.subscribe", "core.get_jobs")
+        await rpc.call("auth.logout")
+        ended = await rpc.next_event(lambda m: m.get("method") == "notify_unsubscribed")
+        assert ended["params"]["collection"] == "vm.query"
+        assert ended["params"]["error"]["errname"] == "EACCES"

@@ -132,4 +132,4 @@ async def refresh_sessions(middleware: "Middleware") -> None:
             await conn.terminate("API key revoked" if old.api_key_id is not None and key is None
                                  else "Session ended: its account changed")
         else:
-            conn.credentials = new
+            conn.set_credentials(new)

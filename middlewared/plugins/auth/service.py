@@ -72,7 +72,7 @@ class AuthService(Service):
                 audit.record("AUTHENTICATION", conn, mechanism, [], outcome.response_type, outcome.username)
             await policy(self.middleware).failures.failed(conn.address)
             return {"response_type": outcome.response_type}
-        conn.credentials = outcome.credentials
+        conn.set_credentials(outcome.credentials)
         if audit is not None:
             audit.record("AUTHENTICATION", conn, mechanism, [], None, outcome.username)
         return {"response_type": L.SUCCESS, "authenticator": "LEVEL_1",
@@ -154,7 +154,7 @@ class AuthService(Service):
         conn = _conn(app)
         if self.middleware.audit_log is not None:
             self.middleware.audit_log.record("LOGOUT", conn, None, [], None)
-        conn.credentials = ANONYMOUS
+        conn.set_credentials(ANONYMOUS)
 
     @api_method(result=S.ME_RESULT, roles=SELF)
     async def me(self, *, app: "RpcConnection | None" = None) -> dict[str, Any]:

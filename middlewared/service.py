@@ -97,6 +97,7 @@ def id_param(title: str = "id", description: str = "Id of the record.") -> dict[
     return {"title": title, "type": "integer", "description": description}
 
 
+NULL_RESULT: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
 QUERY_FILTERS: dict[str, Any] = {
     "title": "filters", "type": "array", "default": [],
     "description": "Query filters: [field, op, value] triples, ANDed; [\"OR\", [...]] for alternatives.",

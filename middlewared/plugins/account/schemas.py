@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from middlewared import roles as roles_
+from middlewared.service import NULL_RESULT
+
+NULL = NULL_RESULT  # the shared literal, under the name this module's users import
 
 ROLES: dict[str, Any] = {"type": "array", "uniqueItems": True,
                          "items": {"type": "string", "enum": roles_.grantable(), "description": "A role."},
@@ -53,4 +56,3 @@ GROUP_CREATE: dict[str, Any] = {"type": "object", "additionalProperties": False,
 GROUP_UPDATE: dict[str, Any] = {"type": "object", "additionalProperties": False, "description": "Fields to change.",
                                 "properties": GROUP_FIELDS}
 ROOT_PASSWORD: dict[str, Any] = {**PASSWORD, "title": "password", "description": "root's new password."}
-NULL: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}

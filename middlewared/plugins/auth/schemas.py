@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from middlewared.service import NULL_RESULT
+
+NULL = NULL_RESULT  # the shared literal, under the name this module's users import
+
 MECHANISMS = ["PASSWORD_PLAIN", "API_KEY_PLAIN", "TOKEN_PLAIN", "SCRAM"]
 
 LOGIN_DATA: dict[str, Any] = {
@@ -52,7 +56,6 @@ MATCH_ORIGIN: dict[str, Any] = {"title": "match_origin", "type": "boolean", "def
 SINGLE_USE: dict[str, Any] = {"title": "single_use", "type": "boolean", "default": False,
                               "description": "Valid for one use only."}
 TOKEN_RESULT: dict[str, Any] = {"title": "result", "type": "string", "description": "The token."}
-NULL: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
 ME_RESULT: dict[str, Any] = {
     "title": "result", "type": "object", "description": "The session's user, TrueNAS' user object shape.",
     "properties": {

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from middlewared.service import NULL_RESULT as NULL_RESULT
+
 PONG: dict[str, Any] = {"title": "result", "type": "string", "const": "pong", "description": "Always \"pong\"."}
 
 _OPTION_PROPS: dict[str, Any] = {
@@ -26,7 +28,6 @@ METHODS_RESULT: dict[str, Any] = {"title": "result", "type": "object",
                                                  "authentication_required, pipes}."}
 JOBS_RESULT: dict[str, Any] = {"title": "result", "description": "Job records, one record (get) or a count."}
 ANY_RESULT: dict[str, Any] = {"title": "result", "description": "The awaited job's result."}
-NULL_RESULT: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
 EVENT_NAME: dict[str, Any] = {"title": "name", "type": "string", "minLength": 1,
                               "description": "Event name (e.g. vm.query, core.get_jobs) or \"*\" for all."}
 IDENT: dict[str, Any] = {"title": "id", "type": "string", "description": "A subscription id from core.subscribe."}

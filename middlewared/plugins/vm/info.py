@@ -23,6 +23,7 @@ from middlewared.plugins.vm.memory import VMQuery
 from middlewared.plugins.vm.model import VMRecord
 from middlewared.plugins.vm.records import OVMF_DIR, QEMU_LOG_DIR
 from middlewared.plugins.vm.schemas import RESOLUTIONS
+from middlewared.service import NULL_RESULT as NULL_RESULT
 from middlewared.service import JobOptions, api_method, id_param
 
 if TYPE_CHECKING:
@@ -87,7 +88,6 @@ WEB_URI_RESULT: dict[str, Any] = {
                    "uri": {"type": ["string", "null"], "description": "The URI, or null."}}}
 LOG_PATH_RESULT: dict[str, Any] = {
     "title": "result", "type": ["string", "null"], "description": "Path of the VM's QEMU log, null if none."}
-NULL_RESULT: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
 
 
 # -- pure pieces ---------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from middlewared.plugins.vm.schemas import STATUS
+from middlewared.service import NULL_RESULT
+
+NULL = NULL_RESULT  # the shared literal, under the name this module's users import
 
 ID: dict[str, Any] = {"title": "id", "type": "integer", "description": "VM id."}
-NULL: dict[str, Any] = {"title": "result", "type": "null", "description": "Nothing."}
 START_OPTIONS: dict[str, Any] = {
     "title": "options", "type": "object", "default": {}, "additionalProperties": False,
     "description": "Start options.",

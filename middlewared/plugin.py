@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+
+from aiohttp import web
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
     from middlewared.service import Service
 
 Hook = Callable[["Middleware"], Awaitable[None]]
+# HTTP routes a plugin serves on the daemon's port (handlers close over the middleware they are given).
+Routes = Callable[["Middleware"], Sequence[web.RouteDef]]
 
 
 async def _nothing(middleware: "Middleware") -> None:
     return None
+
+
+def _no_routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class Plugin:
-    """What a plugin brings: services, events, dependencies, setup and teardown."""
+    """What a plugin brings: services, events, HTTP routes, dependencies, setup and teardown."""
 
     name: str
     services: tuple[type["Service"], ...] = ()
@@ -34,3 +42,4 @@ class Plugin:
     depends: tuple[str, ...] = ()
     setup: Hook = field(default=_nothing)
     teardown: Hook = field(default=_nothing)
+    routes: Routes = field(default=_no_routes)

@@ -99,6 +99,8 @@ def build_app(middleware: "Middleware") -> web.Application:
     app.router.add_get("/api/versions", versions)
     app.router.add_get("/_download/{job_id}", dl)
     console.add_routes(app, middleware, lambda r: origin_allowed(r, middleware.config.server.allowed_origins))
+    for plugin in middleware.plugins:
+        app.router.add_routes(plugin.routes(middleware))
     return app
 
 

@@ -248,6 +248,8 @@ class Middleware:
             # Nobody would read the pipe: such jobs run through core.download (as upstream).
             raise CallError(f"{method.name} writes its output to a pipe: call it through core.download",
                             errno.EINVAL)
+        if "input" in method.spec.job.pipes:
+            raise CallError(f"{method.name} reads a file: send it through POST /_upload", errno.EINVAL)
         job = self.submit_job(method, args, app.credentials if app else None, message_id, kwargs)
         return self._job_answer(job, app)
 

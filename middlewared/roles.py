@@ -25,6 +25,8 @@ ROLES: dict[str, frozenset[str]] = {
     "AUTH_SESSIONS_READ": frozenset(),
     "AUTH_SESSIONS_WRITE": frozenset({"AUTH_SESSIONS_READ"}),
     "AUDIT_READ": frozenset(),
+    "FILESYSTEM_DATA_READ": frozenset(),
+    "FILESYSTEM_DATA_WRITE": frozenset({"FILESYSTEM_DATA_READ"}),
 }
 
 # Roles that may be scoped to a VM group or one VM (the rest only make sense host-wide).

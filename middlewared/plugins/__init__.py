@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from middlewared.plugin import Plugin
-from middlewared.plugins import account, api_key, audit, auth, core, vm, vm_device
+from middlewared.plugins import account, api_key, audit, auth, core, filesystem, vm, vm_device
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
@@ -12,4 +12,5 @@ PLUGINS: tuple[Plugin, ...] = (
     auth.PLUGIN,
     account.PLUGIN,
     api_key.PLUGIN,
+    filesystem.PLUGIN,
 )

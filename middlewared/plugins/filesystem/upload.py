@@ -1,0 +1,110 @@
+"""POST /_upload: a file sent to a job method that reads one (filesystem.put), in the TrueNAS style.
+
+The body is multipart/form-data with a ``data`` field first, ``{"method": ..., "params": [...]}``, then a
+``file`` field with the bytes. The caller authenticates with a token from auth.generate_token, as
+``?auth_token=`` or an ``Authorization: Token <token>`` (or ``Bearer``) header. The file streams to disk
+inside a job (progress and abort through core.get_jobs and core.job_abort); the answer, once it is
+written, is ``{"job_id": N}``. Failures answer JSON ``{"error": {JSON-RPC error object}, "job_id"?}``.
+"""
+from __future__ import annotations
+
+import errno
+import json
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+
+from aiohttp import BodyPartReader, web
+
+from middlewared.api.errors import CALL_ERROR, error_object, simple_error
+from middlewared.errors import CallError
+from middlewared.job import Job, JobState
+from middlewared.plugins.filesystem.service import FilesystemService
+from middlewared.utils.upload import CHUNK
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
+
+MAX_DATA_FIELD = 64 * 1024
+
+
+def _fail(status: int, error: dict[str, Any], job_id: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": error}
+    if job_id is not None:
+        body["job_id"] = job_id
+    return web.json_response(body, status=status)
+
+
+def _refusal(status: int, message: str, errno_: int) -> web.Response:
+    return _fail(status, simple_error(CALL_ERROR, message, errno_))
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value:
+        return value.strip()
+    return request.query.get("auth_token", "")
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK):
+        yield chunk
+
+
+async def _data_field(reader: Any) -> dict[str, Any] | None:
+    part = await reader.next()
+    if not isinstance(part, BodyPartReader) or part.name != "data":
+        return None
+    raw = await part.read(decode=False)
+    if len(raw) > MAX_DATA_FIELD:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("method"), str) and isinstance(data.get("params", []), list)
+    return data if ok else None
+
+
+def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
+    """The /_upload route."""
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        if request.content_length is None:
+            return _refusal(411, "A Content-Length header is required", errno.EINVAL)
+        token = middleware.tokens.take(_token(request), request.remote)
+        if token is None:
+            return _refusal(401, "A valid auth_token is required", errno.EACCES)
+        if not request.content_type.startswith("multipart/"):
+            return _refusal(400, "The body must be multipart/form-data", errno.EINVAL)
+        reader = await request.multipart()
+        data = await _data_field(reader)
+        if data is None:
+            return _refusal(400, 'The first field must be "data": {"method": ..., "params": [...]}', errno.EINVAL)
+        method = middleware.methods.get(data["method"])
+        if method is None or method.spec.job is None or "input" not in method.spec.job.pipes:
+            return _refusal(404, f"{data['method']} does not accept uploads", errno.ENOENT)
+        try:
+            await middleware.authorize(method, token.credentials, data.get("params", []))
+            args = method.arguments.validate(data.get("params", []))
+            service = middleware.service_of(FilesystemService)
+            service.target(args[0], args[1])
+        except Exception as e:
+            return _fail(403 if isinstance(e, CallError) and e.errno == errno.EACCES else 422, error_object(e))
+        part = await reader.next()
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            return _refusal(400, 'The second field must be "file"', errno.EINVAL)
+        file_part = part
+
+        async def run(job: Job) -> Any:
+            return await service.receive(job, args[0], args[1], _chunks(file_part), request.content_length)
+        job = middleware.jobs.submit(method.name, args, method.spec.job, run, token.credentials,
+                                     redacted_args=middleware.redact_args(method, args))
+        await job.wait()
+        if job.state == JobState.SUCCESS:
+            return web.json_response({"job_id": job.id})
+        if job.state == JobState.ABORTED:
+            return _fail(409, simple_error(CALL_ERROR, "The upload was aborted", errno.ECANCELED), job.id)
+        assert job.raised is not None
+        return _fail(422, error_object(job.raised), job.id)
+
+    return [web.post("/_upload", upload)]

@@ -1,0 +1,81 @@
+"""utils/upload.py: exact lengths, nothing left behind on failure or cancellation, atomic publication."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from middlewared.utils.upload import UploadError, stream_to_file
+
+
+async def chunks(*parts: bytes, fail: BaseException | None = None, pause: float = 0) -> AsyncIterator[bytes]:
+    for part in parts:
+        if pause:
+            await asyncio.sleep(pause)
+        yield part
+    if fail is not None:
+        raise fail
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def test_exact_length_is_written_and_published(tmp_path: Path) -> None:
+    seen: list[int] = []
+    n = await stream_to_file(chunks(b"abc", b"defg"), str(tmp_path / "f.iso"), 7, seen.append, mode=0o640)
+    assert n == 7 and (tmp_path / "f.iso").read_bytes() == b"abcdefg"
+    assert seen == [3, 7] and leftovers(tmp_path) == ["f.iso"]
+    assert (tmp_path / "f.iso").stat().st_mode & 0o777 == 0o640
+
+
+async def test_a_short_body_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(UploadError) as e:
+        await stream_to_file(chunks(b"abc"), str(tmp_path / "f"), 10)
+    assert e.value.errno == errno.EINVAL and "3 of 10" in str(e.value)
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_long_body_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UploadError):
+        await stream_to_file(chunks(b"abc", b"def"), str(tmp_path / "f"), 4)
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_broken_stream_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConnectionResetError):
+        await stream_to_file(chunks(b"abc", fail=ConnectionResetError()), str(tmp_path / "f"), None)
+    assert leftovers(tmp_path) == []
+
+
+async def test_cancellation_leaves_nothing(tmp_path: Path) -> None:
+    task = asyncio.ensure_future(stream_to_file(chunks(*[b"x" * 1000] * 100, pause=0.01), str(tmp_path / "f")))
+    await asyncio.sleep(0.1)
+    assert len(leftovers(tmp_path)) == 1  # the temporary file, while the transfer runs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert leftovers(tmp_path) == []
+
+
+async def test_an_existing_target_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"old")
+    with pytest.raises(UploadError) as e:
+        await stream_to_file(chunks(b"new"), str(tmp_path / "f"), 3)
+    assert e.value.errno == errno.EEXIST and (tmp_path / "f").read_bytes() == b"old"
+    assert await stream_to_file(chunks(b"new"), str(tmp_path / "f"), 3, overwrite=True) == 3
+    assert (tmp_path / "f").read_bytes() == b"new" and leftovers(tmp_path) == ["f"]
+
+
+async def test_a_target_appearing_meanwhile_is_not_replaced(tmp_path: Path) -> None:
+    async def racing() -> AsyncIterator[bytes]:
+        yield b"mine"
+        (tmp_path / "f").write_bytes(b"theirs")
+    with pytest.raises(UploadError) as e:
+        await stream_to_file(racing(), str(tmp_path / "f"), 4)
+    assert e.value.errno == errno.EEXIST and (tmp_path / "f").read_bytes() == b"theirs"
+    assert leftovers(tmp_path) == ["f"] and not any(p.startswith(".upload") for p in os.listdir(tmp_path))

@@ -19,7 +19,9 @@ class ServerConfig:
 
     unix_socket: str = "/run/middleware/middlewared.sock"
     host: str = "127.0.0.1"
-    port: int = 6000
+    # Not 6000 (TrueNAS' own): browsers refuse it (X11, on the Fetch standard's bad-port list), and the
+    # web console link carries this port.
+    port: int = 8016
     # PEM files; when both are set the TCP listener speaks TLS only (wss://, https://).
     tls_certificate: str = ""
     tls_private_key: str = ""

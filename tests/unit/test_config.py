@@ -1,6 +1,7 @@
 """The TOML configuration: defaults, typed values, clear errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,34 @@ from middlewared import config
 def test_defaults_match_the_running_contract() -> None:
     c = config.Config()
     assert c.server.unix_socket == "/run/middleware/middlewared.sock"
-    assert (c.server.host, c.server.port) == ("127.0.0.1", 6000)
+    assert (c.server.host, c.server.port) == ("127.0.0.1", 8016)
     assert c.database.path == "/var/db/middlewared/middlewared.db"
     assert (c.libvirt.uri, c.libvirt.domain_type) == ("qemu:///system", "auto")
     assert c.storage.roots == ("/mnt",)
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "middlewared.toml"
+# Ports browsers refuse to connect to (https://fetch.spec.whatwg.org/#port-blocking): ERR_UNSAFE_PORT.
+BAD_PORTS = {0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103,
+             104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513,
+             514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720,
+             1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080}
+
+
+def test_default_port_is_one_browsers_allow() -> None:
+    assert config.Config().server.port not in BAD_PORTS
+
+
 def test_shipped_example_parses_to_defaults() -> None:
-    path = Path(__file__).resolve().parents[2] / "etc" / "middlewared.toml"
+    assert config.load(str(EXAMPLE)) == config.Config()
+
+
+def test_shipped_example_shows_the_defaults(tmp_path: Path) -> None:
+    # Every "# key = value" line uncommented still gives the built-in defaults.
+    text = re.sub(r"(?m)^# (\w+ = )", r"\1", EXAMPLE.read_text())
+    assert text.count("\nport = 8016\n") == 1
+    path = tmp_path / "uncommented.toml"
+    path.write_text(text)
     assert config.load(str(path)) == config.Config()
 
 

@@ -48,17 +48,17 @@ def test_the_first_web_spice_display_is_shown() -> None:
 
 # -- the URI -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("host, expected", [
-    ("nas.local", "nas.local:6000"), ("nas.local:8443", "nas.local:8443"), ("10.0.0.5", "10.0.0.5:6000"),
-    ("fe80::1", "[fe80::1]:6000"), ("[fe80::1]", "[fe80::1]:6000"), ("[::1]:7000", "[::1]:7000"),
+    ("nas.local", "nas.local:8016"), ("nas.local:8443", "nas.local:8443"), ("10.0.0.5", "10.0.0.5:8016"),
+    ("fe80::1", "[fe80::1]:8016"), ("[fe80::1]", "[fe80::1]:8016"), ("[::1]:7000", "[::1]:7000"),
 ])
 def test_authority_adds_the_daemon_port(host: str, expected: str) -> None:
-    assert W.authority(host, 6000) == expected
+    assert W.authority(host, 8016) == expected
 
 
 @pytest.mark.parametrize("host", ["nas:99999", "[::1", "nas:port"])
 def test_authority_refuses_bad_hosts(host: str) -> None:
     with pytest.raises(CallError):
-        W.authority(host, 6000)
+        W.authority(host, 8016)
 
 
 def test_local_host_is_the_address_the_caller_reached() -> None:
@@ -71,9 +71,9 @@ def test_local_host_is_the_address_the_caller_reached() -> None:
 
 
 def test_console_uri() -> None:
-    uri = W.console_uri("HTTPS", "nas.local:6000", 7, "T0k-en_", "web-vm", "p&ss=1")
+    uri = W.console_uri("HTTPS", "nas.local:8016", 7, "T0k-en_", "web-vm", "p&ss=1")
     parts = urlsplit(uri)
-    assert (parts.scheme, parts.netloc, parts.path) == ("https", "nas.local:6000", "/vm/display/7/spice_auto.html")
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "nas.local:8016", "/vm/display/7/spice_auto.html")
     # spice_auto.html connects its WebSocket to ws(s)://<page host>:<page port>/<path>.
     assert parse_qs(parts.query) == {"auth_token": ["T0k-en_"], "path": ["vm/display/7/websockify"],
                                      "title": ["web-vm"], "password": ["p&ss=1"]}

@@ -39,7 +39,7 @@ CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
 MAC_PREFIX = "00:a0:98"
 FIRST_DISPLAY_PORT = 5900
 LAST_PORT = 65535
-# Never offered to a display: middlewared's internal port upstream (and this daemon's default).
+# Never offered to a display: middlewared's internal port upstream (this daemon's own port is added).
 RESERVED_PORTS = frozenset({6000})
 DEFAULT_MACHINE = "q35"  # what a VM without machine_type gets (schemas.FIELDS)
 _OVMF_CODE = re.compile(r"^OVMF_CODE.*\.fd$")

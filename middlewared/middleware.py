@@ -294,12 +294,14 @@ class Middleware:
             return True
         return self.policy is not None and self.policy.can_subscribe(event, credentials)
 
-    def event_visible(self, name: str, payload: dict[str, Any], credentials: Credentials) -> bool:
-        """Whether one event of name may reach these (subscribed) credentials."""
+    def event_view(self, name: str, payload: dict[str, Any], credentials: Credentials) -> dict[str, Any] | None:
+        """The event message as these (subscribed) credentials may see it, or None."""
         event = self.events.get(name)
         if event is None or not event.roles or credentials.has_role(event.roles):
-            return True
-        return self.policy is not None and self.policy.visible(name, payload, credentials)
+            return payload
+        if event.scoped_view is not None:
+            return event.scoped_view(self, payload, credentials)
+        return payload if self.policy is not None and self.policy.visible(name, payload, credentials) else None
 
     def send_event(self, name: str, kind: str, **kwargs: Any) -> None:
         """Send a collection_update (ADDED, CHANGED or REMOVED) to every subscriber of name."""
@@ -315,8 +317,9 @@ class Middleware:
             payload["extra"] = kwargs
         for conn in list(self.connections):
             # Filtered here, for every transport: scoped credentials see only their VMs' events.
-            if self.event_visible(name, payload, conn.credentials):
-                conn.send_event(name, kind, payload, None)
+            view = self.event_view(name, payload, conn.credentials)
+            if view is not None:
+                conn.send_event(name, kind, view, None)
 
     def send_job_event(self, kind: str, job: Job) -> None:
         """Announce a job change on core.get_jobs to the connections allowed to see the job."""

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence
 
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from middlewared.credentials import Credentials
     from middlewared.middleware import Middleware
     from middlewared.service import Service
 
 Hook = Callable[["Middleware"], Awaitable[None]]
 # HTTP routes a plugin serves on the daemon's port (handlers close over the middleware they are given).
 Routes = Callable[["Middleware"], Sequence[web.RouteDef]]
+# The part of one event message that credentials holding the event's roles only on some VMs may see
+# (None: nothing), for events that carry several VMs at once.
+ScopedView = Callable[["Middleware", dict[str, Any], "Credentials"], Optional[dict[str, Any]]]
 
 
 async def _nothing(middleware: "Middleware") -> None:
@@ -30,6 +34,7 @@ class EventSpec:
     name: str
     description: str
     roles: tuple[str, ...]
+    scoped_view: ScopedView | None = None
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,9 @@ def test_rows_and_events(middleware: Middleware) -> None:
     assert [r["id"] for r in middleware.visible_rows("vm.query", ("VM_READ",), rows, who)] == [10, 20, 40]
     assert middleware.visible_rows("vm.query", ("VM_READ",), rows, creds.root()) == rows
     assert middleware.can_subscribe("vm.query", who) and not middleware.can_subscribe("user.query", who)
-    assert middleware.event_visible("vm.query", {"msg": "changed", "id": 20, "fields": {}}, who)
-    assert not middleware.event_visible("vm.query", {"msg": "removed", "id": 30}, who)
-    assert middleware.event_visible("core.get_jobs", {"msg": "added", "id": 1}, who)
+    assert middleware.event_view("vm.query", {"msg": "changed", "id": 20, "fields": {}}, who) is not None
+    assert middleware.event_view("vm.query", {"msg": "removed", "id": 30}, who) is None
+    assert middleware.event_view("core.get_jobs", {"msg": "added", "id": 1}, who) is not None
 
 
 def test_device_payloads(middleware: Middleware) -> None:
@@ -79,9 +79,9 @@ def test_device_payloads(middleware: Middleware) -> None:
     assert isinstance(middleware.policy, ScopePolicy)
     who = creds.with_roles("LOGIN_PASSWORD", "d", [], user_id=8,
                            grants=(ScopedGrant(roles_.expand(["VM_DEVICE_READ"]), "VM", 20),))
-    assert middleware.event_visible("vm.device.query", {"msg": "removed", "id": 100}, who)
-    assert not middleware.event_visible("vm.device.query", {"msg": "removed", "id": 300}, who)
-    assert middleware.event_visible("vm.device.query", {"msg": "added", "id": 101, "fields": {"vm": 20}}, who)
+    assert middleware.event_view("vm.device.query", {"msg": "removed", "id": 100}, who) is not None
+    assert middleware.event_view("vm.device.query", {"msg": "removed", "id": 300}, who) is None
+    assert middleware.event_view("vm.device.query", {"msg": "added", "id": 101, "fields": {"vm": 20}}, who) is not None
 
 
 def test_secrets_are_masked_for_readers(middleware: Middleware) -> None:

@@ -11,6 +11,7 @@ from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import KvmProbe, cached_probe_kvm, host_fingerprint, remember, resolve_domain_type
 from middlewared.plugins.vm.model import DomainType
 from middlewared.plugins.vm.service import VMService
+from middlewared.plugins.vm.stats_api import EVENT as STATS_EVENT, Sampler
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -40,6 +41,8 @@ async def setup(middleware: "Middleware") -> None:
     await service.hypervisor.start()
     await service._records()
     service.background.add(asyncio.get_running_loop().create_task(autostart(service)))
+    service.stats_sampler = Sampler(service)
+    service.background.add(asyncio.get_running_loop().create_task(service.stats_sampler.run()))
 
 
 KVM_PROBE_KEY = "vm.kvm_probe"
@@ -96,4 +99,5 @@ async def teardown(middleware: "Middleware") -> None:
     await service.hypervisor.stop()
 
 
-PLUGIN = Plugin(name="vm", services=(VMService,), depends=("core",), setup=setup, teardown=teardown)
+PLUGIN = Plugin(name="vm", services=(VMService,), events=(STATS_EVENT,),
+                depends=("core",), setup=setup, teardown=teardown)

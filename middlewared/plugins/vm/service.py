@@ -10,12 +10,14 @@ from middlewared.plugins.vm.info import VMInfoMixin
 from middlewared.plugins.vm.lifecycle import VMLifecycleMixin
 from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.records import VMRecords
+from middlewared.plugins.vm.stats_api import VMStatsMixin
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
 
 
-class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VMCloneMixin, VMRecords):
+class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VMCloneMixin, VMStatsMixin,
+                VMRecords):
     """vm.*: virtual machines."""
 
     namespace = "vm"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from middlewared import roles as roles_
+from middlewared.call_stats import CallStats
 from middlewared.config import Config
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError, not_authenticated, not_authorized
@@ -113,6 +114,7 @@ class Middleware:
         self.connections: set[Connection] = set()
         self.jobs = JobManager(self, config.jobs.logs_dir)
         self.tokens = TokenManager()
+        self.call_stats = CallStats()
         self.datastore: Datastore | None = None
         self.policy: AccessPolicy | None = None
         self.audit_log: AuditLog | None = None

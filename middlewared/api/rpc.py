@@ -178,6 +178,7 @@ class RpcConnection:
 
     async def _call(self, method: "Method", params: list[Any], msg_id: Any, has_id: bool) -> None:
         error: str | None = None
+        began = time.perf_counter()
         try:
             credentials = self.credentials
             if not method.spec.authentication_required:
@@ -209,6 +210,7 @@ class RpcConnection:
                     await self.send_text(text)
         finally:
             self.inflight -= 1
+            self.middleware.call_stats.observe(method.name, time.perf_counter() - began, error is not None)
             self.middleware.audit_call(self, method, params, error)
 
     def _result_message(self, msg_id: Any, result: Any) -> dict[str, Any]:

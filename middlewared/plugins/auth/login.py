@@ -103,7 +103,12 @@ async def check_api_key(middleware: "Middleware", key: str, username: str | None
 
 def check_token(middleware: "Middleware", token: str, app: "Connection") -> Outcome:
     """TOKEN_PLAIN: a token from auth.generate_token, not one bound to a job download or a web console."""
-    found = middleware.tokens.take(token, app.address)
+    return token_outcome(middleware, token, app.address)
+
+
+def token_outcome(middleware: "Middleware", token: str, address: str | None) -> Outcome:
+    """A session token presented from an address (a login, or a bearer token over HTTP)."""
+    found = middleware.tokens.take(token, address)
     if found is None or "job" in found.attrs or "web_console" in found.attrs:
         return Outcome(AUTH_ERR)
     base = found.credentials

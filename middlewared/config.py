@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 DEFAULT_PATH = "/etc/middlewared/middlewared.toml"
@@ -85,6 +85,34 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class VelocityPool:
+    """A media pool of the Velocity REST API: a stable id and a directory under [storage] roots."""
+
+    mpid: int
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class VelocityNic:
+    """A host bridge offered to Velocity BRIDGE NICs under a stable id."""
+
+    nicid: int
+    bridge: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VelocityConfig:
+    """The Velocity REST API (/u, /m, /v): authkey lifetime, media pools and host NICs."""
+
+    # Seconds an authkey lives after its last use (Velocity's fixed 60 s, sliding here).
+    authkey_lifetime: int = 60
+    pools: tuple[VelocityPool, ...] = ()
+    nics: tuple[VelocityNic, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -95,7 +123,12 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    velocity: VelocityConfig = field(default_factory=VelocityConfig)
 
+
+# Keys holding arrays of tables ([[section.key]]), and the dataclass of one table.
+_TABLE_ARRAYS: dict[tuple[str, str], type[Any]] = {("velocity", "pools"): VelocityPool,
+                                                   ("velocity", "nics"): VelocityNic}
 
 _CHOICES = {("libvirt", "domain_type"): {"auto", "kvm", "qemu"},
             ("log", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"}}
@@ -110,7 +143,10 @@ def _section(name: str, cls: type[Any], raw: Any) -> Any:
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key}")
         default = getattr(cls(), key)
-        if isinstance(default, tuple):
+        table = _TABLE_ARRAYS.get((name, key))
+        if table is not None:
+            value = tuple(_table(f"{name}.{key}", table, item) for item in _array(f"{name}.{key}", value))
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name}.{key} must be a list of strings")
             value = tuple(value)
@@ -121,6 +157,37 @@ def _section(name: str, cls: type[Any], raw: Any) -> Any:
             raise ConfigError(f"{name}.{key} must be one of {', '.join(sorted(allowed))}")
         values[key] = value
     return replace(cls(), **values)
+
+
+def _array(name: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{name} must be an array of tables ([[{name}]])")
+    return value
+
+
+def _table(name: str, cls: type[Any], raw: Any) -> Any:
+    """One table of an array of tables: every key without a default is required."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be an array of tables ([[{name}]])")
+    known = {f.name: f for f in fields(cls)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}")
+        expected = int if known[key].type in ("int", int) else str
+        if type(value) is not expected:
+            raise ConfigError(f"{name}.{key} must be of type {expected.__name__}")
+    missing = [k for k, f in known.items() if k not in raw and f.default is MISSING]
+    if missing:
+        raise ConfigError(f"{name}: missing {', '.join(missing)}")
+    return cls(**raw)
+
+
+def _check_velocity(velocity: VelocityConfig) -> None:
+    for what, ids in (("pools", [p.mpid for p in velocity.pools]), ("nics", [n.nicid for n in velocity.nics])):
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"velocity.{what}: ids must be unique")
+    if velocity.authkey_lifetime < 1:
+        raise ConfigError("velocity.authkey_lifetime must be positive")
 
 
 def parse(raw: dict[str, Any]) -> Config:
@@ -142,6 +209,7 @@ def parse(raw: dict[str, Any]) -> Config:
         raise ConfigError("auth.api_key_iterations must be between 50000 and 5000000")
     if config.auth.rate_limit_calls < 1 or config.auth.rate_limit_period < 1:
         raise ConfigError("auth.rate_limit_calls and auth.rate_limit_period must be positive")
+    _check_velocity(config.velocity)
     return config
 
 

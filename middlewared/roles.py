@@ -29,8 +29,21 @@ ROLES: dict[str, frozenset[str]] = {
     "FILESYSTEM_DATA_WRITE": frozenset({"FILESYSTEM_DATA_READ"}),
 }
 
+# The Velocity REST API's permissions, one role each (plugins/velocity/README.md): held on a VM group
+# through a scoped grant, or everywhere. What they also allow over JSON-RPC is what they include.
+_VELOCITY: dict[str, frozenset[str]] = {
+    **{f"VELOCITY_{name}": frozenset() for name in (
+        "USER_CREATE", "USER_REMOVE", "USER_ASSIGN", "USER_REVOKE", "USER_VIEW", "USER_LIST",
+        "GROUP_CREATE", "GROUP_REMOVE", "GROUP_VIEW", "POOL_LIST", "POOL_ASSIGN", "POOL_REVOKE",
+        "MEDIA_CREATE", "MEDIA_LIST", "MEDIA_REMOVE", "NIC_LIST",
+        "VM_CREATE", "VM_REMOVE", "VM_ALTER", "VM_INTERACT", "VM_STATE")},
+    # Reading VMs is the one Velocity permission with an exact JSON-RPC counterpart.
+    "VELOCITY_VM_VIEW": frozenset({"VM_READ", "VM_DEVICE_READ"}),
+}
+ROLES.update(_VELOCITY)
+
 # Roles that may be scoped to a VM group or one VM (the rest only make sense host-wide).
-SCOPABLE = frozenset({"VM_READ", "VM_WRITE", "VM_DEVICE_READ", "VM_DEVICE_WRITE"})
+SCOPABLE = frozenset({"VM_READ", "VM_WRITE", "VM_DEVICE_READ", "VM_DEVICE_WRITE", *_VELOCITY})
 
 
 def register_role(name: str, includes: Iterable[str] = ()) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from middlewared.plugin import Plugin
-from middlewared.plugins import account, api_key, audit, auth, core, filesystem, metrics, vm, vm_device
+from middlewared.plugins import account, api_key, audit, auth, core, filesystem, metrics, velocity, vm, vm_device
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
@@ -14,4 +14,5 @@ PLUGINS: tuple[Plugin, ...] = (
     api_key.PLUGIN,
     filesystem.PLUGIN,
     metrics.PLUGIN,
+    velocity.PLUGIN,
 )

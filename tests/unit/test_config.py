@@ -66,3 +66,24 @@ def test_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path.write_text("[server]\nport = 7001\n")
     monkeypatch.setenv("MIDDLEWARED_CONFIG", str(path))
     assert config.load(None).server.port == 7001
+
+
+def test_velocity_pools_and_nics_are_arrays_of_tables() -> None:
+    from middlewared.config import ConfigError, VelocityNic, VelocityPool, parse
+    config = parse({"velocity": {"authkey_lifetime": 30, "pools": [{"mpid": 1, "name": "iso", "path": "/mnt/iso"}],
+                                 "nics": [{"nicid": 2, "bridge": "br0"}]}})
+    assert config.velocity.authkey_lifetime == 30
+    assert config.velocity.pools == (VelocityPool(1, "iso", "/mnt/iso"),)
+    assert config.velocity.nics == (VelocityNic(2, "br0", ""),)
+    for bad, message in [({"pools": [{"mpid": 1}]}, "missing name, path"),
+                         ({"pools": {"mpid": 1}}, "array of tables"),
+                         ({"pools": [{"mpid": "1", "name": "a", "path": "/b"}]}, "must be of type int"),
+                         ({"nics": [{"nicid": 1, "bridge": "a"}, {"nicid": 1, "bridge": "b"}]}, "unique"),
+                         ({"nics": [{"nicid": 1, "bridge": "a", "speed": 1}]}, "unknown key"),
+                         ({"authkey_lifetime": 0}, "positive")]:
+        try:
+            parse({"velocity": bad})
+        except ConfigError as e:
+            assert message in str(e)
+        else:
+            raise AssertionError(bad)

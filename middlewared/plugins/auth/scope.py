@@ -63,11 +63,22 @@ class ScopeIndex:
 
     def roles_on_vm(self, credentials: Credentials, vm_id: int) -> frozenset[str]:
         """Roles credentials hold on one VM through their scoped grants (its group and the group's ancestors)."""
-        scopes = {("VM", vm_id)}
-        group = self.vm_group_of.get(vm_id)
-        while group is not None and ("VM_GROUP", group) not in scopes:
-            scopes.add(("VM_GROUP", group))
-            group = self.parents.get(group)
+        return self._roles_in(credentials, {("VM", vm_id)}, self.vm_group_of.get(vm_id))
+
+    def roles_on_group(self, credentials: Credentials, group_id: int) -> frozenset[str]:
+        """Roles credentials hold on one VM group through their scoped grants (on it or an ancestor)."""
+        return self._roles_in(credentials, set(), group_id)
+
+    def ancestors(self, group_id: int | None) -> list[int]:
+        """A VM group and its ancestors, nearest first (empty for None or an unknown group)."""
+        out: list[int] = []
+        while group_id is not None and group_id in self.parents and group_id not in out:
+            out.append(group_id)
+            group_id = self.parents[group_id]
+        return out
+
+    def _roles_in(self, credentials: Credentials, scopes: set[tuple[str, int]], group: int | None) -> frozenset[str]:
+        scopes |= {("VM_GROUP", g) for g in self.ancestors(group)}
         out: frozenset[str] = frozenset()
         for grant in credentials.grants:
             if (grant.scope_type, grant.scope_id) in scopes:

@@ -42,7 +42,7 @@ async def scram_login(request: Request, username: str, key: str) -> None:
     nonce = secrets.token_bytes(32)
     bare = f"n={username.replace('=', '=3D').replace(',', '=2C')}:{key_id},r={base64.b64encode(nonce).decode()}"
     server_first = _answer(await request({"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE",
-                                          "rfc_str": f"n,,{bare}"}), "SERVER_FIRST_MESSAGE")
+                                          "rfc_str": f"n,,{bare}"}), "SERVER_FIRST_RESPONSE")
     fields = _fields(server_first)
     try:
         iterations, salt = int(fields["i"]), base64.b64decode(fields["s"])
@@ -58,7 +58,7 @@ async def scram_login(request: Request, username: str, key: str) -> None:
     signature = _hmac(hashlib.sha512(client_key).digest(), auth_message)
     proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
     server_final = _answer(await request({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE",
-                                          "rfc_str": f"{without_proof},p={proof}"}), "SERVER_FINAL_MESSAGE")
+                                          "rfc_str": f"{without_proof},p={proof}"}), "SERVER_FINAL_RESPONSE")
     expected = _hmac(_hmac(salted, b"Server Key"), auth_message)
     if not hmac.compare_digest(_fields(server_final).get("v", "").encode(), base64.b64encode(expected)):
         raise ClientException("The server could not prove it knows the key")

@@ -66,7 +66,7 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
 
-def write_config(tmp: Path, port: int, pool: str, extra: str = "") -> Path:
+def write_config(tmp: Path, port: int, pool: str, extra: str = "", server_extra: str = "") -> Path:
     # QEMU runs as libvirt's own user: it must be able to pass through to the storage root.
     tmp.chmod(0o711)
     (tmp / "storage").mkdir(exist_ok=True)
@@ -76,7 +76,7 @@ def write_config(tmp: Path, port: int, pool: str, extra: str = "") -> Path:
 unix_socket = "{tmp}/middlewared.sock"
 host = "127.0.0.1"
 port = {port}
-
+{server_extra}
 [database]
 path = "{tmp}/db/middlewared.db"
 
@@ -95,13 +95,14 @@ logs_dir = "{tmp}/jobs"
 
 
 def start_daemon(tmp: Path, port: int | None = None, pool: str | None = None, extra: str = "",
-                 keep_config: bool = False) -> Daemon:
-    """Start the daemon and wait until it answers on its unix socket (keep_config: reuse tmp's config)."""
+                 keep_config: bool = False, server_extra: str = "") -> Daemon:
+    """Start the daemon and wait until it answers on its unix socket (keep_config: reuse tmp's config;
+    extra: more sections; server_extra: more keys of [server])."""
     port = port or free_port()
     pool = pool or unique(f"mwtest{os.getpid()}_")
     config = tmp / "middlewared.toml"
     if not (keep_config and config.exists()):
-        config = write_config(tmp, port, pool, extra)
+        config = write_config(tmp, port, pool, extra, server_extra)
     log_path = tmp / "daemon.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:

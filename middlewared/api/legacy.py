@@ -84,13 +84,19 @@ class LegacyConnection(RpcConnection):
         if error.get("code") == E.INVALID_PARAMS:
             # Legacy clients recognise validation failures by EAGAIN + type VALIDATION.
             data.update(error=errno.EAGAIN, errname="EAGAIN", type="VALIDATION")
+            if not data.get("trace"):
+                # Legacy clients also need a trace to recognise them: one without the traceback.
+                data["trace"] = {"class": "ValidationErrors", "frames": [], "formatted": data.get("reason"),
+                                 "repr": "ValidationErrors()"}
         self.send({"msg": "result", "id": msg_id, "error": data})
 
     def send_event(self, name: str, kind: str, payload: dict[str, Any], job: Job | None) -> None:
         if name not in self._subscribed and "*" not in self._subscribed:
             return
-        if job is not None and not job.visible_to(self.credentials):
-            return
+        if job is not None:
+            if not job.visible_to(self.credentials):
+                return
+            payload = {**payload, "fields": E.job_fields(payload["fields"], self.credentials)}
         self.send({"msg": payload["msg"], **{k: v for k, v in payload.items() if k != "msg"}})
 
     def end_subscriptions(self, name: str, error: dict[str, Any] | None = None) -> None:

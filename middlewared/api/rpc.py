@@ -90,8 +90,10 @@ class RpcConnection:
         """Deliver an event when subscribed to name (or '*') and allowed to see it."""
         if name not in self._subscribed and "*" not in self._subscribed:
             return
-        if job is not None and not job.visible_to(self.credentials):
-            return
+        if job is not None:
+            if not job.visible_to(self.credentials):
+                return
+            payload = {**payload, "fields": E.job_fields(payload["fields"], self.credentials)}
         self.send({"jsonrpc": "2.0", "method": "collection_update", "params": payload})
 
     # -- subscriptions -------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class RpcConnection:
         except Exception as e:
             error = str(e) or repr(e)
             if has_id:
-                self._error(msg_id, E.error_object(e, method.name))
+                self._error(msg_id, E.error_object(e, method.name, E.sees_traces(self.credentials)))
             elif not isinstance(e, CallError):
                 logger.debug("notification %s failed", method.name, exc_info=True)
         else:

@@ -59,7 +59,8 @@ async def test_api_key_plain(auth_daemon: Daemon) -> None:
         assert (await rpc.call("auth.me"))["account_attributes"] == ["LOCAL", "API_KEY"]
 
 
-async def test_scram_exchange_as_the_official_client_sends_it(auth_daemon: Daemon) -> None:
+async def test_scram_exchange_of_midclt(auth_daemon: Daemon) -> None:
+    """This project's midclt speaks SCRAM too (the official client's exchange: test_official_client.py)."""
     username, _, _ = await make_user(auth_daemon, ["VM_READ"])
     key = await make_key(auth_daemon, username)
     async with connect(auth_daemon.url) as rpc:
@@ -71,7 +72,7 @@ async def test_scram_exchange_as_the_official_client_sends_it(auth_daemon: Daemo
             seen.append(answer)
             return answer
         await scram_login(request, username, key["key"])
-        assert [a["scram_type"] for a in seen] == ["SERVER_FIRST_MESSAGE", "SERVER_FINAL_MESSAGE"]
+        assert [a["scram_type"] for a in seen] == ["SERVER_FIRST_RESPONSE", "SERVER_FINAL_RESPONSE"]
         first = dict(p.split("=", 1) for p in seen[0]["rfc_str"].split(","))
         assert int(first["i"]) == key["iterations"] and base64.b64decode(first["s"]) == \
             base64.b64decode(key["salt"])
@@ -265,3 +266,32 @@ async def test_logout_ends_subscriptions_it_no_longer_allows(auth_daemon: Daemon
         ended = await rpc.next_event(lambda m: m.get("method") == "notify_unsubscribed")
         assert ended["params"]["collection"] == "vm.query"
         assert ended["params"]["error"]["errname"] == "EACCES"
+
+
+async def failed_job(rpc: Any) -> dict[str, Any]:
+    """A job that fails (core.bulk of an unknown method), once it has ended, as core.get_jobs shows it."""
+    job_id = await rpc.call("core.bulk", "no.such_method", [[]])
+    for _ in range(200):
+        job: dict[str, Any] = (await rpc.call("core.get_jobs", [["id", "=", job_id]]))[0]
+        if job["state"] == "FAILED":
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError("the job did not fail")
+
+
+async def test_tracebacks_only_for_full_admins(auth_daemon: Daemon) -> None:
+    """Server tracebacks name its files: only full administrators (root on the unix socket too) get them."""
+    username, password, _ = await make_user(auth_daemon, ["VM_READ"])
+    async with logged_in(auth_daemon, username, password) as rpc:
+        denied = await error_of(rpc, "user.create", {"username": "x", "password": "y"})
+        assert denied.errno == 13 and denied.data["trace"] is None
+        invalid = await error_of(rpc, "vm.query", 5)
+        assert invalid.code == -32602 and invalid.data["trace"] is None
+        job = await failed_job(rpc)
+        assert job["error"] and job["exception"] == "" and job["exc_info"]["errno"] == 2
+    async with connect(auth_daemon.url) as anonymous:
+        assert (await error_of(anonymous, "vm.query")).data["trace"] is None
+    async with as_root(auth_daemon) as root:
+        denied = await error_of(root, "vm.query", 5)
+        assert "Traceback" in denied.data["trace"]["formatted"]
+        assert "Traceback" in (await failed_job(root))["exception"]

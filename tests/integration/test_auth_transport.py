@@ -77,7 +77,10 @@ def _hmac(key: bytes, data: bytes) -> bytes:
 
 
 async def bound_scram(rpc: Rpc, username: str, key: str, binding: bytes) -> dict[str, Any]:
-    """The official client's SCRAM-PLUS exchange (tls-server-end-point); returns the final answer."""
+    """A SCRAM-PLUS exchange (tls-server-end-point) with the given binding; returns the final answer.
+
+    The official client (tests/integration/test_official_client.py) always sends the right binding: a wrong
+    one, as a man in the middle would present, can only be sent by hand."""
     key_id, secret = key.split("-", 1)
     header = "p=tls-server-end-point,,"
     bare = f"n={username}:{key_id},r={base64.b64encode(secrets.token_bytes(32)).decode()}"
@@ -92,9 +95,6 @@ async def bound_scram(rpc: Rpc, username: str, key: str, binding: bytes) -> dict
     answer: dict[str, Any] = await rpc.call("auth.login_ex", {
         "mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE",
         "rfc_str": f"{without_proof},p={base64.b64encode(proof).decode()}"})
-    if answer.get("scram_type") == "SERVER_FINAL_MESSAGE":
-        expected = base64.b64encode(_hmac(_hmac(salted, b"Server Key"), auth_message)).decode()
-        assert answer["rfc_str"] == f"v={expected}"
     return answer
 
 
@@ -102,15 +102,11 @@ async def test_tls_listener_and_channel_binding(tls_daemon: Daemon) -> None:
     username, _, _ = await make_user(tls_daemon, ["VM_READ"])
     async with as_root(tls_daemon) as root:
         key = (await root.call("api_key.create", {"name": "tls", "username": username}))["key"]
-    cert_pem = (tls_daemon.tmp / "cert.pem").read_text()
-    binding = hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_pem)).digest()  # sha256WithRSAEncryption
     async with aiohttp.ClientSession() as s:
         rpc = await open_wss(tls_daemon, s)
         assert await rpc.call("core.ping") == "pong"
+        # Bound to another certificate than the server's (a man in the middle): refused.
         assert (await bound_scram(rpc, username, key, b"\0" * 32)) == {"response_type": "AUTH_ERR"}
-        answer = await bound_scram(rpc, username, key, binding)
-        assert answer["scram_type"] == "SERVER_FINAL_MESSAGE"
-        assert (await rpc.call("auth.me"))["pw_name"] == username
         await rpc.ws.close()
         with pytest.raises(aiohttp.ClientError):
             await s.ws_connect(f"ws://127.0.0.1:{tls_daemon.port}/api/current")  # plain text is refused

@@ -1,30 +1,10 @@
-"""What the official TrueNAS client sends and expects (research/truenas.md §2.1), and the legacy protocol."""
+"""The legacy /websocket protocol at the message level: what the official client cannot show (a refused
+handshake, DDP ping), beside its LegacyClient in test_official_client.py."""
 from __future__ import annotations
-
-import uuid
 
 import aiohttp
 
 from tests.support import Daemon, Rpc
-
-
-async def test_official_client_job_flow(unix_rpc: Rpc) -> None:
-    """set_options with all three keys, a silent core.get_jobs subscription, uuid ids, message_ids."""
-    options = await unix_rpc.call("core.set_options", {"legacy_jobs": False, "private_methods": False,
-                                                       "py_exceptions": False})
-    assert "legacy_jobs" in options  # the client switches to new-style jobs only when this key is there
-    await unix_rpc.call("core.subscribe", "core.get_jobs")
-    call_id = str(uuid.uuid4())
-    await unix_rpc.send({"jsonrpc": "2.0", "id": call_id, "method": "core.bulk", "params": ["core.ping", [[]]]})
-    added = await unix_rpc.next_event(lambda m: m.get("method") == "collection_update"
-                                      and call_id in m["params"]["fields"]["message_ids"])
-    job_id = added["params"]["id"]
-    done = await unix_rpc.next_event(lambda m: m.get("method") == "collection_update"
-                                     and m["params"]["id"] == job_id
-                                     and m["params"]["fields"]["state"] in ("SUCCESS", "FAILED", "ABORTED"))
-    assert done["params"]["fields"]["state"] == "SUCCESS"
-    final = await unix_rpc.next_event(lambda m: m.get("id") == call_id)
-    assert final["result"] == done["params"]["fields"]["result"]
 
 
 async def legacy(session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:

@@ -34,7 +34,7 @@ async def test_job_failure_is_reported(unix_rpc: Rpc) -> None:
     await unix_rpc.call("core.set_options", {"legacy_jobs": False})
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("core.job_wait", 999999)
-    assert e.value.errno == 22 and e.value.extra == [[None, "Job with id 999999 does not exist", 2]]
+    assert e.value.errno == 2 and e.value.reason == "[ENOENT] Job with id 999999 does not exist"
 
 
 async def test_get_jobs_filters(unix_rpc: Rpc) -> None:
@@ -52,7 +52,7 @@ async def test_get_jobs_filters(unix_rpc: Rpc) -> None:
 async def test_job_abort_unknown(unix_rpc: Rpc) -> None:
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("core.job_abort", 424242)
-    assert e.value.code == -32602
+    assert e.value.code == -32001 and e.value.errno == 2
 
 
 async def test_download_requires_output_pipe(unix_rpc: Rpc) -> None:

@@ -177,7 +177,7 @@ async def test_delete_running_needs_force(unix_rpc: Rpc) -> None:
         virsh("domstate", domain)
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.get_instance", created["id"])
-    assert e.value.code == -32602 and e.value.extra == [[None, f"VM {created['id']} does not exist", 2]]
+    assert (e.value.code, e.value.errno, e.value.reason) == (-32001, 2, f"[ENOENT] VM {created['id']} does not exist")
 
 
 @pytest.mark.parametrize("data, attribute, errno_", [
@@ -234,7 +234,7 @@ async def test_wrong_ids(unix_rpc: Rpc) -> None:
     for method in ("vm.start", "vm.poweroff", "vm.suspend", "vm.resume", "vm.status", "vm.clone", "vm.delete"):
         with pytest.raises(RpcError) as e:
             await unix_rpc.call(method, 987654)
-        assert e.value.code == -32602 and e.value.extra[0][2] == 2, method
+        assert e.value.code == -32001 and e.value.errno == 2, method  # a failed lookup: ENOENT
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.update", 987654, {"vcpus": 2})
-    assert e.value.extra[0][2] == 2
+    assert e.value.errno == 2

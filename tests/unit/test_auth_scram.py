@@ -32,13 +32,13 @@ def server(keys: scram.ScramKeys, binding: bytes | None = None) -> Any:
             first = scram.parse_client_first(data["rfc_str"])
             assert (first.username, first.key_id) == ("alice", 7)
             state["conv"] = scram.server_first(first, keys)
-            return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_MESSAGE",
+            return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_RESPONSE",
                     "rfc_str": state["conv"].server_first}
         try:
             final = scram.server_final(state["conv"], data["rfc_str"], binding)
         except scram.ScramError:
             return {"response_type": "AUTH_ERR"}
-        return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FINAL_MESSAGE", "rfc_str": final}
+        return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FINAL_RESPONSE", "rfc_str": final}
     return request
 
 

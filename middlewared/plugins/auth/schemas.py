@@ -33,8 +33,8 @@ LOGIN_RESULT: dict[str, Any] = {
         "response_type": {"type": "string", "description": "SUCCESS | AUTH_ERR | EXPIRED | SCRAM_RESPONSE."},
         "user_info": {"description": "SUCCESS: auth.me of the new session (null unless asked)."},
         "authenticator": {"type": "string", "description": "SUCCESS: assurance level (LEVEL_1)."},
-        "scram_type": {"type": "string", "description": "SCRAM_RESPONSE: SERVER_FIRST_MESSAGE or "
-                                                        "SERVER_FINAL_MESSAGE."},
+        "scram_type": {"type": "string", "description": "SCRAM_RESPONSE: SERVER_FIRST_RESPONSE or "
+                                                        "SERVER_FINAL_RESPONSE."},
         "rfc_str": {"type": "string", "description": "SCRAM_RESPONSE: the RFC 5802 server message."},
     },
 }

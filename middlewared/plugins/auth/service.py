@@ -92,7 +92,7 @@ class AuthService(Service):
                 keys = L.scram_keys(key) if key else self._decoy_keys()
                 conversation = scram.server_first(first, keys)
                 conn.login_state = ScramState(conversation, key)
-                return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_MESSAGE",
+                return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_RESPONSE",
                         "rfc_str": conversation.server_first}
             if not isinstance(state, ScramState) or data.get("scram_type") != "CLIENT_FINAL_MESSAGE":
                 raise scram.ScramError("no SCRAM exchange in progress")
@@ -106,7 +106,7 @@ class AuthService(Service):
         answer = await self._conclude(conn, "SCRAM", outcome, False)
         if answer["response_type"] != L.SUCCESS:
             return answer
-        return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FINAL_MESSAGE", "rfc_str": final}
+        return {"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FINAL_RESPONSE", "rfc_str": final}
 
     def _decoy_keys(self) -> scram.ScramKeys:
         return scram.ScramKeys(secrets.token_bytes(16), self.middleware.config.auth.api_key_iterations,

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from middlewared import credentials as creds
-from middlewared.api.errors import error_object
+from middlewared.api.errors import error_object, job_fields
 from middlewared.crud import query_rows
 from middlewared.errors import CallError, InstanceNotFound, ValidationErrors
 from middlewared.job import FINAL, Job
@@ -69,9 +69,10 @@ class CoreService(Service):
                        app: "RpcConnection | None" = None) -> Any:
         """Jobs the caller may see, filtered and shaped like any query."""
         jobs = self.middleware.jobs.jobs.values()
-        if app is not None:
-            jobs = [j for j in jobs if j.visible_to(app.credentials)]  # type: ignore[assignment]
-        return query_rows([j.encode() for j in jobs], filters, options)
+        if app is None:
+            return query_rows([j.encode() for j in jobs], filters, options)
+        rows = [job_fields(j.encode(), app.credentials) for j in jobs if j.visible_to(app.credentials)]
+        return query_rows(rows, filters, options)
 
     def _job(self, job_id: int, app: "RpcConnection | None") -> Job:
         job = self.middleware.jobs.get(job_id)

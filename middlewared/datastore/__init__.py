@@ -82,6 +82,14 @@ class Datastore:
             return result
         return await self._in_thread(run)
 
+    async def exclusively(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn(conn) in the database thread without opening a transaction: fn opens its own.
+
+        No other write runs meanwhile (they all pass through this one thread), so fn may commit one
+        step before it makes the next, as crash recovery must.
+        """
+        return await self._in_thread(fn, self.conn)
+
 
 def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     """Apply each migration newer than the recorded version, each in its own transaction."""

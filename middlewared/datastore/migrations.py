@@ -116,4 +116,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             error TEXT
         )""",
     )),
+    # Names this daemon instance in the <metadata> of every domain it defines, so that start-up
+    # reconciliation touches only its own domains on a libvirtd other daemons share. A version 4
+    # UUID, made once here so it never changes afterwards.
+    Migration(4, "daemon instance UUID", (
+        "INSERT INTO settings (key, value) VALUES ('instance_uuid', lower(hex(randomblob(4))) || '-'"
+        " || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2) || '-'"
+        " || substr('89ab', 1 + abs(random()) % 4, 1) || substr(lower(hex(randomblob(2))), 2) || '-'"
+        " || lower(hex(randomblob(6))))",
+    )),
 )

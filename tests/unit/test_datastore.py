@@ -1,6 +1,7 @@
 """The SQLite datastore: WAL, foreign keys, migrations, transactions that roll back."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,25 @@ async def test_open_migrate_and_rollback(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError):
         await ds.transaction(fail)
-    assert await ds.fetchall("SELECT * FROM settings") == []
+    assert await ds.fetchall("SELECT * FROM settings WHERE key = 'a'") == []
     await ds.close()
     # Reopening applies nothing twice.
     ds = Datastore(str(tmp_path / "sub" / "db.sqlite"))
     await ds.open()
     await ds.close()
+
+
+async def test_instance_uuid_made_once(tmp_path: Path) -> None:
+    """The daemon instance's UUID is a version 4 UUID, different per database, unchanged on reopening."""
+    values = []
+    for path in ("a.sqlite", "a.sqlite", "b.sqlite"):
+        ds = Datastore(str(tmp_path / path))
+        await ds.open()
+        rows = await ds.fetchall("SELECT value FROM settings WHERE key = 'instance_uuid'")
+        values.append(rows[0]["value"])
+        await ds.close()
+    assert values[0] == values[1] != values[2]
+    assert all(str(uuid.UUID(v)) == v and uuid.UUID(v).version == 4 for v in values)
 
 
 async def test_failed_migration_leaves_nothing(tmp_path: Path) -> None:

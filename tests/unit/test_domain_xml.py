@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from middlewared.plugins.vm.domain_xml import (
-    build_domain, domain_xml_string, ovmf_code_file, ovmf_vars_file,
+    METADATA_NS, build_domain, domain_xml_string, ovmf_code_file, ovmf_vars_file,
 )
 from middlewared.plugins.vm.model import (
     Bootloader, ClockTime, CpuMode, DomainContext, DomainType, VMRecord, parse_cpuset,
@@ -22,6 +22,7 @@ from middlewared.plugins.vm.model import (
 GOLDEN = Path(__file__).parent / "golden" / "vm"
 VALIDATOR = shutil.which("virt-xml-validate")
 UUID = "6f1c2e0a-3b7d-4c1e-9a55-0d2f4b8e7c13"
+INSTANCE = "0b6a8f4e-5d21-4c7a-8e93-2f1d6c4b9a70"
 
 Case = tuple[VMRecord, DomainContext, list[etree._Element]]
 
@@ -32,7 +33,8 @@ def _vm(vm_id: int, name: str, **fields: Any) -> VMRecord:
 
 def _ctx(vm: VMRecord, domain_type: DomainType = DomainType.QEMU, **fields: Any) -> DomainContext:
     """A context as the vm plugin builds it: per-VM NVRAM, the VARS template matching the code."""
-    ctx = DomainContext(domain_type, f"/var/lib/libvirt/qemu/nvram/{vm.domain_name}_VARS.fd", **fields)
+    ctx = DomainContext(domain_type, f"/var/lib/libvirt/qemu/nvram/{vm.domain_name}_VARS.fd", instance=INSTANCE,
+                        **fields)
     template = ovmf_vars_file(ovmf_code_file(vm, ctx))
     return replace(ctx, nvram_template=f"{ctx.ovmf_dir}/{template}" if template else None)
 
@@ -128,6 +130,14 @@ def test_ensure_display_device_off_adds_no_video() -> None:
 def test_description_is_escaped_and_cleaned() -> None:
     root = build_domain(*CASES["windows"][:2])
     assert root.findtext("description") == 'Windows <11> & "friends" bell'
+
+
+def test_metadata_names_the_instance_and_row() -> None:
+    vm = _vm(42, "tagged")
+    owner = build_domain(vm, _ctx(vm)).find(f"metadata/{{{METADATA_NS}}}owner")
+    assert owner is not None and owner.attrib == {"instance": INSTANCE, "vm": "42"}
+    untagged = build_domain(vm, replace(_ctx(vm), instance=None))
+    assert untagged.find("metadata") is None
 
 
 def test_tcg_drops_kvm_only_cpu_features() -> None:

@@ -10,6 +10,7 @@ from middlewared.plugin import Plugin
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import KvmProbe, cached_probe_kvm, host_fingerprint, remember, resolve_domain_type
 from middlewared.plugins.vm.model import DomainType
+from middlewared.plugins.vm.reconcile import reconcile
 from middlewared.plugins.vm.service import VMService
 from middlewared.plugins.vm.stats_api import EVENT as STATS_EVENT, Sampler
 
@@ -36,13 +37,32 @@ async def setup(middleware: "Middleware") -> None:
     if reason:
         logger.warning("using TCG emulation (domain type qemu): %s", reason)
     service.domain_type = DomainType(domain_type)
+    service.instance = await instance_uuid(middleware)
     service.hypervisor = Hypervisor(middleware.config.libvirt.uri)
     service.hypervisor.listeners.append(service.on_domain_state)
     await service.hypervisor.start()
+    if service.hypervisor.connected.is_set():
+        # Before the API opens: the first answers already see libvirt and the rows agree.
+        await reconcile(service)
+        later = autostart(service)
+    else:
+        later = reconcile_then_autostart(service)
     await service._records()
-    service.background.add(asyncio.get_running_loop().create_task(autostart(service)))
+    service.background.add(asyncio.get_running_loop().create_task(later))
     service.stats_sampler = Sampler(service)
     service.background.add(asyncio.get_running_loop().create_task(service.stats_sampler.run()))
+
+
+async def instance_uuid(middleware: "Middleware") -> str:
+    """This daemon instance's UUID, made once by a migration."""
+    rows = await middleware.db.fetchall("SELECT value FROM settings WHERE key = 'instance_uuid'")
+    return str(rows[0]["value"])
+
+
+async def reconcile_then_autostart(service: VMService) -> None:
+    """Once libvirt answers (it did not at start-up): reconcile, then autostart."""
+    await reconcile(service)
+    await autostart(service)
 
 
 KVM_PROBE_KEY = "vm.kvm_probe"

@@ -14,6 +14,9 @@ from middlewared.plugins.vm.model import (
 from middlewared.plugins.vm.xml_helpers import on, sub
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+# The namespace of the daemon's own element in <metadata> (https://libvirt.org/formatdomain.html#general-metadata).
+METADATA_NS = "urn:middlewared:domain:1"
+METADATA_PREFIX = "middlewared"
 DEFAULT_ARCH = "x86_64"
 # libvirt expands the alias to the newest versioned pc-q35-X.Y machine of the installed QEMU.
 DEFAULT_MACHINE = "q35"
@@ -39,6 +42,8 @@ def build_domain(
     sub(root, "title", vm.name)
     if vm.description:
         sub(root, "description", vm.description)
+    if ctx.instance:
+        _add_metadata(root, vm, ctx.instance)
     _add_memory(root, vm)
     _add_vcpus(root, vm)
     root.append(_os(vm, ctx))
@@ -88,6 +93,13 @@ def ovmf_vars_file(code_file: str) -> str | None:
 def _is_secure_boot_build(code_file: str) -> bool:
     match = _OVMF_CODE.fullmatch(code_file)
     return match is not None and match["variant"] is not None
+
+
+def _add_metadata(root: etree._Element, vm: VMRecord, instance: str) -> None:
+    # Which daemon instance defined the domain, and for which row: what start-up reconciliation reads.
+    metadata = sub(root, "metadata")
+    etree.SubElement(metadata, f"{{{METADATA_NS}}}owner", {"instance": instance, "vm": str(vm.id)},
+                     nsmap={METADATA_PREFIX: METADATA_NS})
 
 
 def _add_memory(root: etree._Element, vm: VMRecord) -> None:

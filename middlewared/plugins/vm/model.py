@@ -104,6 +104,9 @@ class DomainContext:
     secure_boot_code: str = "OVMF_CODE_4M.secboot.fd"
     # When set, the serial console is also logged (by virtlogd) to this file.
     serial_log_path: str | None = None
+    # The UUID of the daemon instance defining the domain, written into its <metadata>: start-up
+    # reconciliation recognises its own domains by it (several daemons may share one libvirtd).
+    instance: str | None = None
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(VMRecord))

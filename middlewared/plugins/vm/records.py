@@ -56,6 +56,8 @@ class VMRecords(CRUDService):
 
     hypervisor: Hypervisor
     domain_type: DomainType = DomainType.QEMU
+    # This daemon instance's UUID (from the database), written into every domain's <metadata>.
+    instance: str | None = None
     devices: DeviceSupport = NoDevices()
     _cache: dict[int, dict[str, Any]] | None = None
     # Stored devices by id, as of the last cache load; replaced (never emptied) so XML built from masked
@@ -130,12 +132,19 @@ class VMRecords(CRUDService):
             nvram_path=os.path.join(NVRAM_DIR, f"{vm.domain_name}_VARS.fd"),
             nvram_template=os.path.join(OVMF_DIR, template) if template else None,
             serial_log_path=os.path.join(QEMU_LOG_DIR, f"{vm.domain_name}.console.log"),
+            instance=self.instance,
         )
 
     def domain_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> str:
         """The domain XML of a VM and its devices (entries with masked secrets are matched to stored rows)."""
         stored = [self._unmasked(d) for d in devices]
         return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(vm, stored))
+
+    def stored_domain_xml(self, db: sqlite3.Connection, vm_id: int) -> str:
+        """The domain XML of a stored VM, read with `db` (inside the database thread)."""
+        vm = VMRecord.from_row(_decode_vm(dict(db.execute("SELECT * FROM vm_vm WHERE id = ?", (vm_id,)).fetchone())))
+        rows = db.execute('SELECT * FROM vm_device WHERE vm = ? ORDER BY "order" IS NULL, "order", id', (vm_id,))
+        return self.domain_xml(vm, [_decode_device(dict(r)) for r in rows])
 
     def _unmasked(self, device: dict[str, Any]) -> dict[str, Any]:
         # Callers such as vm.start hold API entries, whose secrets (display passwords) are masked.

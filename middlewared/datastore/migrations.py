@@ -125,4 +125,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         " || substr('89ab', 1 + abs(random()) % 4, 1) || substr(lower(hex(randomblob(2))), 2) || '-'"
         " || lower(hex(randomblob(6))))",
     )),
+    Migration(5, "vm snapshots", (
+        # One row per node of a VM's snapshot tree; `tag` names the qcow2 internal snapshots and the state files.
+        """CREATE TABLE vm_snapshot (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            vm INTEGER NOT NULL REFERENCES vm_vm (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            parent INTEGER REFERENCES vm_snapshot (id) ON DELETE SET NULL,
+            created REAL NOT NULL,
+            memory INTEGER NOT NULL,
+            vm_state TEXT NOT NULL,
+            current INTEGER NOT NULL DEFAULT 0,
+            tag TEXT NOT NULL UNIQUE,
+            disks TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            memory_size INTEGER NOT NULL,
+            held_ms REAL,
+            UNIQUE (vm, name)
+        )""",
+        "CREATE INDEX vm_snapshot_vm ON vm_snapshot (vm)",
+    )),
 )

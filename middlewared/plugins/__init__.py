@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from middlewared.plugin import Plugin
-from middlewared.plugins import account, api_key, audit, auth, core, filesystem, metrics, velocity, vm, vm_device
+from middlewared.plugins import (account, api_key, audit, auth, core, filesystem, metrics, velocity, vm, vm_device,
+                                 vm_snapshot)
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
     vm.PLUGIN,
     vm_device.PLUGIN,
+    vm_snapshot.PLUGIN,
     audit.PLUGIN,
     auth.PLUGIN,
     account.PLUGIN,

@@ -41,7 +41,7 @@ CMDLINE = "console=ttyS0,115200n8 quiet"
 # userspace lives in the initramfs and never mounts the medium. Storage class drivers come before the
 # host adapters so disks are probed as the adapters register.
 MODULES = ("button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "e1000", "e1000e", "sd_mod", "sr_mod",
-           "ahci")
+           "isofs", "ahci")
 VOLUME_ID = "MWGUEST"
 
 Log = Callable[[str], None]

@@ -21,7 +21,7 @@ def middleware() -> Middleware:
     # Groups: 1 (top) > 2 (child) ; 3 apart. VMs: 10 in 1, 20 in 2, 30 in 3, 40 in none.
     policy.index.parents = {1: None, 2: 1, 3: None}
     policy.index.vm_group_of = {10: 1, 20: 2, 30: 3}
-    policy.index.device_vm = {100: 20, 300: 30}
+    policy.index.owner_vm = {("vm.device", 100): 20, ("vm.device", 300): 30}
     policy.index.grants = [GrantRow(7, None, "VM_WRITE", "VM_GROUP", 1), GrantRow(None, 5, "VM_READ", "VM", 40)]
     mw.policy = policy
     return mw

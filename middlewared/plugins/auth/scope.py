@@ -19,9 +19,11 @@ from middlewared.plugins.auth.limits import FailureThrottle, RateLimiter
 if TYPE_CHECKING:
     from middlewared.middleware import Connection, Method, Middleware
 
+# Namespaces of records that belong to one VM, with the table linking a record id to its VM ("vm" column).
+VM_OWNED = {"vm.device": "vm_device", "vm.snapshot": "vm_snapshot"}
 # Namespaces whose records belong to VMs. A method of these whose first argument is an integer takes
-# the id of one record; for vm.device a first argument object names its VM in "vm".
-SCOPED_NAMESPACES = ("vm", "vm.device")
+# the id of one record; for VM-owned records a first argument object names its VM in "vm".
+SCOPED_NAMESPACES = ("vm", *VM_OWNED)
 # Unauthenticated methods the rate limit leaves alone (clients call it first on every connection).
 UNLIMITED = frozenset({"core.set_options"})
 
@@ -44,7 +46,8 @@ class ScopeIndex:
         self.parents: dict[int, int | None] = {}
         self.vm_group_of: dict[int, int] = {}
         self.grants: list[GrantRow] = []
-        self.device_vm: dict[int, int] = {}
+        # (namespace, record id) -> VM, for records of VM_OWNED namespaces (devices, snapshots).
+        self.owner_vm: dict[tuple[str, int], int] = {}
 
     async def load(self, middleware: "Middleware") -> None:
         """Read the three tables."""
@@ -120,22 +123,23 @@ class ScopePolicy:
         if first == "integer":
             if not _is_id(value):
                 return []
-            vm = value if namespace == "vm" else await self._device_vm(value)
+            vm = value if namespace == "vm" else await self._owner_vm(namespace, value)
             targets = [] if vm is None else [vm]
             moved = params[1].get("vm") if len(params) > 1 and isinstance(params[1], dict) else None
             return targets + [moved] if _is_id(moved) and targets else targets
-        if namespace == "vm.device" and isinstance(value, dict) and "vm" in value:
+        if namespace in VM_OWNED and isinstance(value, dict) and "vm" in value:
             return [value["vm"]] if _is_id(value["vm"]) else []
         return None
 
-    async def _device_vm(self, device_id: int) -> int | None:
-        if device_id not in self.index.device_vm:
+    async def _owner_vm(self, namespace: str, record_id: int) -> int | None:
+        key = (namespace, record_id)
+        if key not in self.index.owner_vm:
             ds = self.middleware.db
-            rows = await ds.fetchall("SELECT vm FROM vm_device WHERE id = ?", (device_id,))
+            rows = await ds.fetchall(f"SELECT vm FROM {VM_OWNED[namespace]} WHERE id = ?", (record_id,))
             if not rows:
                 return None
-            self.index.device_vm[device_id] = rows[0]["vm"]
-        return self.index.device_vm[device_id]
+            self.index.owner_vm[key] = rows[0]["vm"]
+        return self.index.owner_vm[key]
 
     def can_subscribe(self, event: EventSpec, credentials: Credentials) -> bool:
         """Events of VM collections go to scoped readers, filtered per VM by visible()."""
@@ -154,12 +158,13 @@ class ScopePolicy:
         if collection == "vm.query":
             vm = row.get("id")
             return vm if _is_id(vm) else None
-        if collection == "vm.device.query":
+        namespace = collection.removesuffix(".query")
+        if namespace in VM_OWNED:
             fields = row.get("fields") if "msg" in row else row
             vm = fields.get("vm") if isinstance(fields, dict) else None
             if _is_id(row.get("id")) and _is_id(vm):
-                self.index.device_vm[row["id"]] = vm
-            return vm if _is_id(vm) else self.index.device_vm.get(row.get("id", -1))
+                self.index.owner_vm[(namespace, row["id"])] = vm
+            return vm if _is_id(vm) else self.index.owner_vm.get((namespace, row.get("id", -1)))
         return None
 
     async def throttle(self, method: "Method", app: "Connection") -> None:

@@ -9,7 +9,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import libvirt
 import psutil
@@ -64,6 +64,10 @@ class VMRecords(CRUDService):
     # entries can still find the secrets (see domain_xml).
     _raw_devices: Mapping[int, dict[str, Any]] = {}
     _device_lock: asyncio.Lock | None = None
+    # Fields other plugins add to each entry (snapshot counts), from the VM id.
+    entry_extensions: tuple[Callable[[int], Mapping[str, Any]], ...] = ()
+    # What other plugins remove with a VM (its snapshots), called with the entry once the domain is stopped.
+    delete_hooks: tuple[Callable[[dict[str, Any]], Awaitable[None]], ...] = ()
 
     # -- reading ---------------------------------------------------------------------------------
     async def _records(self) -> dict[int, dict[str, Any]]:
@@ -86,8 +90,11 @@ class VMRecords(CRUDService):
     def _entry(self, record: dict[str, Any]) -> dict[str, Any]:
         status = self.hypervisor.status(f"{record['id']}_{record['name']}")
         devices = [self.devices.public(d) for d in record["devices"]]
-        return {**record, "devices": devices, "status": status.as_dict(),
-                "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in devices)}
+        entry = {**record, "devices": devices, "status": status.as_dict(),
+                 "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in devices)}
+        for extension in self.entry_extensions:
+            entry.update(extension(record["id"]))
+        return entry
 
     async def rows(self) -> list[dict[str, Any]]:
         return [self._entry(r) for r in (await self._records()).values()]
@@ -332,6 +339,8 @@ class VMRecords(CRUDService):
                 raise CallError(f"VM {vm['name']} is running; stop it first or delete with force",
                                 errno.EBUSY)
             await self.hypervisor.run(_destroy, record.domain_name)
+        for hook in self.delete_hooks:
+            await hook(vm)
         conn = self._conn()
 
         def write(db: sqlite3.Connection) -> None:

@@ -115,6 +115,7 @@ VM_ENTRY: dict[str, Any] = {
         "devices": {"type": "array", "description": "The VM's devices (as vm.device.query shows them).",
                     "items": {"type": "object", "description": "A device."}},
         "display_available": {"type": "boolean", "description": "Whether the VM has a DISPLAY device."},
+        "snapshot_count": {"type": "integer", "description": "How many snapshots the VM has (vm.snapshot.query)."},
     },
 }
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 # "<pool>/<volume>": libvirt pool and volume names.
 ZVOL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*/[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
+VOLUME_FORMATS = ("qcow2", "raw")
 
 
 class Disk(StorageDevice):
@@ -36,6 +37,9 @@ class Disk(StorageDevice):
                       "description": "The volume as \"<pool>/<volume>\": to create, or an existing one."},
         "zvol_volsize": {"type": ["integer", "null"], "default": None, "minimum": 1,
                          "description": "Size in bytes of the volume to create (with create_zvol)."},
+        "format": {"type": ["string", "null"], "enum": [None, *VOLUME_FORMATS], "default": None,
+                   "description": "Image format of the volume: for a new one qcow2 (null; snapshots need it) or "
+                                  "raw; for an existing one read from the pool (null) and checked."},
     }
 
     def merge(self, old: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +74,8 @@ class Disk(StorageDevice):
         elif self._created_twice(check, a["zvol_name"]):
             check.error(p, "zvol_name", f"'{a['zvol_name']}' is created twice", errno.EEXIST)
         else:
-            check.add_action(CreateVolume(pool_name, name, a["zvol_volsize"], a))
+            a["format"] = a["format"] or "qcow2"
+            check.add_action(CreateVolume(pool_name, name, a["zvol_volsize"], a, a["format"]))
 
     @staticmethod
     def _created_twice(check: "Check", zvol_name: str) -> bool:
@@ -93,7 +98,9 @@ class Disk(StorageDevice):
         volume = by_name or by_path
         if volume is None:
             return
-        a.update(path=volume.path, zvol_name=volume.zvol_name)
+        if a["format"] is not None and a["format"] != volume.format:
+            check.error(p, "format", f"Volume {volume.zvol_name} is {volume.format}, not {a['format']}")
+        a.update(path=volume.path, zvol_name=volume.zvol_name, format=volume.format)
         if any(d.get("zvol_name") == volume.zvol_name for d in check.elsewhere if d.get("dtype") == "DISK"):
             check.error(p, "zvol_name", f"Volume {volume.zvol_name} is already a disk of another VM", errno.EBUSY)
         problem = reachability_error(volume.path, await check.host.qemu_user())
@@ -103,7 +110,9 @@ class Disk(StorageDevice):
     def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
         # type='volume' lets libvirt resolve the pool's storage (file, block device, zvol) at start.
         pool_name, _, volume = str(attributes["zvol_name"]).partition("/")
-        return [self.storage_xml("volume", {"pool": pool_name, "volume": volume}, attributes, slot)]
+        # Rows stored before formats were recorded name raw volumes.
+        return [self.storage_xml("volume", {"pool": pool_name, "volume": volume}, attributes, slot,
+                                 attributes.get("format") or "raw")]
 
     async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
         volume = await host.volume(attributes["zvol_name"])

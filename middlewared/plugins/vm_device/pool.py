@@ -21,6 +21,8 @@ class Volume:
     name: str
     path: str
     capacity: int
+    # The image format (qcow2, raw, ...): what the domain's disk driver must be told.
+    format: str = "raw"
 
     @property
     def zvol_name(self) -> str:
@@ -67,7 +69,9 @@ def _pool_path(pool: libvirt.virStoragePool) -> str:
 
 
 def _volume(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Volume:
-    return Volume(pool.name(), vol.name(), vol.path(), int(vol.info()[1]))
+    fmt = etree.fromstring(vol.XMLDesc(0)).find("target/format")
+    return Volume(pool.name(), vol.name(), vol.path(), int(vol.info()[1]),
+                  str(fmt.get("type")) if fmt is not None else "raw")
 
 
 def active_pools(conn: libvirt.virConnect) -> list[libvirt.virStoragePool]:
@@ -108,27 +112,28 @@ def volume_at(conn: libvirt.virConnect, path: str) -> Volume | None:
     return next((v for v in all_volumes(conn) if v.path == path), None)
 
 
-def _volume_xml(name: str, capacity: int) -> str:
+def _volume_xml(name: str, capacity: int, fmt: str) -> str:
     vol = etree.Element("volume")
     sub(vol, "name", name)
     sub(vol, "capacity", str(capacity), unit="bytes")
     # Sparse: space is taken as the guest writes.
     sub(vol, "allocation", "0", unit="bytes")
-    sub(sub(vol, "target"), "format", type="raw")
+    sub(sub(vol, "target"), "format", type=fmt)
     return etree.tostring(vol, encoding="unicode")
 
 
-def create_volume(conn: libvirt.virConnect, pool_name: str, name: str, capacity: int) -> Volume:
-    """Create a raw volume in a pool."""
+def create_volume(conn: libvirt.virConnect, pool_name: str, name: str, capacity: int, fmt: str = "qcow2") -> Volume:
+    """Create a volume in a pool (qcow2 by default: it can hold snapshots)."""
     pool = conn.storagePoolLookupByName(pool_name)
-    return _volume(pool, pool.createXML(_volume_xml(name, capacity), 0))
+    return _volume(pool, pool.createXML(_volume_xml(name, capacity, fmt), 0))
 
 
 def clone_volume(conn: libvirt.virConnect, source: Volume, name: str) -> Volume:
-    """Copy a volume into a new one of the same pool (libvirt copies the data)."""
+    """Copy a volume into a new one of the same pool and format (libvirt copies the current data; a qcow2
+    copy holds none of the original's snapshots)."""
     pool = conn.storagePoolLookupByName(source.pool)
     original = pool.storageVolLookupByName(source.name)
-    return _volume(pool, pool.createXMLFrom(_volume_xml(name, source.capacity), original, 0))
+    return _volume(pool, pool.createXMLFrom(_volume_xml(name, source.capacity, source.format), original, 0))
 
 
 def delete_volume(conn: libvirt.virConnect, pool_name: str, name: str) -> bool:

@@ -28,16 +28,17 @@ class Action(Protocol):
 
 @dataclass
 class CreateVolume:
-    """A new raw volume for a DISK with create_zvol; its path goes into the row's attributes."""
+    """A new volume for a DISK with create_zvol; its path goes into the row's attributes."""
 
     pool: str
     name: str
     size: int
     # The attributes the plan will store: the volume's path is only known once it exists.
     attributes: dict[str, Any]
+    fmt: str = "qcow2"
 
     async def apply(self, hv: Hypervisor) -> None:
-        volume = await hv.run(pool.create_volume, self.pool, self.name, self.size)
+        volume = await hv.run(pool.create_volume, self.pool, self.name, self.size, self.fmt)
         self.attributes["path"] = volume.path
 
     async def undo(self, hv: Hypervisor) -> None:

@@ -10,10 +10,11 @@ from middlewared.plugins.vm.devices_api import DeviceChange
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import schemas as S
 from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
+from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
 
 
-class VMDeviceService(DeviceChoicesMixin, CRUDService):
+class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
     """vm.device.*: VM devices."""
 
     namespace = "vm.device"

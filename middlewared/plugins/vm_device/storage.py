@@ -89,10 +89,10 @@ def check_unique_path(check: "Check", p: Proposal, path: str | None) -> None:
 
 def disk_xml(disk_type: str, device: str, source: dict[str, str], slot: Slot, bus: str, *,
              iotype: str | None = None, serial: str | None = None, logical: int | None = None,
-             physical: int | None = None, readonly: bool = False) -> etree._Element:
+             physical: int | None = None, readonly: bool = False, fmt: str = "raw") -> etree._Element:
     """A libvirt `<disk>` element (DISK, RAW and CDROM all use it)."""
     disk = etree.Element("disk", type=disk_type, device=device)
-    disk_driver(disk, iotype)
+    disk_driver(disk, iotype, fmt)
     sub(disk, "source", **source)
     assert slot.target is not None
     sub(disk, "target", dev=slot.target, bus=bus)
@@ -124,8 +124,8 @@ class StorageDevice(DeviceType):
         check_unique_path(check, p, attributes.get("path"))
 
     def storage_xml(self, disk_type: str, source: dict[str, str], attributes: Mapping[str, Any],
-                    slot: Slot) -> etree._Element:
+                    slot: Slot, fmt: str = "raw") -> etree._Element:
         """The `<disk>` of a DISK or RAW device."""
         s = StorageAttrs.of(attributes)
         return disk_xml(disk_type, "disk", source, slot, BUSES[s.bus][0], iotype=s.iotype.value, serial=s.serial,
-                        logical=s.logical, physical=s.physical)
+                        logical=s.logical, physical=s.physical, fmt=fmt)

@@ -29,12 +29,12 @@ def boot(parent: etree._Element, order: int | None) -> None:
         sub(parent, "boot", order=str(order))
 
 
-def disk_driver(parent: etree._Element, iotype: str | None = None) -> etree._Element:
-    """The raw-format qemu driver; with an I/O type also host-cache bypass and discard passthrough."""
+def disk_driver(parent: etree._Element, iotype: str | None = None, fmt: str = "raw") -> etree._Element:
+    """The qemu driver of an image format; with an I/O type also host-cache bypass and discard passthrough."""
     if iotype is None:
-        return sub(parent, "driver", name="qemu", type="raw")
+        return sub(parent, "driver", name="qemu", type=fmt)
     # cache=none (O_DIRECT) is what io=native needs, and keeps guest flushes honest for all I/O types.
-    return sub(parent, "driver", name="qemu", type="raw", cache="none", io=iotype.lower(), discard="unmap")
+    return sub(parent, "driver", name="qemu", type=fmt, cache="none", io=iotype.lower(), discard="unmap")
 
 
 def blockio(parent: etree._Element, logical: int | None, physical: int | None) -> None:

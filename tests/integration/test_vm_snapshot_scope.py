@@ -1,0 +1,36 @@
+"""vm.snapshot.* follows the grants on the snapshot's VM: a tenant snapshots, sees and hears of its VMs only."""
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.test_auth_daemon import as_root, auth_daemon, logged_in
+from tests.integration.test_rbac_matrix import NOT_AUTHORIZED, Tenancy, outcome, tenancy
+from tests.support import Daemon
+
+__all__ = ["auth_daemon", "tenancy"]
+
+
+async def test_snapshots_follow_their_vm(auth_daemon: Daemon, tenancy: Tenancy) -> None:
+    t = tenancy
+    async with as_root(auth_daemon) as root:
+        await root.call("core.set_options", {"legacy_jobs": False})
+        theirs = await root.call("vm.snapshot.create", {"vm": t.vm_b, "name": "b"})
+    async with logged_in(auth_daemon, t.username, t.password) as rpc:
+        await rpc.call("core.set_options", {"legacy_jobs": False})
+        await rpc.call("core.subscribe", "vm.snapshot.query")
+        mine = await rpc.call("vm.snapshot.create", {"vm": t.vm_a, "name": "a"})
+        assert mine["vm"] == t.vm_a and mine["current"]
+        await rpc.next_event(lambda e: e["params"].get("collection") == "vm.snapshot.query"
+                             and e["params"]["id"] == mine["id"])
+        assert [s["id"] for s in await rpc.call("vm.snapshot.query")] == [mine["id"]]
+        assert await outcome(rpc, "vm.snapshot.create", {"vm": t.vm_b, "name": "x"}) == NOT_AUTHORIZED
+        assert await outcome(rpc, "vm.snapshot.create", {"vm": t.vm_alone, "name": "x"}) == NOT_AUTHORIZED
+        for method in ("vm.snapshot.get_instance", "vm.snapshot.revert", "vm.snapshot.delete"):
+            assert await outcome(rpc, method, theirs["id"]) == NOT_AUTHORIZED, method
+        async with as_root(auth_daemon) as root:
+            await root.call("core.set_options", {"legacy_jobs": False})
+            await root.call("vm.snapshot.delete", theirs["id"])
+        await asyncio.sleep(0.5)
+        assert not [e for e in rpc.events if e.get("params", {}).get("id") == theirs["id"]]
+        assert (await rpc.call("vm.snapshot.revert", mine["id"]))["current"]
+        assert await rpc.call("vm.snapshot.delete", mine["id"]) is True

@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence, TextIO
 
 from midclt.client import CALL_TIMEOUT, CONNECT_TIMEOUT, Client
 from midclt.exceptions import ClientException, ConnectError
-from midclt.output import JOB_PRINT_MODES, OUTPUT_FORMATS, ProgressPrinter, format_error, format_result
+from midclt.output import JOB_PRINT_MODES, OUTPUT_FORMATS, ProgressPrinter, format_error, render
+from midclt.table import parse_columns
 
 WAITREADY_TIMEOUT = 60.0
 WAITREADY_INTERVAL = 0.5
@@ -24,29 +25,63 @@ class CliError(Exception):
     """A failure already worded for the user: printed on stderr, exit status 1."""
 
 
+EXAMPLES = """\
+examples:
+  midclt call core.ping
+  midclt call vm.query '[["status.state", "=", "RUNNING"]]' '{"select": ["id", "name"]}'
+  midclt -o table call vm.query                              id, name, state, vcpus, memory, autostart
+  midclt -o table -c id,name,status.state,devices.0.dtype call vm.query
+  midclt -o csv call audit.query
+  midclt call vm.create '{"name": "demo", "memory": 512}'
+  echo '{"name": "demo2", "memory": 512}' | midclt call vm.create -
+  midclt call -j vm.stop 1 '{"force_after_timeout": true}'  waits for the job, progress on stderr
+  midclt subscribe vm.query -n 1                            the next change of a VM, as a JSON line
+  midclt -u ws://127.0.0.1:8016/api/current -U ops call vm.query
+
+arguments: each ARG is a JSON value. A word that is not JSON (core.ping, 127.0.0.1) is passed as a
+string, as TrueNAS' midclt does; an ARG starting with {, [ or " must be valid JSON (a typo is an error,
+not a string). Tables are at most 120 characters wide: -c picks columns by dotted path.
+"""
+
+
+def add_output_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """--output, --columns and --debug, accepted before the command and after `call` alike."""
+    # After `call` they have no default, so they leave what was given before the command in place.
+    defaults: dict[str, Any] = {"output": "json", "columns": None, "debug": False} if top else {}
+    parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default=defaults.get("output", argparse.SUPPRESS),
+                        help="result format (default: json)")
+    parser.add_argument("-c", "--columns", metavar="PATH,...", default=defaults.get("columns", argparse.SUPPRESS),
+                        help="table/csv columns, dotted paths into each row (e.g. id,name,status.state)")
+    parser.add_argument("--debug", action="store_true", default=defaults.get("debug", argparse.SUPPRESS),
+                        help="print the server's traceback with errors (and midclt's own)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: TrueNAS' midclt options and commands, plus --output and waitready."""
-    parser = argparse.ArgumentParser(prog="midclt", description="Call the middleware daemon's API.")
+    """The argument parser: TrueNAS' midclt options and commands, plus output formats and waitready."""
+    parser = argparse.ArgumentParser(prog="midclt", description="Call the middleware daemon's API.", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-u", "--uri", help="ws://host:port/api/current, wss://… or ws+unix:///path (default: unix socket)")
     parser.add_argument("-U", "--username", help="log in as this user (password prompted if not given)")
     parser.add_argument("-P", "--password")
     parser.add_argument("-K", "--api-key", metavar="KEY|PATH", help="log in with an API key, or a file holding it")
     parser.add_argument("-t", "--timeout", type=float, help="seconds to wait for a call (waitready: for the daemon)")
-    parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="json", help="result format")
+    add_output_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    call = commands.add_parser("call", help="call a method and print its result")
-    call.add_argument("-q", "--quiet", action="store_true", help="on error, print no trace")
+    call = commands.add_parser("call", help="call a method and print its result", epilog=EXAMPLES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    call.add_argument("-q", "--quiet", action="store_true", help="on error, print only the reason")
     call.add_argument("-j", "--job", action="store_true", help="wait for a job method to finish")
     call.add_argument("-jp", "--job-print", choices=JOB_PRINT_MODES, default="progressbar",
                       help="how to show job progress on stderr")
+    add_output_options(call, top=False)
     call.add_argument("method")
-    call.add_argument("args", nargs="*", metavar="ARG", help="a JSON value, else a string; '-' reads JSON from stdin")
+    call.add_argument("args", nargs="*", metavar="ARG", help="a JSON value, or a plain word; '-' reads JSON from stdin")
 
     commands.add_parser("ping", help="check that the daemon answers")
     commands.add_parser("waitready", help="wait until the daemon answers (up to --timeout)")
 
-    subscribe = commands.add_parser("subscribe", help="print events as JSON lines")
+    subscribe = commands.add_parser("subscribe", help="print events as JSON lines (e.g. vm.query: VM changes)")
     subscribe.add_argument("event")
     subscribe.add_argument("-n", "--number", type=int, help="exit after this many events")
     subscribe.add_argument("-t", "--timeout", dest="wait", type=float, help="exit 1 if not done after this many seconds")
@@ -54,11 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_call_args(args: Sequence[str], stdin: TextIO) -> list[Any]:
-    """Turn command-line arguments into call params: JSON when it parses, else the raw string."""
+    """Turn command-line arguments into call params: JSON, or a plain word as a string.
+
+    Only what looks like JSON ({, [ or ") must parse; 127.0.0.1 or core.ping stay strings as with
+    TrueNAS' midclt, but a broken object is an error instead of silently becoming a string.
+    """
     if list(args).count("-") > 1:
         raise CliError("Only one argument may be read from stdin ('-')")
     params = []
-    for arg in args:
+    for position, arg in enumerate(args, 1):
         if arg == "-":
             try:
                 params.append(json.loads(stdin.read()))
@@ -67,7 +106,9 @@ def parse_call_args(args: Sequence[str], stdin: TextIO) -> list[Any]:
             continue
         try:
             params.append(json.loads(arg))
-        except ValueError:
+        except ValueError as exc:
+            if arg.lstrip()[:1] in ("{", "[", '"'):
+                raise CliError(f"Argument {position} is not valid JSON: {exc}\n  {arg}") from exc
             params.append(arg)
     return params
 
@@ -107,6 +148,10 @@ def connect(ns: argparse.Namespace) -> Client:
 def cmd_call(ns: argparse.Namespace) -> int:
     """midclt call: print the result of one method call."""
     params = parse_call_args(ns.args, sys.stdin)
+    try:
+        columns = parse_columns(ns.columns) if ns.columns else None
+    except ValueError as exc:
+        raise CliError(f"--columns: {exc}") from exc
     printer = ProgressPrinter(sys.stderr, ns.job_print) if ns.job else None
     with connect(ns) as client:
         try:
@@ -115,11 +160,14 @@ def cmd_call(ns: argparse.Namespace) -> int:
                 callback=printer.update if printer else None,
             )
         except ClientException as exc:
-            print(format_error(exc, ns.quiet), file=sys.stderr)
+            print(format_error(exc, ns.quiet, ns.debug), file=sys.stderr)
             return 1
     if printer:
         printer.finish()
-    print(format_result(result, ns.output))
+    text, notes = render(result, ns.output, ns.method, columns)
+    print(text)
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -166,8 +214,12 @@ def cmd_subscribe(ns: argparse.Namespace) -> int:
         try:
             client.subscribe(ns.event, events.put, lambda error: events.put(_Ended(error)))
         except ClientException as exc:
-            print(format_error(exc), file=sys.stderr)
+            print(format_error(exc, debug=ns.debug), file=sys.stderr)
             return 1
+        if sys.stderr.isatty():
+            # A person sees what the silence is about; scripts read only stdout.
+            limit = "until interrupted" if ns.number is None else f"for {ns.number}"
+            print(f"Waiting {limit} {ns.event} event(s), printed as JSON lines (Ctrl-C to stop)", file=sys.stderr)
         while ns.number is None or received < ns.number:
             try:
                 item = events.get(timeout=None if deadline is None else max(deadline - time.monotonic(), 0))
@@ -177,7 +229,7 @@ def cmd_subscribe(ns: argparse.Namespace) -> int:
             if isinstance(item, _Ended):
                 if item.error is None:
                     return 0
-                print(format_error(item.error), file=sys.stderr)
+                print(format_error(item.error, debug=ns.debug), file=sys.stderr)
                 return 1
             print(json.dumps(item), flush=True)
             received += 1
@@ -199,6 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[ns.command](ns)
     except CliError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except ClientException as exc:  # e.g. the connection dropped mid-call
+        print(format_error(exc, debug=ns.debug), file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if ns.debug:
+            raise
+        print(f"midclt: {type(exc).__name__}: {exc} (--debug shows the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

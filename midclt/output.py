@@ -1,27 +1,40 @@
-"""Rendering for the midclt command line: results (json, yaml, table), errors and job progress."""
+"""Rendering for the midclt command line: results (json, yaml, table, csv), errors and job progress."""
 from __future__ import annotations
 
 import json
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import yaml
 
 from midclt.exceptions import ClientException, ValidationErrors
+from midclt.table import table, to_csv
 
-OUTPUT_FORMATS = ("json", "yaml", "table")
+OUTPUT_FORMATS = ("json", "yaml", "table", "csv")
 JOB_PRINT_MODES = ("progressbar", "description")
 BAR_WIDTH = 40
 # Move the cursor one line up, then erase that whole line.
 UP_AND_ERASE = "\x1b[1A\x1b[2K"
 
 
-def format_result(result: Any, output: str = "json") -> str:
+def format_result(result: Any, output: str = "json", method: str | None = None,
+                  columns: Sequence[str] | None = None) -> str:
     """Render a call result in one of OUTPUT_FORMATS, without a trailing newline."""
+    return render(result, output, method, columns)[0]
+
+
+def render(result: Any, output: str = "json", method: str | None = None,
+           columns: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """A result in one of OUTPUT_FORMATS, and notes for stderr (e.g. table columns left out).
+
+    method picks a table's default columns; columns (dotted paths) override them in tables and CSV.
+    """
     if output == "yaml":
-        return format_yaml(result)
+        return format_yaml(result), []
     if output == "table":
-        return format_table(result)
-    return format_json(result)
+        return table(result, method, columns) or (format_json(result), [])
+    if output == "csv":
+        return to_csv(result, method, columns), []
+    return format_json(result), []
 
 
 def format_json(result: Any) -> str:
@@ -39,57 +52,19 @@ def format_yaml(result: Any) -> str:
     return text.removesuffix("...\n").rstrip("\n")
 
 
-def format_table(result: Any) -> str:
-    """Render a list of objects as an aligned table of their scalar keys, an object as key/value lines."""
-    if isinstance(result, dict):
-        return _align([[str(key), _cell(value)] for key, value in result.items()])
-    if isinstance(result, list) and result and all(isinstance(row, dict) for row in result):
-        columns = _scalar_columns(result)
-        rows = [[_cell(row[key]) if key in row else "" for key in columns] for row in result]
-        return _align([columns, *rows])
-    if isinstance(result, list) and all(_is_scalar(item) for item in result):
-        return "\n".join(_cell(item) for item in result)
-    return format_json(result)
+def format_error(exc: ClientException, quiet: bool = False, debug: bool = False) -> str:
+    """Describe a failed call: validation lines, or the reason plus (unless quiet) its extra data.
 
-
-def _is_scalar(value: Any) -> bool:
-    """Whether a value fits in one table cell."""
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _cell(value: Any) -> str:
-    """Strings as they are, anything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _scalar_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """Keys in first-seen order whose values are scalar in every row that has them."""
-    seen: dict[str, bool] = {}
-    for row in rows:
-        for key, value in row.items():
-            seen[key] = seen.get(key, True) and _is_scalar(value)
-    return [key for key, scalar in seen.items() if scalar]
-
-
-def _align(rows: list[list[str]]) -> str:
-    """Left-align cells in columns two spaces apart."""
-    if not rows or not rows[0]:
-        return ""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
-
-
-def format_error(exc: ClientException, quiet: bool = False) -> str:
-    """Describe a failed call: validation lines, or the reason plus (unless quiet) trace and extra."""
+    The server's traceback is for developers: shown only with debug.
+    """
     if isinstance(exc, ValidationErrors):
         return str(exc)
     lines = [exc.error]
-    if not quiet:
-        formatted = (exc.trace or {}).get("formatted")
-        if formatted:
-            lines.append(str(formatted).rstrip("\n"))
-        if exc.extra is not None:
-            lines.append(f"Extra: {json.dumps(exc.extra, default=str)}")
+    if not quiet and exc.extra is not None:
+        lines.append(f"Extra: {json.dumps(exc.extra, default=str)}")
+    formatted = (exc.trace or {}).get("formatted")
+    if debug and formatted:
+        lines.append(str(formatted).rstrip("\n"))
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from midclt import AsyncClient, Client, ClientException, ValidationErrors
+from tests.support import unique
 
 
 def midclt(daemon: Any, *args: str, uri: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -182,3 +183,57 @@ async def test_async_client(daemon: Any) -> None:
         with pytest.raises(ClientException) as exc:
             await client.call("core.get_jobs")
         assert exc.value.errno == 207
+
+
+# --- output for people ----------------------------------------------------------------------------
+
+@pytest.fixture
+def named_vm(daemon: Any) -> Any:
+    """A stopped VM created through midclt; deleted afterwards."""
+    proc = midclt(daemon, "call", "vm.create", json.dumps({"name": unique("cli"), "memory": 64, "autostart": False}))
+    assert proc.returncode == 0, proc.stderr
+    created = json.loads(proc.stdout)
+    yield created
+    midclt(daemon, "call", "vm.delete", str(created["id"]), '{"force": true}')
+
+
+def test_vm_table_shows_state_and_fits(daemon: Any, named_vm: dict[str, Any]) -> None:
+    proc = midclt(daemon, "-o", "table", "call", "vm.query", f'[["id", "=", {named_vm["id"]}]]')
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    header, row = proc.stdout.splitlines()
+    assert header.split() == ["id", "name", "state", "vcpus", "memory", "autostart"]
+    assert row.split() == [str(named_vm["id"]), named_vm["name"], "STOPPED", "1", "64", "false"]
+    proc = midclt(daemon, "call", "-o", "table", "-c", "name,status.domain_state,shutdown_timeout", "vm.query",
+                  f'[["id", "=", {named_vm["id"]}]]')
+    assert proc.stdout.splitlines()[1].split() == [named_vm["name"], "SHUTOFF", "90"], proc.stderr
+    for method in ("vm.query", "audit.query", "core.get_jobs", "vm.device.query", "user.query"):
+        proc = midclt(daemon, "-o", "table", "call", method)
+        assert proc.returncode == 0, proc.stderr
+        assert max(map(len, proc.stdout.splitlines()), default=0) <= 120, method
+    audit = midclt(daemon, "-o", "table", "call", "audit.query").stdout.splitlines()
+    assert audit[0].split()[:2] == ["audit_id", "timestamp"] and audit[1].split()[1].startswith("20")
+
+
+def test_csv_output(daemon: Any, named_vm: dict[str, Any]) -> None:
+    proc = midclt(daemon, "-o", "csv", "-c", "id,name,status.state", "call", "vm.query",
+                  f'[["id", "=", {named_vm["id"]}]]')
+    assert proc.stdout.splitlines() == ["id,name,status.state", f"{named_vm['id']},{named_vm['name']},STOPPED"]
+
+
+def test_traceback_only_with_debug(daemon: Any, named_vm: dict[str, Any]) -> None:
+    for args in (["call", "vm.resume", str(named_vm["id"])], ["call", "-j", "vm.stop", str(named_vm["id"])]):
+        proc = midclt(daemon, *args)
+        assert proc.returncode == 1 and "is not" in proc.stderr
+        assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr
+        proc = midclt(daemon, "--debug", *args)
+        assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+
+
+def test_malformed_json_argument_is_an_error(daemon: Any) -> None:
+    name = unique("broken")
+    proc = midclt(daemon, "call", "vm.create", f'{{"name": "{name}", "memory": 64,}}')
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.startswith("Argument 1 is not valid JSON: ")
+    assert midclt(daemon, "call", "vm.query", f'[["name", "=", "{name}"]]').stdout == "[]\n"  # nothing was called
+    # A plain word is still a string, as with TrueNAS' midclt.
+    assert midclt(daemon, "call", "core.bulk", "core.ping", "[[]]").returncode == 0

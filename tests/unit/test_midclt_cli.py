@@ -36,13 +36,28 @@ def test_parser_global_options_and_call() -> None:
 
 def test_parser_defaults() -> None:
     ns = build_parser().parse_args(["call", "core.ping"])
-    assert ns.uri is None and ns.timeout is None and ns.output == "json"
+    assert ns.uri is None and ns.timeout is None and ns.output == "json" and ns.columns is None
+    assert ns.debug is False
     assert ns.job is False and ns.job_print == "progressbar" and ns.quiet is False and ns.args == []
 
 
 def test_parser_subscribe_has_its_own_timeout() -> None:
     ns = build_parser().parse_args(["-t", "3", "subscribe", "vm.query", "-n", "2", "-t", "7"])
     assert (ns.timeout, ns.event, ns.number, ns.wait) == (3.0, "vm.query", 2, 7.0)
+
+
+def test_parser_output_options_after_call_too() -> None:
+    ns = build_parser().parse_args(["-o", "csv", "call", "-c", "id,name", "--debug", "vm.query"])
+    assert (ns.output, ns.columns, ns.debug) == ("csv", "id,name", True)
+    ns = build_parser().parse_args(["-o", "table", "-c", "id", "call", "vm.query"])
+    assert (ns.output, ns.columns, ns.debug) == ("table", "id", False)
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "midclt -o table -c " in out and "plain word" not in out.split("examples:")[0]
 
 
 @pytest.mark.parametrize("argv", [[], ["call"], ["-o", "xml", "ping"], ["call", "-jp", "bar", "m"]])
@@ -52,9 +67,16 @@ def test_parser_rejects(argv: list[str]) -> None:
     assert exc.value.code == 2
 
 
-def test_call_args_are_json_when_they_parse() -> None:
-    args = ["1", "true", "null", '{"a": [1]}', "[1, 2]", '"quoted"', "plain", "1.5", "{broken"]
-    assert parse_call_args(args, io.StringIO()) == [1, True, None, {"a": [1]}, [1, 2], "quoted", "plain", 1.5, "{broken"]
+def test_call_args_are_json_or_plain_words() -> None:
+    args = ["1", "true", "null", '{"a": [1]}', "[1, 2]", '"quoted"', "plain", "1.5", "127.0.0.1", "core.ping"]
+    assert parse_call_args(args, io.StringIO()) == [
+        1, True, None, {"a": [1]}, [1, 2], "quoted", "plain", 1.5, "127.0.0.1", "core.ping"]
+
+
+@pytest.mark.parametrize("arg", ["{broken", '{"name": "x",}', '[["id", "=", 1]', ' {"a": 1', '"unterminated'])
+def test_call_args_that_look_like_json_must_be_json(arg: str) -> None:
+    with pytest.raises(CliError, match="Argument 2 is not valid JSON"):
+        parse_call_args(["1", arg], io.StringIO())
 
 
 def test_call_args_dash_reads_stdin() -> None:
@@ -91,21 +113,21 @@ def test_yaml_output() -> None:
 
 def test_table_of_objects_keeps_scalar_columns() -> None:
     rows = [
-        {"id": 1, "name": "vm1", "devices": [], "autostart": True},
+        {"id": 1, "name": "vm1", "devices": [], "autostart": True, "status": {"state": "RUNNING"}},
         {"id": 12, "name": "a-long-name", "devices": [{}], "autostart": None, "memory": 512},
     ]
     assert format_result(rows, "table").splitlines() == [
-        "id  name         autostart  memory",
-        "1   vm1          true",
-        "12  a-long-name  null       512",
+        "id  name         autostart  state    memory",
+        "1   vm1          true       RUNNING  null",
+        "12  a-long-name  null       null     512",
     ]
 
 
 def test_table_of_one_object_and_of_scalars() -> None:
     assert format_result({"id": 1, "status": {"state": "RUNNING"}, "name": "x"}, "table").splitlines() == [
-        "id      1",
-        'status  {"state": "RUNNING"}',
-        "name    x",
+        "id            1",
+        "status.state  RUNNING",
+        "name          x",
     ]
     assert format_result(["a", 2], "table") == "a\n2"
     assert format_result("pong", "table") == "pong"
@@ -180,8 +202,8 @@ def test_call_error_from_response() -> None:
     }})
     assert type(exc) is ClientException
     assert (exc.error, exc.errno, exc.trace, exc.extra, exc.code) == ("[ENOMEM] boom", 12, trace, None, -32001)
-    assert format_error(exc) == "[ENOMEM] boom\nTraceback...\nCallError: boom"
-    assert format_error(exc, quiet=True) == "[ENOMEM] boom"
+    assert format_error(exc) == format_error(exc, quiet=True) == "[ENOMEM] boom"  # no trace for people
+    assert format_error(exc, debug=True) == "[ENOMEM] boom\nTraceback...\nCallError: boom"
 
 
 def test_other_errors_and_errnames() -> None:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=Service)
 
+# How a secret appears to those who may not read it; sent back unchanged in an update it keeps the stored value.
 SECRET = "********"
 # Keys (and positional parameter titles) whose values never reach logs, job records or read-only callers.
 SECRET_KEYS = frozenset({"password", "api_key", "secret", "token", "otp_token", "key", "client_key",

@@ -48,3 +48,6 @@ class Plugin:
     setup: Hook = field(default=_nothing)
     teardown: Hook = field(default=_nothing)
     routes: Routes = field(default=_no_routes)
+    # Run when the HTTP server begins to shut down, before requests still open are cancelled: where a plugin
+    # closes its long-lived WebSockets with a proper close frame.
+    stop_serving: Hook = field(default=_nothing)

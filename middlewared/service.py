@@ -15,7 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class JobOptions:
-    """How a method runs as a job (research/truenas.md §1.5)."""
+    """How a method runs as a job: its lock, queue, logs, pipes, abort and description."""
 
     lock: str | Callable[[list[Any]], str] | None = None
     lock_queue_size: int | None = 5

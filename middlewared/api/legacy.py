@@ -1,6 +1,7 @@
 """The legacy ``/websocket`` protocol (DDP-like) that older TrueNAS clients speak, on the same dispatch.
 
-Message shapes: research/truenas.md §1.8. Jobs always answer with their id there.
+Messages: connect/connected, method/result, sub/nosub/ready, ping/pong, as TrueNAS's legacy clients send
+and expect them. Jobs always answer with their id there.
 """
 from __future__ import annotations
 

@@ -7,15 +7,16 @@ import os
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from middlewared import credentials as creds
-from middlewared.api import console, rpc
+from middlewared.api import rpc
 from middlewared.api.download import download
 from middlewared.api.legacy import LegacyConnection
+from middlewared.plugin import Plugin
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -70,7 +71,7 @@ def tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
 
 
 def build_app(middleware: "Middleware") -> web.Application:
-    """The HTTP application: the JSON-RPC WebSocket, the download route and the web console."""
+    """The HTTP application: the JSON-RPC WebSockets, the download route, and the plugins' routes."""
     app = web.Application()
 
     async def accept(request: web.Request, kind: type[rpc.RpcConnection]) -> web.WebSocketResponse:
@@ -98,10 +99,16 @@ def build_app(middleware: "Middleware") -> web.Application:
     app.router.add_get("/websocket", legacy_websocket)
     app.router.add_get("/api/versions", versions)
     app.router.add_get("/_download/{job_id}", dl)
-    console.add_routes(app, middleware, lambda r: origin_allowed(r, middleware.config.server.allowed_origins))
     for plugin in middleware.plugins:
         app.router.add_routes(plugin.routes(middleware))
+        app.on_shutdown.append(_stop_serving(plugin, middleware))
     return app
+
+
+def _stop_serving(plugin: Plugin, middleware: "Middleware") -> Callable[[web.Application], Awaitable[None]]:
+    async def stop_serving(app: web.Application) -> None:
+        await plugin.stop_serving(middleware)
+    return stop_serving
 
 
 def _claim_unix_path(path: str) -> None:

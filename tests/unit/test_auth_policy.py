@@ -1,6 +1,7 @@
 """Scoped grants: inheritance down the VM group tree, per-call checks, row and event visibility, redaction."""
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from middlewared import credentials as creds
 from middlewared import roles as roles_
 from middlewared.config import Config
 from middlewared.credentials import Credentials, ScopedGrant
+from middlewared.errors import CallError
 from middlewared.middleware import Middleware
 from middlewared.plugins import PLUGINS
 from middlewared.plugins.auth.scope import GrantRow, ScopePolicy
@@ -41,9 +43,11 @@ def test_grants_inherit_down_the_tree(middleware: Middleware) -> None:
 
 
 async def call_allowed(mw: Middleware, who: Credentials, name: str, *params: Any) -> bool:
+    method = mw.methods[name]  # a misspelled name fails here, not as a refusal
     try:
-        await mw.authorize(mw.methods[name], who, params)
-    except Exception:
+        await mw.authorize(method, who, params)
+    except CallError as e:
+        assert e.errno == errno.EACCES, e  # refused for lack of rights, not for another error
         return False
     return True
 

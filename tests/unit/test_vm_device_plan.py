@@ -10,7 +10,8 @@ import pytest
 
 from middlewared.errors import ValidationErrors
 from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan
-from middlewared.plugins.vm_device.model import MASK, NicKind
+from middlewared.middleware import SECRET
+from middlewared.plugins.vm_device.model import NicKind
 from middlewared.plugins.vm_device.netif import Networks
 from middlewared.plugins.vm_device.planning import make_plan
 from middlewared.plugins.vm_device.pool import Volume
@@ -211,4 +212,4 @@ async def test_same_path_twice_in_a_vm(host: FakeHost, tmp_path: Path) -> None:
     _, verrors = await plan(host, [{"attributes": {"dtype": "CDROM", "path": iso}},
                                    {"attributes": {"dtype": "CDROM", "path": iso}}])
     assert errors(verrors) == [("x.1.attributes.path", errno.EEXIST)]
-    assert MASK not in iso
+    assert SECRET not in iso

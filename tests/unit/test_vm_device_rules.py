@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from middlewared.plugins.vm_device import netif, pcidev
-from middlewared.plugins.vm_device.base import DeviceType
-from middlewared.plugins.vm_device.display import spice_endpoint
+from middlewared.plugins.vm.web_console import spice_endpoint
 from middlewared.plugins.vm_device.host import qemu_user
-from middlewared.plugins.vm_device.model import MASK, NicKind
+from middlewared.middleware import SECRET
+from middlewared.plugins.vm_device.model import NicKind
 from middlewared.plugins.vm_device.nic import canonical_mac, mac_problem
 from middlewared.plugins.vm_device.paths import PathError, QemuUser, confine, create_sparse, unreachable_dir
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
 from middlewared.plugins.vm_device.schemas import ATTRIBUTES
 from middlewared.plugins.vm_device.usbdev import parse_usb_device
 from middlewared.plugins.vm_device.xml import disk_name, pci_address
-from middlewared.schema import walk_properties
+from middlewared.schema import compile_schema, validation_errors, walk_properties
 
 
 @pytest.mark.parametrize(("n", "name"), [(1, "sda"), (26, "sdz"), (27, "sdaa"), (52, "sdaz"), (702, "sdzz"),
@@ -113,15 +113,23 @@ def test_registry_refuses_a_dtype_twice() -> None:
 def test_every_attribute_is_described() -> None:
     missing = [path for path, sub in walk_properties(ATTRIBUTES) if not sub.get("description")]
     assert not missing
-    assert all(isinstance(t, DeviceType) and t.schema["properties"]["dtype"]["const"] == t.dtype
-               for t in DEVICE_TYPES)
+
+
+@pytest.mark.parametrize("dtype", DEVICE_TYPES.names)
+def test_the_attributes_union_applies_each_types_own_schema(dtype: str) -> None:
+    # The union picks the schema by dtype: an attribute no type has is refused under that type's rules.
+    validator = compile_schema(ATTRIBUTES)
+    errors = validation_errors(validator, {"dtype": dtype, "no_such_attribute": 1}, "attributes")
+    assert "attributes.no_such_attribute" in {e.attribute for e in errors}, errors
+    required = {f"attributes.{key}" for key in DEVICE_TYPES[dtype].required}
+    assert required <= {e.attribute for e in errors}, errors
 
 
 def test_display_mask_and_merge() -> None:
     display = DEVICE_TYPES["DISPLAY"]
     stored = display.with_defaults({"dtype": "DISPLAY", "password": "s3cret", "port": 5900, "web_port": 5901})
     public = display.public(stored)
-    assert public["password"] == MASK and stored["password"] == "s3cret"
+    assert public["password"] == SECRET and stored["password"] == "s3cret"
     assert display.merge(stored, public) == stored
     assert display.merge(stored, {"password": "other"})["password"] == "other"
     assert display.public({**stored, "password": None})["password"] is None

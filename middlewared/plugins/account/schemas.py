@@ -4,9 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from middlewared import roles as roles_
-from middlewared.service import NULL_RESULT
 
-NULL = NULL_RESULT  # the shared literal, under the name this module's users import
 
 ROLES: dict[str, Any] = {"type": "array", "uniqueItems": True,
                          "items": {"type": "string", "enum": roles_.grantable(), "description": "A role."},

@@ -12,7 +12,7 @@ from middlewared.plugins.account import schemas as S
 from middlewared.plugins.auth.acl import AccessCRUD
 from middlewared.plugins.auth.passwords import hash_password
 from middlewared.plugins.auth.scope import decode_roles
-from middlewared.service import api_method
+from middlewared.service import NULL_RESULT, api_method
 
 ROOT_ID = 1
 
@@ -86,7 +86,7 @@ class UserService(AccessCRUD):
             raise CallError("Built-in accounts cannot be deleted", errno.EPERM)
         return await super().do_delete(id_)
 
-    @api_method(params=[S.ROOT_PASSWORD], result=S.NULL, roles=("FULL_ADMIN",), audit="set_root_password")
+    @api_method(params=[S.ROOT_PASSWORD], result=NULL_RESULT, roles=("FULL_ADMIN",), audit="set_root_password")
     async def set_root_password(self, password: str) -> None:
         """Set root's password: the first-run step (root on the unix socket may always call it)."""
         await self.do_update(ROOT_ID, {"password": password})

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from middlewared.service import NULL_RESULT
-
-NULL = NULL_RESULT  # the shared literal, under the name this module's users import
 
 MECHANISMS = ["PASSWORD_PLAIN", "API_KEY_PLAIN", "TOKEN_PLAIN", "SCRAM"]
 

@@ -14,7 +14,7 @@ from middlewared.plugins.auth import login as L
 from middlewared.plugins.auth import schemas as S
 from middlewared.plugins.auth import scram
 from middlewared.plugins.auth.scope import policy
-from middlewared.service import QUERY_FILTERS, QUERY_OPTIONS, Service, api_method
+from middlewared.service import NULL_RESULT, QUERY_FILTERS, QUERY_OPTIONS, Service, api_method
 
 if TYPE_CHECKING:
     from middlewared.api.rpc import RpcConnection
@@ -148,7 +148,7 @@ class AuthService(Service):
         return self.middleware.tokens.create(conn.credentials, ttl, single_use, attrs,
                                              conn.address if match_origin else None)
 
-    @api_method(result=S.NULL, roles=SELF)
+    @api_method(result=NULL_RESULT, roles=SELF)
     async def logout(self, *, app: "RpcConnection | None" = None) -> None:
         """End this session's login; the connection stays open, anonymous."""
         conn = _conn(app)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from middlewared.service import NULL_RESULT as NULL_RESULT
 
 PONG: dict[str, Any] = {"title": "result", "type": "string", "const": "pong", "description": "Always \"pong\"."}
 

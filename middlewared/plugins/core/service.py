@@ -10,7 +10,7 @@ from middlewared.api.errors import error_object, job_fields
 from middlewared.crud import query_rows
 from middlewared.errors import CallError, InstanceNotFound, ValidationErrors
 from middlewared.job import FINAL, Job
-from middlewared.service import QUERY_FILTERS, QUERY_OPTIONS, JobOptions, Service, api_method, id_param
+from middlewared.service import NULL_RESULT, QUERY_FILTERS, QUERY_OPTIONS, JobOptions, Service, api_method, id_param
 from middlewared.plugins.core import schemas as S
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class CoreService(Service):
             await target.next_change()
         return await target.wait(raise_error=True)
 
-    @api_method(params=[id_param("id", "Id of the job to abort.")], result=S.NULL_RESULT, roles=ANY_ROLE)
+    @api_method(params=[id_param("id", "Id of the job to abort.")], result=NULL_RESULT, roles=ANY_ROLE)
     async def job_abort(self, job_id: int, *, app: "RpcConnection | None" = None) -> None:
         """Abort a waiting or running job."""
         job = self._job(job_id, app)
@@ -117,7 +117,7 @@ class CoreService(Service):
         app.subscribe(ident, name)
         return ident
 
-    @api_method(params=[S.IDENT], result=S.NULL_RESULT, roles=ANY_ROLE)
+    @api_method(params=[S.IDENT], result=NULL_RESULT, roles=ANY_ROLE)
     async def unsubscribe(self, ident: str, *, app: "RpcConnection | None" = None) -> None:
         """End a subscription of this connection."""
         if app is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
+
+from aiohttp import web
 
 from middlewared.plugin import Plugin
 from middlewared.plugins.vm.hypervisor import Hypervisor
@@ -119,5 +121,15 @@ async def teardown(middleware: "Middleware") -> None:
     await service.hypervisor.stop()
 
 
-PLUGIN = Plugin(name="vm", services=(VMService,), events=(STATS_EVENT,),
-                depends=("core",), setup=setup, teardown=teardown)
+def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
+    """The web console: spice-html5's files and the WebSocket-to-SPICE bridges."""
+    return vm_service(middleware).console_http.routes()
+
+
+async def stop_serving(middleware: "Middleware") -> None:
+    """End the web console bridges still open."""
+    await vm_service(middleware).console_http.close_all()
+
+
+PLUGIN = Plugin(name="vm", services=(VMService,), events=(STATS_EVENT,), depends=("core",), setup=setup,
+                teardown=teardown, routes=routes, stop_serving=stop_serving)

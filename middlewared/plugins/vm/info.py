@@ -21,10 +21,10 @@ from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import cached_probe_kvm
 from middlewared.plugins.vm.memory import VMQuery
 from middlewared.plugins.vm.model import VMRecord
-from middlewared.plugins.vm.records import OVMF_DIR, QEMU_LOG_DIR
+from middlewared.plugins.vm.domain_xml import DEFAULT_MACHINE
+from middlewared.plugins.vm.records import OVMF_DIR, qemu_log_path
 from middlewared.plugins.vm.schemas import RESOLUTIONS
-from middlewared.service import NULL_RESULT as NULL_RESULT
-from middlewared.service import JobOptions, api_method, id_param
+from middlewared.service import NULL_RESULT, JobOptions, api_method, id_param
 
 if TYPE_CHECKING:
     from middlewared.api.rpc import RpcConnection
@@ -34,14 +34,13 @@ T = TypeVar("T")
 
 READ = ("VM_READ",)
 CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
-# The seed's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
+# TrueNAS's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
 # it is kept because TrueNAS clients expect it. Its first octet has the multicast bit clear: unicast.
 MAC_PREFIX = "00:a0:98"
 FIRST_DISPLAY_PORT = 5900
 LAST_PORT = 65535
 # Never offered to a display: middlewared's internal port upstream (this daemon's own port is added).
 RESERVED_PORTS = frozenset({6000})
-DEFAULT_MACHINE = "q35"  # what a VM without machine_type gets (schemas.FIELDS)
 _OVMF_CODE = re.compile(r"^OVMF_CODE.*\.fd$")
 LOG_CHUNK = 65536
 
@@ -148,11 +147,6 @@ def display_view(device: Mapping[str, Any]) -> dict[str, Any]:
     attributes = {k: v for k, v in device["attributes"].items() if k != "password"}
     attributes["password_configured"] = bool(device["attributes"].get("password"))
     return {**device, "attributes": attributes}
-
-
-def qemu_log_path(domain_name: str) -> str:
-    """libvirt's QEMU log of a domain."""
-    return os.path.join(QEMU_LOG_DIR, f"{domain_name}.log")
 
 
 # -- host side -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from middlewared.plugins.vm import lifecycle_schemas as S
 from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.model import VMRecord
 from middlewared.plugins.vm.records import VMRecords
-from middlewared.service import JobOptions, api_method
+from middlewared.service import NULL_RESULT, JobOptions, api_method
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         vm = await self.get_instance(id_)
         return vm, VMRecord.from_row(vm)
 
-    @api_method(params=[S.ID, S.START_OPTIONS], result=S.NULL, roles=WRITE)
+    @api_method(params=[S.ID, S.START_OPTIONS], result=NULL_RESULT, roles=WRITE)
     async def start(self, id_: int, options: dict[str, Any]) -> None:
         """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
         vm, record = await self._vm(id_)
@@ -65,7 +65,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         await self.hypervisor.run(_define_and_start, xml)
         await self.hypervisor.wait_for(record.domain_name, {"RUNNING", "SUSPENDED"}, 5)
 
-    @api_method(params=[S.ID, S.STOP_OPTIONS], result=S.NULL, roles=WRITE,
+    @api_method(params=[S.ID, S.STOP_OPTIONS], result=NULL_RESULT, roles=WRITE,
                 job=JobOptions(lock=_vm_lock, description=lambda a: f"Stopping VM {a[0]}"))
     async def stop(self, id_: int, options: dict[str, Any], *, job: Job) -> None:
         """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
@@ -108,7 +108,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         if job is not None:
             job.set_progress(100, what)
 
-    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE)
     async def poweroff(self, id_: int) -> None:
         """Power a VM off at once, without asking the guest."""
         vm, record = await self._vm(id_)
@@ -116,7 +116,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
             raise CallError(f"VM {record.name} is not running", errno.EINVAL)
         await self._power_off(record, None, "Powered off")
 
-    @api_method(params=[S.ID], result=S.NULL, roles=WRITE,
+    @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE,
                 job=JobOptions(lock=_vm_lock, description=lambda a: f"Restarting VM {a[0]}"))
     async def restart(self, id_: int, *, job: Job) -> None:
         """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
@@ -128,12 +128,12 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         await self.start(id_, {"overcommit": True})
         job.set_progress(100, f"{record.name} restarted")
 
-    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE)
     async def suspend(self, id_: int) -> None:
         """Pause a running VM (its memory stays allocated)."""
         await self._pause_or_resume(id_, "RUNNING", "suspend", "SUSPENDED")
 
-    @api_method(params=[S.ID], result=S.NULL, roles=WRITE)
+    @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE)
     async def resume(self, id_: int) -> None:
         """Resume a suspended VM."""
         await self._pause_or_resume(id_, "SUSPENDED", "resume", "RUNNING")

@@ -4,9 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from middlewared.plugins.vm.schemas import STATUS
-from middlewared.service import NULL_RESULT
 
-NULL = NULL_RESULT  # the shared literal, under the name this module's users import
 
 ID: dict[str, Any] = {"title": "id", "type": "integer", "description": "VM id."}
 START_OPTIONS: dict[str, Any] = {

@@ -36,6 +36,16 @@ class DomainType(enum.StrEnum):
     QEMU = "qemu"
 
 
+def domain_name(vm_id: int, name: str) -> str:
+    """The libvirt domain name of a VM, `{id}_{name}`, so `virsh` users can tell which record it is."""
+    return f"{vm_id}_{name}"
+
+
+def device_order(device: Mapping[str, Any]) -> tuple[bool, int, int]:
+    """The order of a VM's devices (and of its boot devices): `order`, unset last, then id."""
+    return device.get("order") is None, device.get("order") or 0, device.get("id") or 0
+
+
 @dataclass(frozen=True, slots=True)
 class VMRecord:
     """One row of `vm_vm`, defaults as in the TrueNAS VM API; memory sizes are in MiB."""
@@ -81,8 +91,8 @@ class VMRecord:
 
     @property
     def domain_name(self) -> str:
-        """The libvirt domain name, `{id}_{name}`, so `virsh` users can tell which record it is."""
-        return f"{self.id}_{self.name}"
+        """The libvirt domain name of this VM."""
+        return domain_name(self.id, self.name)
 
     @property
     def total_vcpus(self) -> int:

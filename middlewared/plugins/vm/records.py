@@ -20,7 +20,7 @@ from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, NoDevices
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord
+from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, device_order, domain_name
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 VM_COLUMNS = tuple(S.FIELDS)
 BOOL_COLUMNS = frozenset(k for k, v in S.FIELDS.items() if v.get("type") == "boolean")
 OVMF_DIR = "/usr/share/OVMF"
+
+
+def qemu_log_path(domain: str) -> str:
+    """libvirt's QEMU log of a domain."""
+    return os.path.join(QEMU_LOG_DIR, f"{domain}.log")
 
 
 def _decode_vm(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,10 +80,12 @@ class VMRecords(CRUDService):
         if self._cache is None:
             ds = self.middleware.db
             vms = await ds.fetchall("SELECT * FROM vm_vm ORDER BY id")
-            devs = await ds.fetchall('SELECT * FROM vm_device ORDER BY vm, "order" IS NULL, "order", id')
+            devs = await ds.fetchall("SELECT * FROM vm_device ORDER BY id")
             cache = {r["id"]: {**_decode_vm(r), "devices": []} for r in vms}
             for d in devs:
                 cache[d["vm"]]["devices"].append(_decode_device(d))
+            for record in cache.values():
+                record["devices"].sort(key=device_order)
             self._cache = cache
             self._raw_devices = {d["id"]: d for r in cache.values() for d in r["devices"]}
         return self._cache
@@ -88,7 +95,7 @@ class VMRecords(CRUDService):
         return await self._records()
 
     def _entry(self, record: dict[str, Any]) -> dict[str, Any]:
-        status = self.hypervisor.status(f"{record['id']}_{record['name']}")
+        status = self.hypervisor.status(domain_name(record["id"], record["name"]))
         devices = [self.devices.public(d) for d in record["devices"]]
         entry = {**record, "devices": devices, "status": status.as_dict(),
                  "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in devices)}
@@ -103,7 +110,7 @@ class VMRecords(CRUDService):
         """(memory MiB, QEMU pid) of every running or suspended VM, straight from the caches."""
         out = []
         for record in (await self._records()).values():
-            status = self.hypervisor.status(f"{record['id']}_{record['name']}")
+            status = self.hypervisor.status(domain_name(record["id"], record["name"]))
             # A suspended guest keeps its memory and grows again on resume: it counts like a running one.
             if status.state in ("RUNNING", "SUSPENDED"):
                 out.append((int(record["memory"]), status.pid))
@@ -348,7 +355,7 @@ class VMRecords(CRUDService):
             _undefine(conn, record.domain_name)
         await self._write(write)
         # The domain's logs go with it: a later VM must not inherit them.
-        for path in (os.path.join(QEMU_LOG_DIR, f"{record.domain_name}.log"),
+        for path in (qemu_log_path(record.domain_name),
                      self.domain_context(record).serial_log_path):
             if path:
                 with contextlib.suppress(FileNotFoundError):
@@ -356,11 +363,6 @@ class VMRecords(CRUDService):
         if options.get("zvols"):
             await self.devices.delete_volumes(vm["devices"])
         return True
-
-
-def _device_order(device: Mapping[str, Any]) -> tuple[bool, int, int]:
-    # The device order everywhere: `order` (unset last), then id.
-    return device.get("order") is None, device.get("order") or 0, device["id"]
 
 
 def _reconcile(current: Sequence[dict[str, Any]], devices_in: Sequence[dict[str, Any]],
@@ -401,7 +403,7 @@ def _apply_device_plan(db: sqlite3.Connection, vm_id: int, current: Sequence[dic
             stored.append({**row, "vm": vm_id})
     replaced = set(plan.remove) | {row["id"] for row in stored}
     devices = [d for d in current if d["id"] not in replaced] + stored
-    return sorted(devices, key=_device_order), stored
+    return sorted(devices, key=device_order), stored
 
 
 def _destroy(conn: libvirt.virConnect, name: str) -> None:

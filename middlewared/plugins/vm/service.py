@@ -11,6 +11,7 @@ from middlewared.plugins.vm.lifecycle import VMLifecycleMixin
 from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.stats_api import VMStatsMixin
+from middlewared.plugins.vm.web_console_http import WebConsole
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -26,6 +27,8 @@ class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VM
         super().__init__(middleware)
         # Tasks the plugin runs beside the API (autostart), cancelled at teardown.
         self.background: set[asyncio.Task[None]] = set()
+        # The web console's HTTP side (spice-html5 and its WebSocket bridges).
+        self.console_http = WebConsole(middleware, self.web_consoles, self.get_instance)
 
     async def max_vcpus(self) -> int:
         """Validation and vm.maximum_supported_vcpus agree on the limit."""

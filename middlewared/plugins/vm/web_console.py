@@ -1,7 +1,7 @@
 """The web console's rules: which display it shows, its URI, its tokens, and the table of live bridges.
 
 A SPICE display with ``web`` is shown by spice-html5, served by the daemon itself under
-``/vm/display/<device id>/`` (middlewared/api/console.py), whose WebSocket bridge relays SPICE to the domain.
+``/vm/display/<device id>/`` (web_console_http.py), whose WebSocket bridge relays SPICE to the domain.
 Access goes in two steps, both kept in the daemon's TokenManager and bound to one display:
 
 - a *ticket*, put in the URI by vm.get_display_web_uri: single use, valid TICKET_TTL seconds;
@@ -30,7 +30,7 @@ COOKIE = "middlewared_console"
 TICKET, SESSION = "ticket", "session"
 # The attribute marking console tokens (auth.login_with_token refuses them).
 TOKEN_ATTR = "web_console"
-# Upstream's answers (research/truenas.md §3.8), and ours for a stopped VM.
+# TrueNAS's answers when a VM has no (web) display, and ours for a stopped VM.
 NO_DISPLAY = "Display device is not configured for this VM"
 NO_WEB = "Web display is not configured"
 NOT_RUNNING = "VM is not running"
@@ -79,10 +79,20 @@ def web_display(vm: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
     return device, None
 
 
+# A server listening on a wildcard address is reached locally through loopback.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
 def local_host(sockname: Any, server_host: str) -> str:
     """The host a caller reached us at: its connection's local address, else the configured one."""
     address = sockname[0] if isinstance(sockname, tuple) else server_host
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
+    return _LOOPBACK.get(address, address)
+
+
+def spice_endpoint(attributes: Mapping[str, Any]) -> tuple[str, int]:
+    """Where a SPICE display's server listens, as the bridge (a local client) reaches it."""
+    bind = str(attributes["bind"])
+    return _LOOPBACK.get(bind, bind), int(attributes["port"])
 
 
 def authority(host: str, port: int) -> str:

@@ -3,23 +3,27 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from lxml import etree
 
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import Proposal, Slot
-from middlewared.plugins.vm_device.paths import PathError, confine, reachability_error
+from middlewared.plugins.vm_device.paths import reachability_error
 from middlewared.plugins.vm_device.raw import file_problems
-from middlewared.plugins.vm_device.storage import PATH, check_unique_path, disk_xml
+from middlewared.plugins.vm_device.storage import PATH, check_unique_path, confined_path, disk_xml
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.host import Host
     from middlewared.plugins.vm_device.planning import Check
 
 
-class Cdrom(DeviceType):
+@dataclass(frozen=True, kw_only=True)
+class Cdrom(Device):
     """A SATA CD-ROM drive with an image file as its media."""
+
+    path: str
 
     dtype = "CDROM"
     description = "A CD-ROM drive whose media is an image file under the storage roots."
@@ -29,16 +33,16 @@ class Cdrom(DeviceType):
                                         "resolved); it must exist and be readable."},
     }
     bootable: ClassVar[bool] = True
-    # Upstream's read-time default: CD-ROMs boot before disks.
+    # TrueNAS's read-time default: CD-ROMs boot before disks.
     default_order: ClassVar[int] = 1000
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
-        try:
-            a["path"] = confine(a["path"], check.host.roots)
-        except PathError as e:
-            check.error(p, "path", str(e))
+        real = confined_path(check, p)
+        if real is None:
             return a
+        a["path"] = real
         if not os.path.isfile(a["path"]):
             check.error(p, "path", f"{p.attributes['path']} does not exist or is not a file", errno.ENOENT)
             return a
@@ -50,18 +54,18 @@ class Cdrom(DeviceType):
         check_unique_path(check, p, a["path"])
         return a
 
-    def live_changeable(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    def live_changeable(self, new: Self) -> bool:
         # Media change: QEMU swaps the image of the drive in place (virDomainUpdateDeviceFlags).
-        return dict(old, path=None) == dict(new, path=None)
+        return replace(self, path="") == replace(new, path="")
 
-    def target_prefix(self, attributes: Mapping[str, Any]) -> str | None:
+    def target_prefix(self) -> str | None:
         return "sd"
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
-        return [disk_xml("file", "cdrom", {"file": attributes["path"]}, slot, "sata", readonly=True)]
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
+        return [disk_xml("file", "cdrom", {"file": self.path}, slot, "sata", readonly=True)]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
-        return await file_problems(attributes["path"], host)
+    async def unavailable(self, host: "Host") -> list[str]:
+        return await file_problems(self.path, host)
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return str(attributes.get("path") or "")
+    def identity(self) -> str:
+        return self.path

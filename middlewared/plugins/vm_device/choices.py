@@ -7,7 +7,7 @@ from middlewared.plugins.vm_device import pool
 from middlewared.plugins.vm_device.pcidev import iommu_group, passthrough_problem
 from middlewared.plugins.vm_device.schemas import PCI_DETAILS, USB_DETAILS, details_map, string_map
 from middlewared.plugins.vm_device.storage import IoType
-from middlewared.plugins.vm_device.usb import CONTROLLER_TYPES
+from middlewared.plugins.vm_device.usb import CONTROLLER_TYPES, Usb
 from middlewared.service import api_method
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ class DeviceChoicesMixin:
         """Volumes of the active storage pools that no DISK device uses."""
         host = await self.manager.host()
         await host.ensure_pool()
-        used = {d["attributes"].get("zvol_name") for r in (await self.manager.vms.stored_vms()).values()
-                for d in r["devices"] if d["attributes"].get("dtype") == "DISK"}
+        used = {device.volume() for r in (await self.manager.vms.stored_vms()).values() for d in r["devices"]
+                if (device := self.manager.types.typed(d["attributes"])) is not None}
         volumes = await self.manager.hv.run(pool.all_volumes)
         return {v.path: v.zvol_name for v in volumes if v.zvol_name not in used}
 
@@ -67,9 +67,7 @@ class DeviceChoicesMixin:
         host = await self.manager.host()
         out = {}
         for d in await host.usb_devices():
-            used = any(a.get("dtype") == "USB" and (a.get("device") == d.name or (
-                a.get("usb") and d.matches(a["usb"]["vendor_id"], a["usb"]["product_id"])))
-                for a in host.running_elsewhere)
+            used = any(isinstance(other, Usb) and other.uses(d) for other in host.running_elsewhere)
             out[d.name] = {
                 "capability": {"vendor": d.vendor, "vendor_id": d.vendor_id, "product": d.product,
                                "product_id": d.product_id, "bus": d.bus, "device": d.device},

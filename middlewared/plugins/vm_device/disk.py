@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from lxml import etree
 
+from middlewared.errors import CallError
+from middlewared.plugins.vm_device import pool
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import reachability_error
 from middlewared.plugins.vm_device.resources import CreateVolume
@@ -20,10 +23,18 @@ ZVOL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*/[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
 VOLUME_FORMATS = ("qcow2", "raw")
 
 
+@dataclass(frozen=True, kw_only=True)
 class Disk(StorageDevice):
-    """A block-style disk backed by a storage volume (a zvol upstream; any libvirt pool here)."""
+    """A block-style disk backed by a storage volume (a zvol on TrueNAS; any libvirt pool here)."""
+
+    path: str | None
+    create_zvol: bool
+    zvol_name: str | None
+    zvol_volsize: int | None
+    format: str | None
 
     dtype = "DISK"
+    delete_option = "zvol"
     description = "A disk backed by a volume of a libvirt storage pool."
     properties = {
         "path": {**PATH, "type": ["string", "null"], "default": None,
@@ -42,23 +53,26 @@ class Disk(StorageDevice):
                                   "raw; for an existing one read from the pool (null) and checked."},
     }
 
-    def merge(self, old: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def merge(cls, old: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         # Asking for a new volume replaces the old one's references.
         if given.get("create_zvol"):
             old = {k: v for k, v in old.items() if k not in ("path", "zvol_name")}
         return super().merge(old, given)
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         if a["create_zvol"]:
-            await self._new_volume(p, check, a)
+            await cls._new_volume(p, check, a)
         else:
-            await self._existing_volume(p, check, a)
+            await cls._existing_volume(p, check, a)
         a.update(create_zvol=False, zvol_volsize=None)
-        self.check_storage(p, check, a)
+        cls.check_storage(p, check, a)
         return a
 
-    async def _new_volume(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+    @classmethod
+    async def _new_volume(cls, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
         for key in ("zvol_name", "zvol_volsize"):
             if a[key] is None:
                 check.error(p, key, "This field is required.")
@@ -71,7 +85,7 @@ class Disk(StorageDevice):
             check.error(p, "zvol_name", f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
         elif await check.host.volume(a["zvol_name"]) is not None:
             check.error(p, "zvol_name", f"'{a['zvol_name']}' already exists.", errno.EEXIST)
-        elif self._created_twice(check, a["zvol_name"]):
+        elif cls._created_twice(check, a["zvol_name"]):
             check.error(p, "zvol_name", f"'{a['zvol_name']}' is created twice", errno.EEXIST)
         else:
             a["format"] = a["format"] or "qcow2"
@@ -81,7 +95,8 @@ class Disk(StorageDevice):
     def _created_twice(check: "Check", zvol_name: str) -> bool:
         return any(isinstance(x, CreateVolume) and f"{x.pool}/{x.name}" == zvol_name for x in check.actions)
 
-    async def _existing_volume(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+    @classmethod
+    async def _existing_volume(cls, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
         if a["zvol_volsize"] is not None:
             check.error(p, "zvol_volsize", 'This field should not be specified when "create_zvol" is unset.')
         if not a["path"] and not a["zvol_name"]:
@@ -107,19 +122,43 @@ class Disk(StorageDevice):
         if problem:
             check.error(p, "path", problem, errno.EACCES)
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
         # type='volume' lets libvirt resolve the pool's storage (file, block device, zvol) at start.
-        pool_name, _, volume = str(attributes["zvol_name"]).partition("/")
+        pool_name, _, volume = str(self.zvol_name).partition("/")
         # Rows stored before formats were recorded name raw volumes.
-        return [self.storage_xml("volume", {"pool": pool_name, "volume": volume}, attributes, slot,
-                                 attributes.get("format") or "raw")]
+        return [self.storage_xml("volume", {"pool": pool_name, "volume": volume}, slot, self.format or "raw")]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
-        volume = await host.volume(attributes["zvol_name"])
+    async def unavailable(self, host: "Host") -> list[str]:
+        volume = await host.volume(str(self.zvol_name))
         if volume is None:
-            return [f"volume {attributes['zvol_name']} does not exist"]
+            return [f"volume {self.zvol_name} does not exist"]
         problem = reachability_error(volume.path, await host.qemu_user())
         return [problem] if problem else []
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return str(attributes.get("zvol_name") or attributes.get("path") or "")
+    def identity(self) -> str:
+        return self.zvol_name or self.path or ""
+
+    def volume(self) -> str | None:
+        return self.zvol_name
+
+    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str,
+                               host: "Host") -> dict[str, Any] | None:
+        """A copy of the volume, named after the clone, in the same pool."""
+        copied = await super().clone_attributes(attributes, new_name, host)
+        source = await host.volume(str(self.zvol_name))
+        if source is None or copied is None:
+            raise CallError(f"Volume {self.zvol_name} does not exist.", errno.ENOENT)
+        name, n = f"{source.name}_{new_name}", 0
+        while await host.volume(f"{source.pool}/{name}") is not None:
+            n += 1
+            name = f"{source.name}_{new_name}_{n}"
+        copy = await host.hv.run(pool.clone_volume, source, name)
+        return {**copied, "path": copy.path, "zvol_name": copy.zvol_name}
+
+    async def storage_missing(self, host: "Host") -> str | None:
+        if await host.volume(str(self.zvol_name)) is None:
+            return f"Volume {self.zvol_name} does not exist"
+        return None
+
+    async def remove_storage(self, host: "Host") -> None:
+        await host.delete_volume(str(self.zvol_name))

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import enum
 import errno
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from lxml import etree
 
 from middlewared.plugins.vm.info import FIRST_DISPLAY_PORT, LAST_PORT, RESERVED_PORTS, pick_ports
 from middlewared.plugins.vm.schemas import RESOLUTIONS
-from middlewared.plugins.vm_device.base import DeviceType
-from middlewared.plugins.vm_device.model import MASK, Proposal, Slot
+from middlewared.plugins.vm_device.base import Device
+from middlewared.middleware import SECRET
+from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.xml import sub
 
 if TYPE_CHECKING:
@@ -34,20 +36,23 @@ def _port(description: str) -> dict[str, Any]:
             "description": description}
 
 
-def spice_endpoint(attributes: Mapping[str, Any]) -> tuple[str, int]:
-    """Where a SPICE display's server listens, as a local client reaches it (for the web console bridge)."""
-    bind = str(attributes["bind"])
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind, bind)
-    return host, int(attributes["port"])
-
-
 def display_ports(attributes: Mapping[str, Any]) -> set[int]:
     """The ports a display device holds."""
     return {attributes[k] for k in PORT_KEYS if attributes.get(k) is not None}
 
 
-class Display(DeviceType):
+@dataclass(frozen=True, kw_only=True)
+class Display(Device):
     """A remote display (with the VM's video card and tablet when it is the first one)."""
+
+    type: DisplayType
+    resolution: str
+    port: int | None
+    web_port: int | None
+    bind: str
+    wait: bool
+    password: str | None
+    web: bool
 
     dtype = "DISPLAY"
     description = "A SPICE or VNC display server."
@@ -66,8 +71,13 @@ class Display(DeviceType):
                                     "masked, and the mask sent back keeps it."},
         "web": {"type": "boolean", "default": True, "description": "Offer the web (SPICE HTML5) client."},
     }
+    # Ports are unique across VMs: a clone's display gets its own.
+    regenerated: ClassVar[tuple[str, ...]] = PORT_KEYS
+    # The tablet the first display brings is a USB device.
+    needs_usb: ClassVar[bool] = True
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         kind = DisplayType(a["type"])
         if any(s.get("type", "SPICE") == kind for s in check.siblings("DISPLAY")):
@@ -80,10 +90,11 @@ class Display(DeviceType):
                 check.error(p, "password", "Password for VNC display devices must be 8 characters or less")
         if a["bind"] not in await check.host.bind_addresses():
             check.error(p, "bind", "Requested bind address is not valid", errno.EADDRNOTAVAIL)
-        await self._ports(p, check, a)
+        await cls._ports(p, check, a)
         return a
 
-    async def _ports(self, p: Proposal, check: "Check", a: dict[str, Any]) -> None:
+    @staticmethod
+    async def _ports(p: Proposal, check: "Check", a: dict[str, Any]) -> None:
         taken = set().union(*(display_ports(d) for d in check.everywhere("DISPLAY")))
         listening = await check.host.listening_ports()
         old = p.old or {}
@@ -109,26 +120,24 @@ class Display(DeviceType):
             return
         a.update(zip(missing, free))
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
-        kind = DisplayType(attributes["type"])
-        graphics = etree.Element("graphics", type=kind.lower(), port=str(attributes["port"]), autoport="no")
-        if attributes["password"]:
-            graphics.set("passwd", attributes["password"])
-        sub(graphics, "listen", type="address", address=attributes["bind"])
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
+        graphics = etree.Element("graphics", type=self.type.lower(), port=str(self.port), autoport="no")
+        if self.password:
+            graphics.set("passwd", self.password)
+        sub(graphics, "listen", type="address", address=self.bind)
         out = [graphics]
-        if kind is DisplayType.SPICE:
+        if self.type is DisplayType.SPICE:
             # The SPICE agent channel: clipboard sharing and resizing the guest screen to the client window.
             channel = etree.Element("channel", type="spicevmc")
             sub(channel, "target", type="virtio", name="com.redhat.spice.0")
             out.append(channel)
-        if slot.primary_display:
-            out.extend(self._video(attributes))
+        if slot.first_of_type:
+            out.extend(self._video())
         return out
 
-    @staticmethod
-    def _video(attributes: Mapping[str, Any]) -> list[etree._Element]:
+    def _video(self) -> list[etree._Element]:
         # One video card, shared by every display of the VM, at the first display's resolution.
-        width, height = str(attributes["resolution"]).split("x")
+        width, height = self.resolution.split("x")
         video = etree.Element("video")
         model = sub(video, "model", type="qxl", ram="131072", vram="65536", vgamem="16384", heads="1",
                     primary="yes")
@@ -137,17 +146,19 @@ class Display(DeviceType):
         tablet = etree.Element("input", type="tablet", bus="usb")
         return [video, tablet]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
+    async def unavailable(self, host: "Host") -> list[str]:
         problems = []
-        busy = sorted(display_ports(attributes) & await host.listening_ports())
+        ports = {p for p in (self.port, self.web_port) if p is not None}
+        busy = sorted(ports & await host.listening_ports())
         if busy:
             problems.append(f"port {', '.join(map(str, busy))} is taken by another process")
-        if attributes["bind"] not in await host.bind_addresses():
-            problems.append(f"the host has no address {attributes['bind']}")
+        if self.bind not in await host.bind_addresses():
+            problems.append(f"the host has no address {self.bind}")
         return problems
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return f"{attributes.get('type')} {attributes.get('bind')}:{attributes.get('port')}"
+    def identity(self) -> str:
+        return f"{self.type} {self.bind}:{self.port}"
 
-    def public(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        return {**attributes, "password": MASK} if attributes.get("password") else dict(attributes)
+    @classmethod
+    def public(cls, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        return {**attributes, "password": SECRET} if attributes.get("password") else dict(attributes)

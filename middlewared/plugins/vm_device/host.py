@@ -5,7 +5,7 @@ import asyncio
 import os
 import pwd
 import xml.etree.ElementTree as ET
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar, cast
 
 from middlewared.config import StorageConfig
 from middlewared.plugins.vm.hypervisor import Hypervisor
@@ -15,6 +15,9 @@ from middlewared.plugins.vm_device.model import HostSnapshot
 from middlewared.plugins.vm_device.paths import QemuUser, real_roots
 from middlewared.plugins.vm_device.pcidev import PciDevice
 from middlewared.plugins.vm_device.usbdev import UsbDevice, usb_devices
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.base import Device
 
 T = TypeVar("T")
 
@@ -41,14 +44,14 @@ class Host:
     """The host as one request sees it."""
 
     def __init__(self, hv: Hypervisor, storage: StorageConfig, domain_type: str,
-                 running_elsewhere: Sequence[Mapping[str, Any]] = ()) -> None:
+                 running_elsewhere: Sequence["Device"] = ()) -> None:
         self.hv = hv
         self.roots = real_roots(storage.roots)
         self.pool = storage.pool
-        # The configured pool lives under the first root (DESIGN.md, Hypervisor).
+        # A pool the daemon creates itself lives under the first root, so CDROM/RAW rules cover it too.
         self.pool_dir = os.path.join(self.roots[0], storage.pool)
         self.domain_type = domain_type
-        # Attributes of the devices of other running VMs (PCI and USB devices cannot be shared).
+        # The devices of other running VMs (PCI and USB devices cannot be shared).
         self.running_elsewhere = list(running_elsewhere)
         self._memo: dict[str, Any] = {}
 
@@ -68,6 +71,11 @@ class Host:
         if pool_name == self.pool:
             await self.ensure_pool()
         return await self.hv.run(pool.lookup_volume, pool_name, name)
+
+    async def delete_volume(self, zvol_name: str) -> None:
+        """Delete the volume "<pool>/<name>" (CallError when libvirt refuses)."""
+        pool_name, _, name = zvol_name.partition("/")
+        await self.hv.run(pool.delete_volume, pool_name, name)
 
     async def volume_at(self, path: str) -> pool.Volume | None:
         """The volume at a path, or None."""

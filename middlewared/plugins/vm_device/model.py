@@ -5,10 +5,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-# How secrets (display passwords) appear to API readers; sent back unchanged it means "keep the stored one".
-MASK = "********"
-
-
 class NicKind(enum.StrEnum):
     """What a NIC's `nic_attach` names on the host; the value is libvirt's `<interface type>`."""
 
@@ -55,8 +51,8 @@ class Slot:
     target: str | None = None
     # Index of the USB controller a USB device is plugged into.
     usb_bus: int | None = None
-    # The first DISPLAY in device order brings the VM's video card and tablet.
-    primary_display: bool = False
+    # Whether no device of the same dtype comes before it (the first DISPLAY brings the video card and tablet).
+    first_of_type: bool = False
 
 
 @dataclass

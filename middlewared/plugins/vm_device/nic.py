@@ -6,12 +6,14 @@ import enum
 import errno
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lxml import etree
 
 from middlewared.plugins.vm.info import format_mac
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.errors import CallError
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import NicKind, Proposal, Slot
 from middlewared.plugins.vm_device.xml import sub
 
@@ -45,8 +47,14 @@ def mac_problem(mac: str) -> str | None:
     return None
 
 
-class Nic(DeviceType):
+@dataclass(frozen=True, kw_only=True)
+class Nic(Device):
     """A network card."""
+
+    type: NicModel
+    nic_attach: str | None
+    mac: str | None
+    trust_guest_rx_filters: bool
 
     dtype = "NIC"
     description = "A network card attached to a host bridge, another host interface (macvtap) or a libvirt network."
@@ -63,8 +71,11 @@ class Nic(DeviceType):
                                    "description": "Let the guest change its MAC and multicast filters "
                                                   "(VIRTIO on a macvtap interface only)."},
     }
+    # Chosen anew for a clone: two guests must not share a MAC.
+    regenerated: ClassVar[tuple[str, ...]] = ("mac",)
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         networks = await check.host.networks()
         name = a["nic_attach"] or networks.default_interface
@@ -82,10 +93,11 @@ class Nic(DeviceType):
             elif kind not in (None, NicKind.DIRECT):
                 check.error(p, "trust_guest_rx_filters", "This can only be set when \"nic_attach\" is a host "
                                                          "interface other than a bridge (macvtap)")
-        a["mac"] = self._mac(p, check)
+        a["mac"] = cls._mac(p, check)
         return a
 
-    def _mac(self, p: Proposal, check: "Check") -> str | None:
+    @staticmethod
+    def _mac(p: Proposal, check: "Check") -> str | None:
         taken = {canonical_mac(a["mac"]) for a in check.everywhere("NIC") if a.get("mac")}
         given = p.attributes["mac"]
         if given is None and p.old is not None and p.old.get("mac"):
@@ -103,8 +115,12 @@ class Nic(DeviceType):
             check.error(p, "mac", f"MAC address {mac} is already used by another NIC", errno.EEXIST)
         return mac
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
-        name = attributes["nic_attach"] or slot.host.default_interface or ""
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
+        name = self.nic_attach or slot.host.default_interface
+        if name is None:
+            # Never `dev=""`: libvirt would accept it and QEMU fail at start with a cryptic message.
+            raise CallError("A NIC without nic_attach needs the host's IPv4 default route interface, and the "
+                            "host has none", errno.ENODEV)
         kind = slot.host.nic_kind(name)
         interface = etree.Element("interface", type=kind.value)
         if kind is NicKind.BRIDGE:
@@ -112,16 +128,16 @@ class Nic(DeviceType):
         elif kind is NicKind.NETWORK:
             sub(interface, "source", network=name)
         else:
-            interface.set("trustGuestRxFilters", "yes" if attributes["trust_guest_rx_filters"] else "no")
+            interface.set("trustGuestRxFilters", "yes" if self.trust_guest_rx_filters else "no")
             # mode bridge: guests on the same interface reach each other, and the world, through it.
             sub(interface, "source", dev=name, mode="bridge")
-        sub(interface, "mac", address=attributes["mac"])
-        sub(interface, "model", type=NicModel(attributes["type"]).lower())
+        sub(interface, "mac", address=str(self.mac))
+        sub(interface, "model", type=self.type.lower())
         return [interface]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
+    async def unavailable(self, host: "Host") -> list[str]:
         networks = await host.networks()
-        name = attributes["nic_attach"] or networks.default_interface
+        name = self.nic_attach or networks.default_interface
         if name is None:
             return ["the host has no IPv4 default route interface"]
         kind = networks.kind(name)
@@ -131,5 +147,5 @@ class Nic(DeviceType):
             return [f"libvirt network {name} is not active"]
         return []
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return str(attributes.get("nic_attach") or "default route interface")
+    def identity(self) -> str:
+        return self.nic_attach or "default route interface"

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.pcidev import canonical_address, iommu_group, passthrough_problem
 from middlewared.plugins.vm_device.xml import pci_source_address
@@ -19,8 +20,11 @@ PPTDEV_PATTERN = (r"^([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
                   r"|pci_[0-9a-fA-F]{4}_[0-9a-fA-F]{2}_[0-9a-fA-F]{2}_[0-7])$")
 
 
-class Pci(DeviceType):
+@dataclass(frozen=True, kw_only=True)
+class Pci(Device):
     """PCI passthrough."""
+
+    pptdev: str
 
     dtype = "PCI"
     description = "A host PCI device passed through to the guest."
@@ -31,7 +35,8 @@ class Pci(DeviceType):
                                   "0000:01:00.0; see vm.device.passthrough_device_choices)."},
     }
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         address = canonical_address(a["pptdev"])
         assert address is not None  # the schema pattern admits only the two forms
@@ -47,14 +52,14 @@ class Pci(DeviceType):
             check.error(p, "pptdev", f"PCI device {address} is already passed through to this VM", errno.EEXIST)
         return a
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
         # managed='yes': libvirt binds the device to vfio-pci at start and gives it back to its driver after.
         hostdev = etree.Element("hostdev", mode="subsystem", type="pci", managed="yes")
-        pci_source_address(hostdev, attributes["pptdev"])
+        pci_source_address(hostdev, self.pptdev)
         return [hostdev]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
-        address = attributes["pptdev"]
+    async def unavailable(self, host: "Host") -> list[str]:
+        address = self.pptdev
         devices, iommu = await host.pci_devices()
         device = next((d for d in devices if d.address == address), None)
         if device is None:
@@ -63,9 +68,9 @@ class Pci(DeviceType):
         problem = passthrough_problem(device, iommu, iommu_group(device, devices))
         if problem:
             problems.append(problem)
-        if any(a.get("dtype") == "PCI" and a.get("pptdev") == address for a in host.running_elsewhere):
+        if any(isinstance(other, Pci) and other.pptdev == address for other in host.running_elsewhere):
             problems.append("PCI device is already being used by another active VM")
         return problems
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return str(attributes.get("pptdev") or "")
+    def identity(self) -> str:
+        return self.pptdev

@@ -114,7 +114,9 @@ def _running_rules(types: Registry, plan: DevicePlan, changed: list[Proposal], f
             continue
         new = by_id[p.id]
         assert p.old is not None
-        if p.order == p.old_order and types[p.dtype].live_changeable(p.old, new["attributes"]):
+        device_class = types[p.dtype]
+        old_device, new_device = device_class.from_attributes(p.old), device_class.from_attributes(new["attributes"])
+        if p.order == p.old_order and old_device.live_changeable(new_device):
             plan.live.append(p.id)
         else:
             plan.busy.append(f"its {p.dtype} device {p.id} cannot be changed until it is stopped")

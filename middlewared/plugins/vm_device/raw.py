@@ -1,20 +1,26 @@
 """RAW: a disk image file under the storage roots, created sparse when it does not exist yet."""
 from __future__ import annotations
 
+import asyncio
 import errno
+import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from lxml import etree
 
+from middlewared.errors import CallError
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import PathError, confine, reachability_error
 from middlewared.plugins.vm_device.resources import CreateFile, GrowFile
-from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice
+from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice, confined_path
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.host import Host
     from middlewared.plugins.vm_device.planning import Check
+
+logger = logging.getLogger(__name__)
 
 
 def _size(path: str) -> int | None:
@@ -24,10 +30,17 @@ def _size(path: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Raw(StorageDevice):
     """A raw image file as a guest disk."""
 
+    path: str
+    exists: bool
+    boot: bool
+    size: int | None
+
     dtype = "RAW"
+    delete_option = "raw_file"
     description = "A disk backed by a raw image file under the storage roots."
     required = ("path",)
     properties = {
@@ -44,26 +57,26 @@ class Raw(StorageDevice):
                  "description": "Size in bytes: of the new file, or to grow an existing one to."},
     }
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
-        try:
-            real = confine(a["path"], check.host.roots)
-        except PathError as e:
-            check.error(p, "path", str(e))
+        real = confined_path(check, p)
+        if real is None:
             return a
         a["path"] = real
         if a["exists"]:
-            self._existing(p, check, real)
+            cls._existing(p, check, real)
         else:
-            self._new(p, check, real)
+            cls._new(p, check, real)
         a["exists"] = True
         problem = reachability_error(real, await check.host.qemu_user())
         if problem:
             check.error(p, "path", problem, errno.EACCES)
-        self.check_storage(p, check, a)
+        cls.check_storage(p, check, a)
         return a
 
-    def _existing(self, p: Proposal, check: "Check", path: str) -> None:
+    @staticmethod
+    def _existing(p: Proposal, check: "Check", path: str) -> None:
         if not os.path.isfile(path):
             check.error(p, "path", 'Path must exist when "exists" is set.', errno.ENOENT)
             return
@@ -75,7 +88,8 @@ class Raw(StorageDevice):
         else:
             check.add_action(GrowFile(path, current, size))
 
-    def _new(self, p: Proposal, check: "Check", path: str) -> None:
+    @staticmethod
+    def _new(p: Proposal, check: "Check", path: str) -> None:
         if os.path.lexists(path):
             check.error(p, "path", 'Path must not exist when "exists" is unset.', errno.EEXIST)
         elif not os.path.isdir(os.path.dirname(path)):
@@ -87,14 +101,31 @@ class Raw(StorageDevice):
         else:
             check.add_action(CreateFile(path, p.attributes["size"]))
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
-        return [self.storage_xml("file", {"file": attributes["path"]}, attributes, slot)]
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
+        return [self.storage_xml("file", {"file": self.path}, slot)]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
-        return await file_problems(attributes["path"], host)
+    async def unavailable(self, host: "Host") -> list[str]:
+        return await file_problems(self.path, host)
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        return str(attributes.get("path") or "")
+    def identity(self) -> str:
+        return self.path
+
+    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str,
+                               host: "Host") -> dict[str, Any] | None:
+        logger.info("RAW disks must be copied manually: %s is left out of clone %s", self.path, new_name)
+        return None
+
+    async def storage_missing(self, host: "Host") -> str | None:
+        if not await asyncio.to_thread(os.path.isfile, self.path):
+            return f"{self.path} does not exist"
+        return None
+
+    async def remove_storage(self, host: "Host") -> None:
+        try:
+            # Resolved again: the file must still be inside the roots (a symlink may have been swapped).
+            await asyncio.to_thread(os.unlink, confine(self.path, host.roots))
+        except (OSError, PathError) as e:
+            raise CallError(f"Failed to destroy {self.path}: {e}", errno.EIO) from e
 
 
 async def file_problems(path: str, host: "Host") -> list[str]:

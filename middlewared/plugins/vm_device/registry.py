@@ -1,9 +1,9 @@
 """The table of device types: every dtype the daemon knows, declared in one place."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.cdrom import Cdrom
 from middlewared.plugins.vm_device.disk import Disk
 from middlewared.plugins.vm_device.display import Display
@@ -16,25 +16,30 @@ from middlewared.plugins.vm_device.usb import Usb
 class Registry:
     """Device types by dtype; registering a dtype twice is a start-up error."""
 
-    def __init__(self, types: tuple[DeviceType, ...] = ()) -> None:
-        self._types: dict[str, DeviceType] = {}
-        for device_type in types:
-            self.register(device_type)
+    def __init__(self, types: tuple[type[Device], ...] = ()) -> None:
+        self._types: dict[str, type[Device]] = {}
+        for device_class in types:
+            self.register(device_class)
 
-    def register(self, device_type: DeviceType) -> None:
+    def register(self, device_class: type[Device]) -> None:
         """Add a device type."""
-        if device_type.dtype in self._types:
-            raise ValueError(f"device type {device_type.dtype} is registered twice")
-        self._types[device_type.dtype] = device_type
+        if device_class.dtype in self._types:
+            raise ValueError(f"device type {device_class.dtype} is registered twice")
+        self._types[device_class.dtype] = device_class
 
-    def __getitem__(self, dtype: str) -> DeviceType:
+    def __getitem__(self, dtype: str) -> type[Device]:
         return self._types[dtype]
 
-    def get(self, dtype: object) -> DeviceType | None:
+    def get(self, dtype: object) -> type[Device] | None:
         """The type of a dtype, or None when unknown."""
         return self._types.get(dtype) if isinstance(dtype, str) else None
 
-    def __iter__(self) -> Iterator[DeviceType]:
+    def typed(self, attributes: Mapping[str, Any]) -> Device | None:
+        """The typed device of stored attributes, or None when its dtype is unknown."""
+        device_class = self.get(attributes.get("dtype"))
+        return None if device_class is None else device_class.from_attributes(attributes)
+
+    def __iter__(self) -> Iterator[type[Device]]:
         return iter(self._types.values())
 
     @property
@@ -43,4 +48,5 @@ class Registry:
         return list(self._types)
 
 
-DEVICE_TYPES = Registry((Disk(), Raw(), Cdrom(), Nic(), Display(), Pci(), Usb()))
+# Adding a device type: its module, and one entry here (see README.md beside this file).
+DEVICE_TYPES = Registry((Disk, Raw, Cdrom, Nic, Display, Pci, Usb))

@@ -3,19 +3,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from middlewared.plugins.vm_device.registry import DEVICE_TYPES
+from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
 
-DTYPE: dict[str, Any] = {"type": "string", "enum": DEVICE_TYPES.names, "description": "Device type."}
 
-# A union discriminated by dtype: each type's schema applies when dtype names it, so errors point at the
-# right attribute ("vm_device_create.attributes.path") instead of "matches none of the forms".
-ATTRIBUTES: dict[str, Any] = {
-    "type": "object", "required": ["dtype"], "properties": {"dtype": DTYPE},
-    "description": "Device attributes; which ones depends on dtype.",
-    "allOf": [{"if": {"properties": {"dtype": {"const": t.dtype, "description": "Device type."}},
-                      "required": ["dtype"]},
-               "then": t.schema} for t in DEVICE_TYPES],
-}
+def dtype_schema(types: Registry) -> dict[str, Any]:
+    """The dtype property: one of the registered types."""
+    return {"type": "string", "enum": types.names, "description": "Device type."}
+
+
+def attributes_schema(types: Registry) -> dict[str, Any]:
+    """Device attributes: a union discriminated by dtype. Each type's schema applies when dtype names it, so
+    errors point at the right attribute ("vm_device_create.attributes.path") instead of "matches none of the
+    forms"."""
+    return {
+        "type": "object", "required": ["dtype"], "properties": {"dtype": dtype_schema(types)},
+        "description": "Device attributes; which ones depends on dtype.",
+        "allOf": [{"if": {"properties": {"dtype": {"const": t.dtype, "description": "Device type."}},
+                          "required": ["dtype"]},
+                   "then": t.schema} for t in types],
+    }
+
+
+DTYPE = dtype_schema(DEVICE_TYPES)
+ATTRIBUTES = attributes_schema(DEVICE_TYPES)
 ORDER: dict[str, Any] = {"type": ["integer", "null"],
                          "description": "Device order, which also orders the boot devices; null: by type "
                                         "(CDROM 1000, DISK and RAW 1001, others 1002). Ties go by id."}

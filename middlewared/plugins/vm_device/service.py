@@ -13,6 +13,12 @@ from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
 from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
 
+# vm.device.delete's options that remove a device's storage, and the refusal for a device without such storage.
+_STORAGE_OPTIONS = {
+    "zvol": "The device is not a disk and has no zvol to destroy.",
+    "raw_file": "Device is not of RAW type.",
+}
+
 
 class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
     """vm.device.*: VM devices."""
@@ -78,22 +84,24 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
         """Delete a device (force: even while the VM runs), and with zvol/raw_file its volume or file."""
         options = {"zvol": False, "raw_file": False, "force": False, **(options or {})}
         device = await self._stored(id_)
-        a, zvol, raw_file, force = device["attributes"], options["zvol"], options["raw_file"], options["force"]
-        if zvol and a["dtype"] != "DISK":
-            raise CallError("The device is not a disk and has no zvol to destroy.", errno.EINVAL)
-        if raw_file and a["dtype"] != "RAW":
-            raise CallError("Device is not of RAW type.", errno.EINVAL)
+        typed = self.manager.types.typed(device["attributes"])
+        force = options["force"]
+        for option, refusal in _STORAGE_OPTIONS.items():
+            if options[option] and (typed is None or typed.delete_option != option):
+                raise CallError(refusal, errno.EINVAL)
+        storage = typed if typed is not None and typed.delete_option and options[typed.delete_option] else None
         vm = await self.vms.get_instance(device["vm"])
-        if (zvol or raw_file) and vm["status"]["state"] != "STOPPED":
+        if storage is not None and vm["status"]["state"] != "STOPPED":
             raise CallError(f"VM {vm['name']} is running and uses this storage: stop it before deleting it",
                             errno.EBUSY)
-        missing = await self.manager.check_storage_exists(a, zvol, raw_file)
+        host = await self.manager.host()
+        missing = await storage.storage_missing(host) if storage is not None else None
         if missing and not force:
             raise CallError(f"{missing} (delete with force to remove the device anyway)", errno.ENOENT)
         await self.vms.change_devices(device["vm"], [], [id_], force=force)
-        if not missing:
+        if storage is not None and not missing:
             try:
-                await self.manager.remove_storage(a, zvol, raw_file)
+                await storage.remove_storage(host)
             except CallError as e:
                 if not force:
                     raise CallError(f"Device {id_} was deleted, but not its storage: {e.errmsg}", e.errno) from e

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from lxml import etree
 
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import Proposal, Slot
+from middlewared.plugins.vm_device.paths import PathError, confine
 from middlewared.plugins.vm_device.xml import blockio, boot, disk_driver, sub
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class IoType(enum.StrEnum):
     IO_URING = "IO_URING"
 
 
-# API bus -> (libvirt target bus, guest disk name prefix). Velocity's USB media mode would be one more row.
+# API bus -> (libvirt target bus, guest disk name prefix).
 BUSES: dict[Bus, tuple[str, str]] = {Bus.AHCI: ("sata", "sd"), Bus.VIRTIO: ("virtio", "vd")}
 SERIAL_LENGTH = 8
 _SERIAL_CHARS = string.ascii_letters + string.digits
@@ -56,24 +57,8 @@ STORAGE_PROPERTIES: dict[str, Any] = {
                "description": "Disk serial number the guest sees; generated (8 letters and digits) when empty "
                               "and then kept."},
 }
-# Same rule as the seed's "no { or }" (they would be taken for templates), plus a non-empty value.
+# No "{" or "}" (TrueNAS clients would take them for templates), and not empty.
 PATH: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": r"^[^{}]*$"}
-
-
-@dataclass(frozen=True)
-class StorageAttrs:
-    """The typed attributes DISK and RAW share."""
-
-    bus: Bus
-    iotype: IoType
-    logical: int | None
-    physical: int | None
-    serial: str | None
-
-    @classmethod
-    def of(cls, a: Mapping[str, Any]) -> "StorageAttrs":
-        return cls(Bus(a["type"]), IoType(a["iotype"]), a["logical_sectorsize"], a["physical_sectorsize"],
-                   a["serial"])
 
 
 def new_serial() -> str:
@@ -85,6 +70,15 @@ def check_unique_path(check: "Check", p: Proposal, path: str | None) -> None:
     """A file or volume appears once among a VM's DISK, RAW and CDROM devices (upstream's rule)."""
     if path and any(a.get("path") == path for dtype in ("DISK", "RAW", "CDROM") for a in check.siblings(dtype)):
         check.error(p, "path", f'{check.vm_name} has "{path}" already configured', errno.EEXIST)
+
+
+def confined_path(check: "Check", p: Proposal) -> str | None:
+    """The real path of a CDROM or RAW proposal inside the storage roots, or None (the error recorded)."""
+    try:
+        return confine(p.attributes["path"], check.host.roots)
+    except PathError as e:
+        check.error(p, "path", str(e))
+        return None
 
 
 def disk_xml(disk_type: str, device: str, source: dict[str, str], slot: Slot, bus: str, *,
@@ -105,16 +99,25 @@ def disk_xml(disk_type: str, device: str, source: dict[str, str], slot: Slot, bu
     return disk
 
 
-class StorageDevice(DeviceType):
-    """The common part of DISK and RAW."""
+@dataclass(frozen=True, kw_only=True)
+class StorageDevice(Device):
+    """The common part of DISK and RAW: the bus and I/O attributes."""
+
+    type: Bus
+    logical_sectorsize: int | None
+    physical_sectorsize: int | None
+    iotype: IoType
+    serial: str | None
 
     bootable: ClassVar[bool] = True
     default_order: ClassVar[int] = 1001
+    regenerated: ClassVar[tuple[str, ...]] = ("serial",)
 
-    def target_prefix(self, attributes: Mapping[str, Any]) -> str | None:
-        return BUSES[Bus(attributes["type"])][1]
+    def target_prefix(self) -> str | None:
+        return BUSES[self.type][1]
 
-    def check_storage(self, p: Proposal, check: "Check", attributes: dict[str, Any]) -> None:
+    @classmethod
+    def check_storage(cls, p: Proposal, check: "Check", attributes: dict[str, Any]) -> None:
         """Sector sizes, serial (generated when empty), path uniqueness; attributes gets the serial."""
         a = p.attributes
         if a["physical_sectorsize"] is not None and a["logical_sectorsize"] is None:
@@ -123,9 +126,8 @@ class StorageDevice(DeviceType):
             attributes["serial"] = new_serial()
         check_unique_path(check, p, attributes.get("path"))
 
-    def storage_xml(self, disk_type: str, source: dict[str, str], attributes: Mapping[str, Any],
-                    slot: Slot, fmt: str = "raw") -> etree._Element:
+    def storage_xml(self, disk_type: str, source: dict[str, str], slot: Slot, fmt: str = "raw") -> etree._Element:
         """The `<disk>` of a DISK or RAW device."""
-        s = StorageAttrs.of(attributes)
-        return disk_xml(disk_type, "disk", source, slot, BUSES[s.bus][0], iotype=s.iotype.value, serial=s.serial,
-                        logical=s.logical, physical=s.physical, fmt=fmt)
+        return disk_xml(disk_type, "disk", source, slot, BUSES[self.type][0], iotype=self.iotype.value,
+                        serial=self.serial, logical=self.logical_sectorsize, physical=self.physical_sectorsize,
+                        fmt=fmt)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from middlewared.plugins.vm_device.base import DeviceType
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.usbdev import UsbDevice
 from middlewared.plugins.vm_device.xml import sub, usb_address
@@ -22,15 +23,21 @@ DEFAULT_CONTROLLER = "nec-xhci"
 _USB_ID = {"type": "string", "pattern": r"^0x[0-9a-fA-F]{4}$"}
 
 
-def _matches(device: UsbDevice, attributes: Mapping[str, Any]) -> bool:
-    if attributes.get("device"):
-        return bool(device.name == attributes["device"])
-    usb = attributes.get("usb") or {}
-    return device.matches(usb.get("vendor_id", ""), usb.get("product_id", ""))
+@dataclass(frozen=True)
+class UsbIds:
+    """A USB device by its vendor and product ids ("0x1d6b", lower case once stored)."""
+
+    vendor_id: str
+    product_id: str
 
 
-class Usb(DeviceType):
+@dataclass(frozen=True, kw_only=True)
+class Usb(Device):
     """USB passthrough, on a guest USB controller of the chosen model."""
+
+    usb: UsbIds | None
+    controller_type: str
+    device: str | None
 
     dtype = "USB"
     description = "A host USB device passed through to the guest."
@@ -47,7 +54,8 @@ class Usb(DeviceType):
                                   "vm.device.usb_passthrough_choices); or use `usb`."},
     }
 
-    async def normalize(self, p: Proposal, check: "Check") -> dict[str, Any]:
+    @classmethod
+    async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         if a["usb"] and a["device"]:
             check.error(p, "usb", "Either device must be specified or USB details but not both")
@@ -61,17 +69,27 @@ class Usb(DeviceType):
             a["usb"] = {k: str(v).lower() for k, v in a["usb"].items()}
         return a
 
-    def to_xml(self, attributes: Mapping[str, Any], slot: Slot) -> list[etree._Element]:
+    def usb_controller(self) -> str | None:
+        return self.controller_type
+
+    def uses(self, device: UsbDevice) -> bool:
+        """Whether this is the host device the attributes name (by node device name, else by ids)."""
+        if self.device:
+            return device.name == self.device
+        return self.usb is not None and device.matches(self.usb.vendor_id, self.usb.product_id)
+
+    def to_xml(self, slot: Slot) -> list[etree._Element]:
         hostdev = etree.Element("hostdev", mode="subsystem", type="usb", managed="yes")
         source = sub(hostdev, "source")
-        if attributes["device"]:
-            found = slot.host.usb.get(attributes["device"])
+        if self.device:
+            found = slot.host.usb.get(self.device)
             if found is None:
                 # Unplugged: left out of the definition; vm.start refuses such a VM (check_available).
                 return []
             ids, bus_device = (found.vendor_id, found.product_id), {"bus": str(found.bus), "device": str(found.device)}
         else:
-            ids, bus_device = (attributes["usb"]["vendor_id"], attributes["usb"]["product_id"]), None
+            assert self.usb is not None  # validation requires usb or device
+            ids, bus_device = (self.usb.vendor_id, self.usb.product_id), None
         sub(source, "vendor", id=ids[0])
         sub(source, "product", id=ids[1])
         if bus_device:
@@ -79,17 +97,13 @@ class Usb(DeviceType):
         usb_address(hostdev, slot.usb_bus)
         return [hostdev]
 
-    async def unavailable(self, attributes: Mapping[str, Any], host: "Host") -> list[str]:
-        if not any(_matches(d, attributes) for d in await host.usb_devices()):
+    async def unavailable(self, host: "Host") -> list[str]:
+        if not any(self.uses(d) for d in await host.usb_devices()):
             return ["the USB device is not plugged in"]
-        if any(a.get("dtype") == "USB" and _same(a, attributes) for a in host.running_elsewhere):
+        if any(isinstance(other, Usb) and (other.device, other.usb) == (self.device, self.usb)
+               for other in host.running_elsewhere):
             return ["USB device is already being used by another active VM"]
         return []
 
-    def identity(self, attributes: Mapping[str, Any]) -> str:
-        usb = attributes.get("usb")
-        return str(attributes.get("device") or (f"{usb['vendor_id']}:{usb['product_id']}" if usb else ""))
-
-
-def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return (a.get("device"), a.get("usb")) == (b.get("device"), b.get("usb"))
+    def identity(self) -> str:
+        return self.device or (f"{self.usb.vendor_id}:{self.usb.product_id}" if self.usb else "")

@@ -1,6 +1,6 @@
 """The web console over HTTP: spice-html5's files and a WebSocket-to-SPICE bridge, behind console tokens.
 
-Routes, per DISPLAY device id (the rules are in middlewared/plugins/vm/web_console.py):
+Routes the vm plugin serves, per DISPLAY device id (the rules are in web_console.py beside this file):
 
 - ``GET /vm/display/{id}/websockify``: the bridge; raw SPICE bytes in binary frames both ways (websockify's
   "binary" subprotocol, which spice-html5 asks for), one WebSocket per SPICE channel;
@@ -16,14 +16,13 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from middlewared.api.server import origin_allowed
 from middlewared.errors import ValidationErrors
-from middlewared.plugins.vm import vm_service
 from middlewared.plugins.vm import web_console as W
-from middlewared.plugins.vm_device.display import spice_endpoint
 from middlewared.tokens import Token
 
 if TYPE_CHECKING:
@@ -49,14 +48,21 @@ class Admission:
 
 
 class WebConsole:
-    """The handlers, sharing the daemon's tokens and its table of live bridges."""
+    """The handlers, sharing the daemon's tokens and the vm service's table of live bridges."""
 
-    def __init__(self, middleware: "Middleware", origin_allowed: Callable[[web.Request], bool],
-                 root: str = SPICE_HTML5_DIR) -> None:
+    def __init__(self, middleware: "Middleware", table: W.ConsoleTable,
+                 get_vm: Callable[[int], Awaitable[dict[str, Any]]], root: str = SPICE_HTML5_DIR) -> None:
         self.middleware = middleware
-        self.origin_allowed = origin_allowed
+        self.table = table
+        # The VM entry (with status and devices) by id; raises InstanceNotFound.
+        self.get_vm = get_vm
         self.root = os.path.realpath(root)
         self.sockets: set[web.WebSocketResponse] = set()
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The console's routes (the bridge first: its path is also a file name)."""
+        return (web.get(r"/vm/display/{device_id:\d+}/websockify", self.bridge),
+                web.get(r"/vm/display/{device_id:\d+}/{file:.+}", self.files))
 
     async def admit(self, request: web.Request) -> Admission:
         """Check the request's session cookie (else its ticket) and the display; raise the HTTP refusal."""
@@ -70,9 +76,8 @@ class WebConsole:
         vm_id = int(found.attrs["vm"])
         if not await W.may_call(self.middleware, "vm.get_display_web_uri", found.credentials, vm_id):
             raise _refuse(web.HTTPForbidden, device_id, f"{found.credentials.username} may not see VM {vm_id}")
-        service = vm_service(self.middleware)
         try:
-            vm = await service.get_instance(vm_id)
+            vm = await self.get_vm(vm_id)
         except ValidationErrors:
             raise _refuse(web.HTTPNotFound, device_id, W.NO_DISPLAY) from None
         device, error = W.web_display(vm)
@@ -99,20 +104,20 @@ class WebConsole:
 
     async def bridge(self, request: web.Request) -> web.WebSocketResponse:
         """Relay one WebSocket to the display's SPICE server until either side closes."""
-        if not self.origin_allowed(request):
+        if not origin_allowed(request, self.middleware.config.server.allowed_origins):
             raise web.HTTPForbidden(text="You are not allowed to access this resource")
         admission = await self.admit(request)
         ws = web.WebSocketResponse(protocols=("binary",), heartbeat=None)
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="Expected a WebSocket handshake")
-        host, port = spice_endpoint(admission.attributes)
+        host, port = W.spice_endpoint(admission.attributes)
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as e:
             logger.warning("web console %d: cannot reach SPICE at %s:%d: %s", admission.device_id, host, port, e)
             raise web.HTTPBadGateway(text="Cannot reach the display server") from None
         self._keep_session(ws, request, admission)
-        table = vm_service(self.middleware).web_consoles
+        table = self.table
         bridge: W.Bridge | None = None
         try:
             await ws.prepare(request)
@@ -133,7 +138,7 @@ class WebConsole:
                             bridge.bytes_to_client, len(table.live))
         return ws
 
-    async def close_all(self, app: web.Application) -> None:
+    async def close_all(self) -> None:
         """Daemon shutdown: end every bridge."""
         for ws in list(self.sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
@@ -174,11 +179,3 @@ async def _relay(ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer
         elif error is not None:
             logger.error("web console bridge %d failed", bridge.id, exc_info=error)
 
-
-def add_routes(app: web.Application, middleware: "Middleware",
-               origin_allowed: Callable[[web.Request], bool]) -> None:
-    """Serve the web console on this application (the bridge route first: it is also a file name)."""
-    console = WebConsole(middleware, origin_allowed)
-    app.router.add_get(r"/vm/display/{device_id:\d+}/websockify", console.bridge)
-    app.router.add_get(r"/vm/display/{device_id:\d+}/{file:.+}", console.files)
-    app.on_shutdown.append(console.close_all)

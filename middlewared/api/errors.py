@@ -68,6 +68,13 @@ def error_object(exc: BaseException, method: str | None = None, trace: bool = Tr
             "data": truenas_error(errno.EINVAL, reason, _trace(exc, trace), None)}
 
 
+def nesting_error(limit: int) -> dict[str, Any]:
+    """The answer to a request nested deeper than limit: invalid params, like any validation failure."""
+    reason = f"Arrays and objects nested deeper than {limit} levels"
+    return {"code": INVALID_PARAMS, "message": "Invalid params",
+            "data": truenas_error(errno.EINVAL, f"[EINVAL] params: {reason}", None, [["params", reason, errno.EINVAL]])}
+
+
 def simple_error(code: int, message: str, errno_: int = errno.EINVAL, reason: str | None = None) -> dict[str, Any]:
     """An error object for protocol-level failures (parse, invalid request, unknown method, limits)."""
     return {"code": code, "message": message, "data": truenas_error(errno_, reason or message)}

@@ -11,7 +11,7 @@ from typing import Any
 
 from middlewared.api import errors as E
 from middlewared.utils import wire_json
-from middlewared.api.rpc import MAX_CALLS_IN_FLIGHT, RpcConnection
+from middlewared.api.rpc import MAX_CALLS_IN_FLIGHT, MAX_NESTING, RpcConnection, too_deep
 from middlewared.errors import ENOMETHOD, errname
 from middlewared.job import Job
 
@@ -31,6 +31,9 @@ class LegacyConnection(RpcConnection):
             self.send({"msg": "failed", "version": "1"})
             return
         kind = message.get("msg")
+        if kind == "method" and self.connected and too_deep(text, message):
+            self._error(message.get("id"), E.nesting_error(MAX_NESTING))
+            return
         if not self.connected:
             self._handshake(message)
         elif kind == "method":

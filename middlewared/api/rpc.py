@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 ANONYMOUS_MAX_MESSAGE = 8192
 MAX_MESSAGE = 65536
 MAX_CALLS_IN_FLIGHT = 20
+# Deepest nesting of arrays and objects in a request: far beyond any method's schema, well below what
+# validating it recursively would need of Python's stack.
+MAX_NESTING = 64
 
 
 class RpcConnection:
@@ -147,6 +150,10 @@ class RpcConnection:
             if has_id:
                 self._error(msg_id, E.simple_error(E.INVALID_REQUEST, problem))
             return
+        if too_deep(text, request):
+            if has_id:
+                self._error(msg_id, E.nesting_error(MAX_NESTING))
+            return
         method = self.middleware.methods.get(request["method"])
         if method is None:
             if has_id:
@@ -266,9 +273,27 @@ def _request_problem(request: dict[str, Any]) -> str | None:
     if not isinstance(request.get("params", []), list):
         return "'params' member must be of type array"
     msg_id = request.get("id")
-    if isinstance(msg_id, bool) or (msg_id is not None and not isinstance(msg_id, (int, str))):
+    # Fractional ids are numbers too: JSON-RPC 2.0 says they SHOULD NOT be used, not that they are invalid,
+    # and the answer carries the same value.
+    if isinstance(msg_id, bool) or (msg_id is not None and not isinstance(msg_id, (int, float, str))):
         return "'id' member must be a string, a number or null"
     return None
+
+
+def too_deep(text: str, message: Any) -> bool:
+    """Whether a decoded message nests arrays and objects deeper than MAX_NESTING."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return False  # the usual case, decided without walking the message
+    stack = [(message, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
 
 
 async def serve(connection: RpcConnection) -> None:

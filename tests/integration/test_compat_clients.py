@@ -40,5 +40,9 @@ async def test_legacy_protocol(daemon: Daemon) -> None:
         assert any(m.get("msg") == "added" and m["collection"] == "core.get_jobs" for m in seen)
         await ws.send_json({"msg": "method", "id": "4", "method": "no.such"})
         assert (await ws.receive_json(timeout=5))["error"]["errname"] == "ENOMETHOD"
+        await ws.send_str('{"msg": "method", "id": "5", "method": "vm.query", "params": [' + "[" * 1000
+                          + "]" * 1000 + "]}")
+        error = (await ws.receive_json(timeout=5))["error"]
+        assert error["type"] == "VALIDATION" and error["extra"][0][0] == "params"
         await ws.send_json({"msg": "ping", "id": "p"})
         assert await ws.receive_json(timeout=5) == {"msg": "pong", "id": "p"}

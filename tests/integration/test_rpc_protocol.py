@@ -216,3 +216,24 @@ async def test_unsubscribe_stops_events(unix_rpc: Rpc) -> None:
     job_id = await unix_rpc.call("core.bulk", "core.ping", [[]])
     await asyncio.sleep(0.3)
     assert not [e for e in unix_rpc.events if e.get("params", {}).get("id") == job_id]
+
+
+@pytest.mark.parametrize("ident", [2**64, 10**30, -(2**63) - 1, 18446744073709551615, 1.5, 0.1, -2.25e-7])
+async def test_ids_come_back_exactly(unix_rpc: Rpc, ident: int | float) -> None:
+    """JSON-RPC answers with the request's id, whatever its size (fractional ids are numbers too)."""
+    for method, member in (("core.ping", "result"), ("no.such_method", "error")):
+        await unix_rpc.send(f'{{"jsonrpc": "2.0", "id": {json.dumps(ident)}, "method": "{method}"}}')
+        reply = json.loads(await unix_rpc.ws.receive_str(timeout=5))
+        assert reply["id"] == ident and type(reply["id"]) is type(ident) and member in reply
+
+
+async def test_deeply_nested_params_are_refused_cleanly(unix_rpc: Rpc, daemon: Daemon) -> None:
+    """A clean validation error, and nothing in the log: one client must not flood it."""
+    logged = len(daemon.log())
+    for deep in ("[" * 1000 + "]" * 1000, '{"a":' * 1000 + "1" + "}" * 1000, "[" * 66 + "]" * 66):
+        await unix_rpc.send(f'{{"jsonrpc": "2.0", "id": 1, "method": "vm.query", "params": [{deep}]}}')
+        error = (await unix_rpc.receive())["error"]
+        assert error["code"] == -32602 and error["data"]["extra"][0][0] == "params", error
+    assert await unix_rpc.call("vm.query", [["OR", [[["id", "=", 1]], [["name", "=", "x"]]]]]) == []
+    new_lines = daemon.log()[logged:]
+    assert "Traceback" not in new_lines and "ERROR" not in new_lines, new_lines

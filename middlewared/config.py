@@ -59,7 +59,8 @@ class StorageConfig:
 class AuthConfig:
     """Login limits, API key hashing and audit retention."""
 
-    # Unauthenticated calls allowed per origin address and method within rate_limit_period seconds.
+    # Unauthenticated calls allowed per address (all methods together) within rate_limit_period seconds;
+    # past that, none for a whole period.
     rate_limit_calls: int = 20
     rate_limit_period: int = 60
     # Seconds added before answering a failed login; it grows with recent failures from the same address.

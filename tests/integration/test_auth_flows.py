@@ -295,3 +295,20 @@ async def test_tracebacks_only_for_full_admins(auth_daemon: Daemon) -> None:
         denied = await error_of(root, "vm.query", 5)
         assert "Traceback" in denied.data["trace"]["formatted"]
         assert "Traceback" in (await failed_job(root))["exception"]
+
+
+async def test_failed_logins_lock_the_user_name(auth_daemon: Daemon) -> None:
+    """Ten failures within ten minutes, from any address and by any mechanism, stop that name's logins."""
+    username, password, _ = await make_user(auth_daemon, ["VM_READ"])
+    key = await make_key(auth_daemon, username)
+    async with connect(auth_daemon.url) as rpc:
+        for n in range(10):
+            if n % 2:
+                assert await rpc.call("auth.login", username, "wrong-password") is False
+            else:
+                assert await rpc.call("auth.login_ex", {"mechanism": "API_KEY_PLAIN", "username": username,
+                                                        "api_key": f"{key['id']}-{'x' * 64}"}) == \
+                    {"response_type": "AUTH_ERR"}
+        locked = await error_of(rpc, "auth.login", username, password)
+        assert locked.errno == 16 and "Too many failed logins" in locked.reason
+        assert await rpc.call("auth.login", "root", "wrong-password") is False  # other names are not locked

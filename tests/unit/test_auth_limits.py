@@ -6,7 +6,7 @@ import errno
 import pytest
 
 from middlewared.errors import CallError
-from middlewared.plugins.auth.limits import FailureThrottle, RateLimiter
+from middlewared.plugins.auth.limits import FAILURE_MEMORY, USER_FAILURE_LIMIT, FailureThrottle, RateLimiter
 from middlewared.plugins.auth.passwords import hash_password, verify_password
 
 
@@ -20,13 +20,24 @@ def test_password_hashes() -> None:
         assert not verify_password("correct horse", bad)
 
 
-async def test_rate_limit_per_key() -> None:
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr("middlewared.plugins.auth.limits.time.monotonic", lambda: self.now)
+
+
+async def test_rate_limit_per_address_then_cool_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
     limiter = RateLimiter(20, 60)
-    assert all(limiter.hit("1.2.3.4|core.ping") for _ in range(20))
-    assert not limiter.hit("1.2.3.4|core.ping")
-    assert limiter.hit("1.2.3.4|auth.login") and limiter.hit("5.6.7.8|core.ping")
-    limiter.period = 0  # the window has passed
-    assert limiter.hit("1.2.3.4|core.ping")
+    assert all(limiter.hit("1.2.3.4") for _ in range(20))
+    assert not limiter.hit("1.2.3.4") and limiter.hit("5.6.7.8")
+    clock.now += 59
+    assert not limiter.hit("1.2.3.4")  # cooling down: the window alone would have let one through
+    clock.now += 1.5
+    assert all(limiter.hit("1.2.3.4") for _ in range(20))  # the cool-down is over: a full allowance
+    assert not limiter.hit("1.2.3.4")
 
 
 async def test_rate_limit_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +55,18 @@ def test_failure_delay_grows_per_address() -> None:
     assert 1.0 <= first <= 2.0
     throttle.delay("a")
     third = throttle.delay("a")
-    assert 2.0 <= third <= 4.0 and throttle.recent("a") == 3
+    assert 2.0 <= third <= 4.0 and throttle.addresses.recent("a") == 3
     assert throttle.delay("b") <= 2.0  # another address starts afresh
     assert FailureThrottle(0.0).delay("a") == 0.0
+
+
+def test_failures_per_user_name_from_many_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
+    throttle = FailureThrottle(1.0)
+    for n in range(USER_FAILURE_LIMIT - 1):
+        throttle.delay(f"10.0.0.{n}", "root")
+    assert not throttle.locked("root")
+    assert throttle.delay("10.0.1.1", "root") >= 1.0 * (1 + 0.5 * 8)  # the name's failures slow it down too
+    assert throttle.locked("root") and not throttle.locked("alice") and not throttle.locked(None)
+    clock.now += FAILURE_MEMORY + 1
+    assert not throttle.locked("root")

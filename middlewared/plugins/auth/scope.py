@@ -168,9 +168,10 @@ class ScopePolicy:
         return None
 
     async def throttle(self, method: "Method", app: "Connection") -> None:
-        """Unauthenticated calls: 20 per 60 s per address and method (configurable), then EBUSY."""
+        """Unauthenticated calls: 20 per 60 s per address, all methods together (configurable), then
+        EBUSY for a whole period."""
         if method.name not in UNLIMITED:
-            await self.limiter.check(f"{app.address}|{method.name}")
+            await self.limiter.check(app.address)
 
 
 def _is_id(value: Any) -> TypeGuard[int]:

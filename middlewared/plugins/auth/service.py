@@ -67,10 +67,16 @@ class AuthService(Service):
                         user_info: bool) -> dict[str, Any]:
         """Start the session (or slow down and record the failure) and build the answer."""
         audit = self.middleware.audit_log
+        failures = policy(self.middleware).failures
+        if failures.locked(outcome.username):
+            # Even the right secret: guesses spread over many addresses must not go on for this name.
+            if audit is not None:
+                audit.record("AUTHENTICATION", conn, mechanism, [], "LOCKED", outcome.username)
+            raise CallError("Too many failed logins for this user; try again later", errno.EBUSY)
         if outcome.credentials is None:
             if audit is not None:
                 audit.record("AUTHENTICATION", conn, mechanism, [], outcome.response_type, outcome.username)
-            await policy(self.middleware).failures.failed(conn.address)
+            await failures.failed(conn.address, outcome.username)
             return {"response_type": outcome.response_type}
         conn.set_credentials(outcome.credentials)
         if audit is not None:
@@ -101,7 +107,8 @@ class AuthService(Service):
             if state.key is None:
                 raise scram.ScramError("unknown key")
         except scram.ScramError:
-            return await self._conclude(conn, "SCRAM", L.Outcome(L.AUTH_ERR), False)
+            username = state.conversation.first.username if isinstance(state, ScramState) else None
+            return await self._conclude(conn, "SCRAM", L.Outcome(L.AUTH_ERR, username=username), False)
         outcome = await L.key_session(self.middleware, state.key)
         answer = await self._conclude(conn, "SCRAM", outcome, False)
         if answer["response_type"] != L.SUCCESS:

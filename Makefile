@@ -5,11 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test).
+# Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test;
+# systemd: systemd-analyze checks the installed unit).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
-	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium
+	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd
 
 .PHONY: all deps apt venv services run test typecheck unit bench clean
 
@@ -53,3 +54,16 @@ bench: deps services
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache
+
+# --- System install (as root, idempotent) -------------------------------------------------------
+# make install: a venv in /opt/middlewared, middlewared and midclt linked into /usr/local/bin, the default
+# config in /etc/middlewared/ (never overwritten), the unit in /etc/systemd/system/. make uninstall removes
+# them, keeping a changed config and the database. Paths: LIBDIR, BINDIR, CONFDIR, UNITDIR (see the script).
+.PHONY: install uninstall
+export LIBDIR BINDIR CONFDIR UNITDIR
+
+install: apt
+	@scripts/system-install install
+
+uninstall:
+	@scripts/system-install uninstall

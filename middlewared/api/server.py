@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIDDLEWARE_KEY = web.AppKey("middleware", object)
+# Connections the kernel holds before the daemon accepts them (aiohttp's default, 128, refuses a burst of
+# 200 clients; the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
 
 
 class ListenError(Exception):
@@ -145,8 +148,8 @@ class Listeners:
             context = tls_context(server.tls_certificate, server.tls_private_key) \
                 if server.tls_certificate else None
             await web.TCPSite(self.runner, server.host, server.port, reuse_address=True,
-                              ssl_context=context).start()
-            await web.UnixSite(self.runner, self.unix_path).start()
+                              ssl_context=context, backlog=LISTEN_BACKLOG).start()
+            await web.UnixSite(self.runner, self.unix_path, backlog=LISTEN_BACKLOG).start()
             os.chmod(self.unix_path, 0o666)
         except OSError as e:  # ssl.SSLError (bad certificate or key) included
             await self.runner.cleanup()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import os
 import socket
@@ -237,3 +238,25 @@ async def test_deeply_nested_params_are_refused_cleanly(unix_rpc: Rpc, daemon: D
     assert await unix_rpc.call("vm.query", [["OR", [[["id", "=", 1]], [["name", "=", "x"]]]]]) == []
     new_lines = daemon.log()[logged:]
     assert "Traceback" not in new_lines and "ERROR" not in new_lines, new_lines
+
+
+@pytest.mark.parametrize("family", [socket.AF_UNIX, socket.AF_INET])
+def test_many_clients_connect_at_the_same_instant(daemon: Daemon, family: socket.AddressFamily) -> None:
+    """200 connections opened at once are all accepted and answered (unix socket and TCP)."""
+    clients = []
+    address = daemon.socket if family == socket.AF_UNIX else ("127.0.0.1", daemon.port)
+    try:
+        for _ in range(200):  # faster than the daemon accepts: the listen backlog must hold them
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.setblocking(False)
+            clients.append(s)
+            assert s.connect_ex(address) in (0, errno.EINPROGRESS)
+        for s in clients:
+            s.setblocking(True)
+            s.settimeout(30)
+            s.sendall(b"GET /api/versions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        for s in clients:
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in clients:
+            s.close()

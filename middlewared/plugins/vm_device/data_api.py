@@ -1,23 +1,26 @@
-"""vm.device.resize: grow a DISK or RAW device's image, also while its guest runs."""
+"""vm.device.resize/import_disk/export_disk/virtual_size: disk images grown, brought in and copied out."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from middlewared.errors import CallError
+from middlewared.job import Job
 from middlewared.plugins.vm.model import VMRecord
-from middlewared.plugins.vm_device import resize
+from middlewared.plugins.vm_device import import_export as io, resize
+from middlewared.plugins.vm_device.disk import ZVOL_NAME
 from middlewared.plugins.vm_device.schemas import DEVICE_ENTRY
-from middlewared.service import api_method
+from middlewared.service import JobOptions, api_method
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
     from middlewared.plugins.vm.records import VMRecords
     from middlewared.plugins.vm_device.manager import DeviceManager
 
-WRITE = ("VM_DEVICE_WRITE",)
+WRITE, READ = ("VM_DEVICE_WRITE",), ("VM_DEVICE_READ",)
 DEVICE_ID: dict[str, Any] = {"title": "id", "type": "integer", "description": "Id of the device."}
 RESIZE: dict[str, Any] = {
     "title": "options", "type": "object", "required": ["size"], "additionalProperties": False,
@@ -27,6 +30,45 @@ RESIZE: dict[str, Any] = {
         "size": {"type": "integer", "minimum": 512, "multipleOf": 512,
                  "description": "New size in bytes, larger than the current one (a multiple of 512)."},
     },
+}
+
+PATH: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": r"^/[^{}]*$"}
+IMPORT: dict[str, Any] = {
+    "title": "data", "type": "object", "required": ["source", "zvol_name"], "additionalProperties": False,
+    "description": "The image to import and the volume to make of it.",
+    "properties": {
+        "source": {**PATH, "description": "Image file inside [storage] roots."},
+        "source_format": {"type": ["string", "null"], "enum": [None, *io.IMPORT_FORMATS], "default": None,
+                          "description": "Its format; null: detected (qcow2, vmdk, vhdx, vdi or raw)."},
+        "zvol_name": {"type": "string", "pattern": ZVOL_NAME,
+                      "description": "The new volume as \"<pool>/<volume>\" (a DISK device's zvol_name)."},
+        "format": {"type": "string", "enum": ["qcow2", "raw"], "default": "qcow2",
+                   "description": "Format of the new volume (qcow2 can hold snapshots)."},
+    },
+}
+IMPORTED: dict[str, Any] = {
+    "title": "result", "type": "object", "description": "The new volume.",
+    "properties": {
+        "zvol_name": {"type": "string", "description": "\"<pool>/<volume>\"."},
+        "path": {"type": "string", "description": "Path of the volume."},
+        "format": {"type": "string", "description": "Its format."},
+        "size": {"type": "integer", "description": "Its size in bytes (the image's virtual size)."},
+        "source": {"type": "object", "description": "The imported image: path, format, virtual_size, actual_size."},
+    },
+}
+EXPORT: dict[str, Any] = {
+    "title": "options", "type": "object", "required": ["path"], "additionalProperties": False,
+    "description": "Where to write the copy.",
+    "properties": {
+        "path": {**PATH, "description": "New file inside [storage] roots (it must not exist; its directory must)."},
+        "format": {"type": "string", "enum": list(io.EXPORT_FORMATS), "default": "qcow2",
+                   "description": "Format of the copy."},
+    },
+}
+VIRTUAL_SIZE: dict[str, Any] = {
+    "title": "data", "type": "object", "required": ["path"], "additionalProperties": False,
+    "description": "The image.",
+    "properties": {"path": {**PATH, "description": "Image file inside [storage] roots."}},
 }
 
 
@@ -42,6 +84,9 @@ class DataHost(Protocol):
     def vms(self) -> "VMRecords": ...
 
     async def _stored(self, id_: int) -> dict[str, Any]: ...
+
+    async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
+                            progress: Callable[[float], None]) -> dict[str, Any]: ...
 
     async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
                            app: Any = None) -> dict[str, Any]: ...
@@ -75,3 +120,55 @@ class DeviceDataMixin:
         self.middleware.send_event("vm.device.query", "CHANGED", id=id_, fields=entry)
         self.middleware.send_event("vm.query", "CHANGED", id=vm["id"], fields=await self.vms.get_instance(vm["id"]))
         return entry
+
+    @api_method(params=[IMPORT], result=IMPORTED, roles=WRITE,
+                job=JobOptions(abortable=True, description=lambda a: f"Importing {a[0]['source']}"))
+    async def import_disk(self: DataHost, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
+        """Copy a disk image (qcow2, VMDK, VHDX, VDI or raw, under the storage roots) into a new volume of a
+        storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure
+        leaves no volume behind."""
+        job.set_progress(0, f"Importing {data['source']}")
+        return await self.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
+                                        lambda percent: job.set_progress(percent, f"Copying {data['source']}"))
+
+    async def import_volume(self: DataHost, source: str, source_format: str | None, zvol_name: str, fmt: str,
+                            progress: Callable[[float], None]) -> dict[str, Any]:
+        """Copy an image under the storage roots into a new volume (import_disk's work, also for vm.import_ova)."""
+        host = await self.manager.host()
+        source = io.confined(source, host.roots, "source")
+        image = await asyncio.to_thread(io.inspect, source, source_format)
+        pool_name, _, name = zvol_name.partition("/")
+        if not await host.pool_active(pool_name):
+            raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
+        volume = await io.import_image(self.vms.hypervisor, image, pool_name, name, fmt, progress)
+        return {"zvol_name": volume.zvol_name, "path": volume.path, "format": fmt, "size": volume.capacity,
+                "source": io.describe(image)}
+
+    @api_method(params=[DEVICE_ID, EXPORT], result={"title": "result", "type": "string",
+                                                    "description": "Path of the copy."},
+                roles=WRITE, job=JobOptions(abortable=True, description=lambda a: f"Exporting device {a[0]}"))
+    async def export_disk(self: DataHost, id_: int, options: dict[str, Any], *, job: Job) -> str:
+        """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
+        qemu-img's percentage; an abort or a failure leaves no file behind."""
+        device = await self._stored(id_)
+        a = device["attributes"]
+        if a["dtype"] not in ("DISK", "RAW"):
+            raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be exported", errno.EINVAL)
+        vm = await self.vms.get_instance(device["vm"])
+        if vm["status"]["state"] != "STOPPED":
+            raise CallError(f"VM {vm['name']} is running: stop it for a consistent copy", errno.EBUSY)
+        host = await self.manager.host(vm["id"])
+        target = io.confined(options["path"], host.roots, "path")
+        storage = await resize.storage_of(a, host)
+        fmt = storage.volume.format if storage.volume is not None else "raw"
+        await io.export_image(storage.path, fmt, target, options["format"],
+                              lambda percent: job.set_progress(percent, f"Copying to {target}"))
+        return target
+
+    @api_method(params=[VIRTUAL_SIZE], result={"title": "result", "type": "integer",
+                                               "description": "Virtual size in bytes."}, roles=READ)
+    async def virtual_size(self: DataHost, data: dict[str, Any]) -> int:
+        """The size in bytes a guest sees of a disk image under the storage roots (format detected)."""
+        host = await self.manager.host()
+        path = io.confined(data["path"], host.roots, "path")
+        return (await asyncio.to_thread(io.inspect, path, None)).virtual_size

@@ -52,11 +52,12 @@ def resize(path: str, fmt: str, size: int) -> None:
 
 
 async def convert(source: str, source_fmt: str, target: str, target_fmt: str,
-                  progress: Callable[[float], None]) -> None:
-    """Convert an image, reporting qemu-img's own percentages; cancelling kills qemu-img and removes target."""
-    proc = await asyncio.create_subprocess_exec(
-        QEMU_IMG, "convert", "-p", "-f", source_fmt, "-O", target_fmt, source, target,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                  progress: Callable[[float], None], create: bool = True) -> None:
+    """Convert an image, reporting qemu-img's own percentages. With create, qemu-img makes target (removed
+    again on failure or cancellation); without, it writes into an existing image of target's size."""
+    args = ["convert", "-p", "-f", source_fmt, "-O", target_fmt, *([] if create else ["-n"]), source, target]
+    proc = await asyncio.create_subprocess_exec(QEMU_IMG, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     try:
         buffer = b""
@@ -72,7 +73,8 @@ async def convert(source: str, source_fmt: str, target: str, target_fmt: str,
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(os.unlink, target)
+        if create:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.unlink, target)
         raise
 

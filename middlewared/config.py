@@ -1,6 +1,7 @@
 """The daemon's TOML configuration, read once at start into typed, frozen dataclasses."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -109,6 +110,10 @@ class VelocityConfig:
 
     # Seconds an authkey lives after its last use (Velocity's fixed 60 s, sliding here).
     authkey_lifetime: int = 60
+    # The libvirt NAT network of NAT NICs, defined (with this gateway address and prefix) and started when
+    # missing.
+    nat_network: str = "middlewared-nat"
+    nat_address: str = "10.213.0.1/24"
     pools: tuple[VelocityPool, ...] = ()
     nics: tuple[VelocityNic, ...] = ()
 
@@ -189,6 +194,13 @@ def _check_velocity(velocity: VelocityConfig) -> None:
             raise ConfigError(f"velocity.{what}: ids must be unique")
     if velocity.authkey_lifetime < 1:
         raise ConfigError("velocity.authkey_lifetime must be positive")
+    try:
+        if ipaddress.ip_interface(velocity.nat_address).network.num_addresses < 8:
+            raise ValueError("too small")
+    except ValueError as e:
+        raise ConfigError(f"velocity.nat_address must be an address with a prefix, e.g. 10.213.0.1/24: {e}") from None
+    if not velocity.nat_network or not velocity.nat_network.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("velocity.nat_network must be letters, digits, '-' or '_'")
 
 
 def parse(raw: dict[str, Any]) -> Config:

@@ -146,4 +146,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX vm_snapshot_vm ON vm_snapshot (vm)",
     )),
+    Migration(6, "VM group quotas; Velocity media pools, media and VM extras", (
+        # null: no quota of the group's own (its ancestors' still apply).
+        "ALTER TABLE vm_group ADD COLUMN quota_cpus INTEGER",
+        "ALTER TABLE vm_group ADD COLUMN quota_memory_mib INTEGER",
+        # vm_group NULL stands for Velocity's root group (the whole host).
+        """CREATE TABLE velocity_pool_grant (
+            vm_group INTEGER REFERENCES vm_group (id) ON DELETE CASCADE,
+            mpid INTEGER NOT NULL,
+            quota INTEGER NOT NULL,
+            write INTEGER NOT NULL,
+            manage INTEGER NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX velocity_pool_grant_key ON velocity_pool_grant (IFNULL(vm_group, 0), mpid)",
+        """CREATE TABLE velocity_media (
+            mid TEXT PRIMARY KEY,
+            mpid INTEGER NOT NULL,
+            vm_group INTEGER REFERENCES vm_group (id) ON DELETE RESTRICT,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            readonly INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            UNIQUE (mpid, name)
+        )""",
+        """CREATE TABLE velocity_vm (
+            vm INTEGER PRIMARY KEY REFERENCES vm_vm (id) ON DELETE CASCADE,
+            rosetta INTEGER NOT NULL DEFAULT 0,
+            displays TEXT NOT NULL DEFAULT '[]'
+        )""",
+    )),
 )

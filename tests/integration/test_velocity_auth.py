@@ -10,8 +10,8 @@ from typing import Iterator
 import aiohttp
 import pytest
 
-from tests.integration.velocity_support import (ROOT_PASSWORD, Client, as_root, new_user, rest, velocity_config,
-                                                velocity_daemon)
+from tests.integration.velocity_support import (ROOT_PASSWORD, Client, as_root, new_user, remove_network, rest,
+                                                velocity_config, velocity_daemon)
 from tests.support import Daemon, cleanup_libvirt, connect, start_daemon, stop_daemon, unique
 
 __all__ = ["velocity_daemon"]
@@ -97,11 +97,13 @@ def short_keys(libvirtd: str) -> Iterator[Daemon]:
     with tempfile.TemporaryDirectory(prefix="mwvelk-") as tmp:
         path = Path(tmp)
         (path / "storage").mkdir()
-        extra = velocity_config(path).replace("authkey_lifetime = 60", "authkey_lifetime = 2")
+        network = unique("mwvnat")
+        extra = velocity_config(path, network).replace("authkey_lifetime = 60", "authkey_lifetime = 2")
         d = start_daemon(path, pool=unique("mwvelk"), extra=extra)
         yield d
         stop_daemon(d)
         cleanup_libvirt(d.pool)
+        remove_network(network)
 
 
 async def test_expiry_slides_with_use(short_keys: Daemon) -> None:

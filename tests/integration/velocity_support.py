@@ -1,7 +1,10 @@
 """A daemon for the Velocity REST tests (fast logins, a media pool, a host NIC) and an HTTP client for it."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import random
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,8 +19,16 @@ from tests.support import Daemon, cleanup_libvirt, connect, start_daemon, stop_d
 ROOT_PASSWORD = "velocity-root-pw"
 
 
-def velocity_config(tmp: Path) -> str:
+def nat_bridge(network: str) -> str:
+    """The bridge interface of the daemon's NAT network (as the daemon names it)."""
+    return "mwnat" + hashlib.sha1(network.encode()).hexdigest()[:8]
+
+
+def velocity_config(tmp: Path, network: str | None = None) -> str:
+    """Fast logins, a media pool, a private NAT network (a random /24) and its bridge as host NIC 1."""
     (tmp / "storage" / "pool1").mkdir(parents=True, exist_ok=True)
+    network = network or unique("mwvnat")
+    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}"
     return f"""
 [auth]
 api_key_iterations = 50000
@@ -26,6 +37,8 @@ rate_limit_calls = 100000
 
 [velocity]
 authkey_lifetime = 60
+nat_network = "{network}"
+nat_address = "{subnet}.1/24"
 
 [[velocity.pools]]
 mpid = 1
@@ -34,8 +47,8 @@ path = "{tmp}/storage/pool1"
 
 [[velocity.nics]]
 nicid = 1
-bridge = "virbr0"
-description = "libvirt's default bridge"
+bridge = "{nat_bridge(network)}"
+description = "the NAT network's bridge"
 """
 
 
@@ -45,10 +58,27 @@ def velocity_daemon(libvirtd: str) -> Iterator[Daemon]:
     with tempfile.TemporaryDirectory(prefix="mwvel-") as tmp:
         path = Path(tmp)
         (path / "storage").mkdir()
-        d = start_daemon(path, pool=unique("mwvel"), extra=velocity_config(path))
+        network = unique("mwvnat")
+        d = start_daemon(path, pool=unique("mwvel"), extra=velocity_config(path, network))
+        d.nat_network = network  # type: ignore[attr-defined]
         yield d
         stop_daemon(d)
         cleanup_libvirt(d.pool, path / "db" / "middlewared.db")
+        remove_network(network)
+
+
+def remove_network(name: str) -> None:
+    """Remove the NAT network a test daemon defined."""
+    import libvirt
+    conn = libvirt.open("qemu:///system")
+    try:
+        with contextlib.suppress(libvirt.libvirtError):
+            network = conn.networkLookupByName(name)
+            if network.isActive():
+                network.destroy()
+            network.undefine()
+    finally:
+        conn.close()
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from middlewared import roles as roles_
 from middlewared.crud import CRUDService
 from middlewared.errors import ValidationErrors
+from middlewared.plugins.auth import quotas
 from middlewared.plugins.auth.login import refresh_sessions
 from middlewared.plugins.auth.scope import policy
 
@@ -19,6 +20,14 @@ VM_GROUP_FIELDS: dict[str, Any] = {
     "description": {"type": "string", "description": "Free text."},
     "vms": {"type": "array", "items": {"type": "integer", "description": "A VM id."}, "uniqueItems": True,
             "description": "VMs in this group (a VM is in one group at most: listing it here moves it)."},
+    "quotas": {"type": "object", "additionalProperties": False,
+               "description": "Limits on what the VMs of this group and its subgroups take together; a quota "
+                              "cannot exceed an ancestor's.",
+               "properties": {
+                   "cpus": {**_ID_OR_NULL, "minimum": 0,
+                            "description": "Virtual CPUs (sockets x cores x threads); null: no quota of its own."},
+                   "memory_mib": {**_ID_OR_NULL, "minimum": 0,
+                                  "description": "Memory in MiB; null: no quota of its own."}}},
 }
 ACL_FIELDS: dict[str, Any] = {
     "user": {**_ID_OR_NULL, "description": "The user granted the role (or null with group)."},
@@ -79,31 +88,60 @@ class VMGroupService(AccessCRUD):
         ds = self.middleware.db
         groups = await ds.fetchall("SELECT * FROM vm_group ORDER BY id")
         members = await ds.fetchall("SELECT vm, vm_group FROM vm_group_member ORDER BY vm")
-        return [{**g, "vms": [m["vm"] for m in members if m["vm_group"] == g["id"]]} for g in groups]
+        return [{"id": g["id"], "name": g["name"], "parent": g["parent"], "description": g["description"],
+                 "quotas": {"cpus": g["quota_cpus"], "memory_mib": g["quota_memory_mib"]},
+                 "vms": [m["vm"] for m in members if m["vm_group"] == g["id"]]} for g in groups]
+
+    async def quota_excess(self, group: int | None, added: quotas.Usage, leaving: tuple[int, ...] = ()) -> str | None:
+        """Why VMs taking `added` more in a group would break a quota on its path up (None when they fit)."""
+        result: str | None = await self.middleware.db.transaction(
+            lambda db: quotas.problem(db, group, added, leaving))
+        return result
+
+    async def _check_limits(self, data: dict[str, Any], parent: int | None, schema: str) -> None:
+        if not data.get("quotas"):
+            return
+        rows = await self.rows()
+        problem = quotas.above_parent({r["id"]: r["parent"] for r in rows}, {r["id"]: r["quotas"] for r in rows},
+                                      parent, data["quotas"])
+        if problem:
+            verrors = ValidationErrors()
+            verrors.add(f"{schema}.quotas", f"Refused: {problem}", errno.EDQUOT)
+            raise verrors
 
     async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
+        await self._check_limits(data, data.get("parent"), "vm_group_create")
+        limits = data.get("quotas") or {}
+
         def insert(db: sqlite3.Connection) -> int:
-            cur = db.execute("INSERT INTO vm_group (name, parent, description) VALUES (?, ?, ?)",
-                             (data["name"], data.get("parent"), data.get("description", "")))
+            cur = db.execute("INSERT INTO vm_group (name, parent, description, quota_cpus, quota_memory_mib)"
+                             " VALUES (?, ?, ?, ?, ?)", (data["name"], data.get("parent"), data.get("description", ""),
+                                                         limits.get("cpus"), limits.get("memory_mib")))
             group_id = int(cur.lastrowid or 0)
             _set_members(db, group_id, data.get("vms", []))
+            _fits(db, group_id, "vm_group_create.vms")
             return group_id
         return await self.get_instance(await self.write(insert, "vm_group_create"))
 
     async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         old = await self.get_instance(id_)
-        new = {**old, **data}
+        new = {**old, **data, "quotas": {**old["quotas"], **(data.get("quotas") or {})}}
         if new["parent"] is not None and id_ in self._ancestors(new["parent"], await self.rows()):
             verrors = ValidationErrors()
             verrors.add("vm_group_update.parent", "A group cannot be placed below itself", errno.EINVAL)
             raise verrors
+        await self._check_limits(data, new["parent"], "vm_group_update")
 
         def update(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE vm_group SET name = ?, parent = ?, description = ? WHERE id = ?",
-                       (new["name"], new["parent"], new["description"], id_))
+            db.execute("UPDATE vm_group SET name = ?, parent = ?, description = ?, quota_cpus = ?,"
+                       " quota_memory_mib = ? WHERE id = ?",
+                       (new["name"], new["parent"], new["description"], new["quotas"]["cpus"],
+                        new["quotas"]["memory_mib"], id_))
             if "vms" in data:
                 db.execute("DELETE FROM vm_group_member WHERE vm_group = ?", (id_,))
                 _set_members(db, id_, data["vms"])
+            if "vms" in data or "parent" in data:
+                _fits(db, id_, "vm_group_update.vms")
         await self.write(update, "vm_group_update")
         return await self.get_instance(id_)
 
@@ -116,6 +154,15 @@ class VMGroupService(AccessCRUD):
             out.add(current)
             current = parents.get(current)
         return out
+
+
+def _fits(db: sqlite3.Connection, group_id: int, attribute: str) -> None:
+    """Raise (rolling the transaction back) when the group's VMs now break a quota on its path up."""
+    problem = quotas.problem(db, group_id)
+    if problem:
+        verrors = ValidationErrors()
+        verrors.add(attribute, f"Refused: {problem}", errno.EDQUOT)
+        raise verrors
 
 
 def _set_members(db: sqlite3.Connection, group_id: int, vms: list[int]) -> None:

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Sequence
 from aiohttp import web
 
 from middlewared.plugin import Plugin
-from middlewared.plugins.velocity import groups, users
+from middlewared.plugins.velocity import groups, users, vms, vmstate
 from middlewared.plugins.velocity.endpoint import Endpoint, Velocity, route_table
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
 
-ENDPOINTS: tuple[Endpoint, ...] = (*users.ENDPOINTS, *groups.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (*users.ENDPOINTS, *groups.ENDPOINTS, *vms.ENDPOINTS, *vmstate.ENDPOINTS)
 
 
 def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:

@@ -86,3 +86,10 @@ async def grant(middleware: "Middleware", uid: int, role: str, gid: int) -> None
 
 async def revoke(middleware: "Middleware", grant_id: int) -> None:
     await middleware.service_of(ACLService).delete(grant_id)
+
+
+async def set_quotas(middleware: "Middleware", gid: int, quotas: dict[str, int | None]) -> dict[str, Any]:
+    """Change a VM group's quotas (vm_group.update's rule: never above an ancestor's)."""
+    service = middleware.service_of(VMGroupService)
+    (_, data) = validated(service, "update", [gid, {"quotas": quotas}])
+    return await service.update(gid, data)

@@ -71,6 +71,8 @@ class Velocity:
         self.middleware = middleware
         self.config: VelocityConfig = middleware.config.velocity
         self.keys = AuthKeys(self.config.authkey_lifetime)
+        # vmid -> the transitional state (STARTING, PAUSING, ...) of a state change under way.
+        self.transitions: dict[int, str] = {}
 
     @property
     def index(self) -> ScopeIndex:

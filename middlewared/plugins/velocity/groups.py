@@ -1,8 +1,10 @@
 """/u/group, /u/group/list: the group tree (VM groups under the root group 0) and who holds what on it."""
 from __future__ import annotations
 
+import errno
 from typing import Any
 
+from middlewared.errors import ValidationErrors
 from middlewared.plugins.velocity import accounts, members
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity import schemas as S
@@ -53,6 +55,22 @@ async def group_delete(call: Call) -> None:
     await accounts.delete_group(call.middleware, gid)
 
 
+async def group_patch(call: Call) -> dict[str, Any]:
+    gid = call.body["gid"]
+    if gid == P.ROOT_GID:
+        raise call.error(5421, "The root group has no quotas: it is the whole host")
+    call.require_group(gid, 5410)
+    parent = call.velocity.index.parents.get(gid) or P.ROOT_GID
+    call.require("velocity.group.create", parent, 5400)
+    try:
+        changed = await accounts.set_quotas(call.middleware, gid, call.body["quotas"])
+    except ValidationErrors as e:
+        if any(error.errno == errno.EDQUOT for error in e):
+            raise call.error(5420, "; ".join(error.errmsg for error in e)) from None
+        raise
+    return {"gid": gid, "quotas": changed["quotas"]}
+
+
 async def group_list(call: Call) -> dict[str, Any]:
     direct = members.direct(call.credentials)
     shown: set[int] = set()
@@ -64,6 +82,12 @@ async def group_list(call: Call) -> dict[str, Any]:
                        for gid in sorted(shown) if gid in rows]}
 
 
+_QUOTA = {"type": ["integer", "null"], "minimum": 0}
+_QUOTA_FIELDS = {"cpus": {**_QUOTA, "description": "Virtual CPUs of all VMs together; null: none of its own."},
+                 "memory_mib": {**_QUOTA, "description": "Memory in MiB of all VMs together; null: none of its own."}}
+_QUOTAS = {"type": "object", "additionalProperties": False, "properties": _QUOTA_FIELDS,
+           "description": "Quotas to set (omitted ones stay)."}
+_QUOTAS_OUT = S.response("The group's own quotas (its ancestors' apply too).", _QUOTA_FIELDS)
 _GID_ONLY = S.request("Which group.", {"gid": S.GID}, ("gid",))
 _PERMISSIONS_OF = S.response("A user's permissions held directly on the group.", {
     "uid": S.UID, "name": S.string("Login name."), "permissions": S.PERMISSIONS})
@@ -84,6 +108,13 @@ ENDPOINTS = [
              errors=(Err(403, 5300, "velocity.group.remove is needed on the parent"), Err(404, 5310, "No such group"),
                      Err(409, 5320, "The root group cannot be removed"),
                      Err(409, 5321, "The group still has subgroups or VMs"))),
+    Endpoint("PATCH", "/u/group", "Set a group's CPU and memory quotas (needs velocity.group.create on its "
+             "parent): they bound the VMs of the group and its subgroups, and cannot exceed an ancestor's.",
+             group_patch, request=S.request("The quotas.", {"gid": S.GID, "quotas": _QUOTAS}, ("gid", "quotas")),
+             response=S.response("The group's quotas now.", {"gid": S.GID, "quotas": _QUOTAS_OUT}),
+             errors=(Err(403, 5400, "velocity.group.create is needed on the parent"), Err(404, 5410, "No such group"),
+                     Err(406, 5420, "A quota would exceed an ancestor's"),
+                     Err(409, 5421, "The root group has no quotas"))),
     Endpoint("POST", "/u/group/list", "Groups you hold permissions on, their ancestors and their subgroups.",
              group_list, request=S.request("Nothing.", {}),
              response=S.response("The groups.", {"groups": S.array(S.response("A group.", {

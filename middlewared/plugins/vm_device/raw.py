@@ -38,6 +38,7 @@ class Raw(StorageDevice):
     exists: bool
     boot: bool
     size: int | None
+    readonly: bool
 
     dtype = "RAW"
     delete_option = "raw_file"
@@ -55,6 +56,7 @@ class Raw(StorageDevice):
                  "description": "Kept for compatibility; RAW disks are always in the boot order."},
         "size": {"type": ["integer", "null"], "default": None, "minimum": 1,
                  "description": "Size in bytes: of the new file, or to grow an existing one to."},
+        "readonly": {"type": "boolean", "default": False, "description": "The guest may only read the disk."},
     }
 
     @classmethod
@@ -102,7 +104,7 @@ class Raw(StorageDevice):
             check.add_action(CreateFile(path, p.attributes["size"]))
 
     def to_xml(self, slot: Slot) -> list[etree._Element]:
-        return [self.storage_xml("file", {"file": self.path}, slot)]
+        return [self.storage_xml("file", {"file": self.path}, slot, readonly=self.readonly)]
 
     async def unavailable(self, host: "Host") -> list[str]:
         return await file_problems(self.path, host)

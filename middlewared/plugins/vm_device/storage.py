@@ -13,6 +13,7 @@ from lxml import etree
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import PathError, confine
+from middlewared.plugins.vm_device.usb import DEFAULT_CONTROLLER
 from middlewared.plugins.vm_device.xml import blockio, boot, disk_driver, sub
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class Bus(enum.StrEnum):
 
     AHCI = "AHCI"
     VIRTIO = "VIRTIO"
+    USB = "USB"
 
 
 class IoType(enum.StrEnum):
@@ -34,8 +36,9 @@ class IoType(enum.StrEnum):
     IO_URING = "IO_URING"
 
 
-# API bus -> (libvirt target bus, guest disk name prefix).
-BUSES: dict[Bus, tuple[str, str]] = {Bus.AHCI: ("sata", "sd"), Bus.VIRTIO: ("virtio", "vd")}
+# API bus -> (libvirt target bus, guest disk name prefix). USB disks are USB mass storage devices; they share
+# the "sd" names with SATA.
+BUSES: dict[Bus, tuple[str, str]] = {Bus.AHCI: ("sata", "sd"), Bus.VIRTIO: ("virtio", "vd"), Bus.USB: ("usb", "sd")}
 SERIAL_LENGTH = 8
 _SERIAL_CHARS = string.ascii_letters + string.digits
 
@@ -47,7 +50,7 @@ def _sector(what: str) -> dict[str, Any]:
 
 STORAGE_PROPERTIES: dict[str, Any] = {
     "type": {"type": "string", "enum": [b.value for b in Bus], "default": "AHCI",
-             "description": "Bus the guest sees the disk on: AHCI (SATA) or VIRTIO."},
+             "description": "Bus the guest sees the disk on: AHCI (SATA), VIRTIO or USB (mass storage)."},
     "logical_sectorsize": _sector("Logical"),
     "physical_sectorsize": _sector("Physical (needs logical_sectorsize)"),
     "iotype": {"type": "string", "enum": [t.value for t in IoType], "default": "THREADS",
@@ -116,6 +119,9 @@ class StorageDevice(Device):
     def target_prefix(self) -> str | None:
         return BUSES[self.type][1]
 
+    def usb_controller(self) -> str | None:
+        return DEFAULT_CONTROLLER if self.type is Bus.USB else None
+
     @classmethod
     def check_storage(cls, p: Proposal, check: "Check", attributes: dict[str, Any]) -> None:
         """Sector sizes, serial (generated when empty), path uniqueness; attributes gets the serial."""
@@ -126,8 +132,12 @@ class StorageDevice(Device):
             attributes["serial"] = new_serial()
         check_unique_path(check, p, attributes.get("path"))
 
-    def storage_xml(self, disk_type: str, source: dict[str, str], slot: Slot, fmt: str = "raw") -> etree._Element:
+    def storage_xml(self, disk_type: str, source: dict[str, str], slot: Slot, fmt: str = "raw",
+                    readonly: bool = False) -> etree._Element:
         """The `<disk>` of a DISK or RAW device."""
-        return disk_xml(disk_type, "disk", source, slot, BUSES[self.type][0], iotype=self.iotype.value,
+        # QEMU's SATA hard disk (ide-hd) refuses read-only images; its SATA CD-ROM (ide-cd) is the read-only
+        # SATA device guests know.
+        device = "cdrom" if readonly and self.type is Bus.AHCI else "disk"
+        return disk_xml(disk_type, device, source, slot, BUSES[self.type][0], iotype=self.iotype.value,
                         serial=self.serial, logical=self.logical_sectorsize, physical=self.physical_sectorsize,
-                        fmt=fmt)
+                        fmt=fmt, readonly=readonly)

@@ -1,0 +1,45 @@
+"""Velocity media pools (from the configuration), pool grants and media rows, and where media files live."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from middlewared.config import VelocityPool
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
+    from middlewared.plugins.velocity.endpoint import Velocity
+
+
+def pools(velocity: "Velocity") -> dict[int, VelocityPool]:
+    return {p.mpid: p for p in velocity.config.pools}
+
+
+def gid_column(gid: int) -> int | None:
+    """The vm_group column value of a Velocity gid (the root group is NULL)."""
+    return gid or None
+
+
+def file_path(velocity: "Velocity", row: dict[str, Any]) -> str | None:
+    """Where a media's file lives (None when its pool left the configuration)."""
+    pool = pools(velocity).get(row["mpid"])
+    return os.path.join(pool.path, row["mid"]) if pool else None
+
+
+async def media(middleware: "Middleware", mid: str | None = None, gid: int | None = None) -> list[dict[str, Any]]:
+    """Media rows (all, one mid, or one group's), with gid (0 for the root group) and readonly as a bool."""
+    sql, params = "SELECT * FROM velocity_media", ()  # type: tuple[str, tuple[Any, ...]]
+    if mid is not None:
+        sql, params = sql + " WHERE mid = ?", (mid,)
+    elif gid is not None:
+        sql, params = sql + " WHERE IFNULL(vm_group, 0) = ?", (gid,)
+    rows = await middleware.db.fetchall(sql + " ORDER BY name", params)
+    return [{**r, "gid": r["vm_group"] or 0, "readonly": bool(r["readonly"])} for r in rows]
+
+
+async def grants(middleware: "Middleware", gid: int | None = None) -> list[dict[str, Any]]:
+    """Pool grants (all, or one group's), with gid and the flags as bools."""
+    rows = await middleware.db.fetchall("SELECT * FROM velocity_pool_grant ORDER BY mpid")
+    out = [{"gid": r["vm_group"] or 0, "mpid": r["mpid"], "quota": r["quota"], "write": bool(r["write"]),
+            "manage": bool(r["manage"])} for r in rows]
+    return [g for g in out if gid is None or g["gid"] == gid]

@@ -43,9 +43,9 @@ class DeviceChoicesMixin:
 
     @api_method(result=string_map("Name -> name."), roles=ROLES)
     async def nic_attach_choices(self: ChoicesHost) -> dict[str, str]:
-        """Host bridges, other host interfaces and libvirt networks a NIC may attach to."""
+        """Host bridges, other host interfaces and active libvirt networks a NIC may attach to."""
         networks = await (await self.manager.host()).networks()
-        return {name: name for name in sorted(networks.kinds())}
+        return {name: name for name in sorted(networks.kinds()) if not networks.inactive(name)}
 
     @api_method(result=details_map("PCI address -> details.", PCI_DETAILS), roles=ROLES)
     async def passthrough_device_choices(self: ChoicesHost) -> dict[str, dict[str, Any]]:

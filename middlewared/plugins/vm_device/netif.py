@@ -34,6 +34,10 @@ class Networks:
             return NicKind.NETWORK
         return None
 
+    def inactive(self, name: str) -> bool:
+        """Whether name is a libvirt network that is not running (a guest cannot start attached to it)."""
+        return self.kind(name) is NicKind.NETWORK and not self.networks[name]
+
     def kinds(self) -> dict[str, NicKind]:
         """Every attachable name with its kind."""
         out = {name: NicKind.NETWORK for name in self.networks}

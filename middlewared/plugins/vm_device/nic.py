@@ -86,6 +86,10 @@ class Nic(Device):
         elif kind is None:
             check.error(p, "nic_attach", "The host has no IPv4 default route to attach to; name an interface",
                         errno.ENOENT)
+        elif name and networks.inactive(name) and (p.old is None or p.old.get("nic_attach") != name):
+            # Only a new choice: a stored NIC whose network went down later stays editable (vm.start says why).
+            check.error(p, "nic_attach", f"libvirt network {name} is not active (start it with `virsh net-start "
+                                         f"{name}`, or see vm.device.nic_attach_choices)", errno.ENODEV)
         if a["trust_guest_rx_filters"]:
             if a["type"] != NicModel.VIRTIO:
                 check.error(p, "trust_guest_rx_filters", 'This can only be set when "type" of NIC device is '

@@ -188,7 +188,12 @@ def _table(name: str, cls: type[Any], raw: Any) -> Any:
     return cls(**raw)
 
 
-def _check_velocity(velocity: VelocityConfig) -> None:
+def _check_velocity(velocity: VelocityConfig, roots: tuple[str, ...]) -> None:
+    for pool in velocity.pools:
+        path = os.path.normpath(pool.path)
+        if not os.path.isabs(path) or not any(os.path.commonpath([path, os.path.normpath(r)]) ==
+                                              os.path.normpath(r) and path != os.path.normpath(r) for r in roots):
+            raise ConfigError(f"velocity.pools: {pool.path} (mpid {pool.mpid}) is not a directory under storage.roots")
     for what, ids in (("pools", [p.mpid for p in velocity.pools]), ("nics", [n.nicid for n in velocity.nics])):
         if len(set(ids)) != len(ids):
             raise ConfigError(f"velocity.{what}: ids must be unique")
@@ -222,7 +227,7 @@ def parse(raw: dict[str, Any]) -> Config:
         raise ConfigError("auth.api_key_iterations must be between 50000 and 5000000")
     if config.auth.rate_limit_calls < 1 or config.auth.rate_limit_period < 1:
         raise ConfigError("auth.rate_limit_calls and auth.rate_limit_period must be positive")
-    _check_velocity(config.velocity)
+    _check_velocity(config.velocity, config.storage.roots)
     return config
 
 

@@ -87,3 +87,12 @@ def test_velocity_pools_and_nics_are_arrays_of_tables() -> None:
             assert message in str(e)
         else:
             raise AssertionError(bad)
+
+
+def test_velocity_pools_lie_under_the_storage_roots() -> None:
+    from middlewared.config import ConfigError, parse
+    for path in ("/srv/iso", "/mnt", "relative/iso", "/mnt/../etc"):
+        with pytest.raises(ConfigError, match="not a directory under storage.roots"):
+            parse({"velocity": {"pools": [{"mpid": 1, "name": "p", "path": path}]}})
+    assert parse({"storage": {"roots": ["/srv"]}, "velocity": {"pools": [{"mpid": 1, "name": "p",
+                                                                          "path": "/srv/iso"}]}}).velocity.pools

@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Sequence
 from aiohttp import web
 
 from middlewared.plugin import Plugin
-from middlewared.plugins.velocity import groups, users, vms, vmstate
+from middlewared.plugins.velocity import groups, media, mediastore, users, vms, vmstate
 from middlewared.plugins.velocity.endpoint import Endpoint, Velocity, route_table
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
 
-ENDPOINTS: tuple[Endpoint, ...] = (*users.ENDPOINTS, *groups.ENDPOINTS, *vms.ENDPOINTS, *vmstate.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (*users.ENDPOINTS, *groups.ENDPOINTS, *vms.ENDPOINTS, *vmstate.ENDPOINTS,
+                                   *media.ENDPOINTS)
 
 
 def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
@@ -20,4 +21,9 @@ def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
     return route_table(Velocity(middleware), list(ENDPOINTS))
 
 
-PLUGIN = Plugin(name="velocity", depends=("core", "vm", "auth", "account"), routes=routes)
+async def setup(middleware: "Middleware") -> None:
+    """Media pool directories ready, leftovers of interrupted uploads gone."""
+    await mediastore.prepare_pools(middleware)
+
+
+PLUGIN = Plugin(name="velocity", depends=("core", "vm", "auth", "account"), setup=setup, routes=routes)

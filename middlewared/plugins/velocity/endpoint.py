@@ -73,6 +73,8 @@ class Velocity:
         self.keys = AuthKeys(self.config.authkey_lifetime)
         # vmid -> the transitional state (STARTING, PAUSING, ...) of a state change under way.
         self.transitions: dict[int, str] = {}
+        # MIDs whose file is still being written (hidden until complete).
+        self.incomplete: set[str] = set()
 
     @property
     def index(self) -> ScopeIndex:

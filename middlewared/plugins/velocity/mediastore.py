@@ -5,6 +5,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from middlewared.config import VelocityPool
+from middlewared.plugins.velocity import vmbridge
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -43,3 +44,24 @@ async def grants(middleware: "Middleware", gid: int | None = None) -> list[dict[
     out = [{"gid": r["vm_group"] or 0, "mpid": r["mpid"], "quota": r["quota"], "write": bool(r["write"]),
             "manage": bool(r["manage"])} for r in rows]
     return [g for g in out if gid is None or g["gid"] == gid]
+
+
+async def attached(middleware: "Middleware", path: str) -> list[int]:
+    """Ids of the VMs with a disk on this file."""
+    return [vm["id"] for vm in await vmbridge.entries(middleware)
+            if any(d["attributes"].get("path") == path for d in vm["devices"])]
+
+
+async def prepare_pools(middleware: "Middleware") -> None:
+    """Create missing pool directories; forget media whose upload a stop interrupted (row without file)."""
+    paths = {pool.mpid: pool.path for pool in middleware.config.velocity.pools}
+    for path in paths.values():
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.startswith(".upload-") and name.endswith(".part"):
+                os.unlink(os.path.join(path, name))
+    gone = [r["mid"] for r in await media(middleware)
+            if r["mpid"] in paths and not os.path.exists(os.path.join(paths[r["mpid"]], r["mid"]))]
+    if gone:
+        await middleware.db.transaction(lambda db: db.executemany("DELETE FROM velocity_media WHERE mid = ?",
+                                                                  [(mid,) for mid in gone]))

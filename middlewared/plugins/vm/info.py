@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import re
@@ -131,6 +132,9 @@ def arch_machines(capabilities: str) -> dict[str, list[str]]:
     return out
 
 
+# Every vm.create and vm.update validates against this limit: parsing the capabilities XML each time cost
+# more than the rest of the validation. The XML is one cached string, whose hash Python keeps.
+@functools.lru_cache(maxsize=8)
 def machine_max_cpus(capabilities: str, arch: str, machine: str = DEFAULT_MACHINE) -> int | None:
     """maxCpus of a machine type (by name or canonical name) for an architecture, if libvirt lists it."""
     for arch_el in ET.fromstring(capabilities).iterfind("guest/arch"):

@@ -9,7 +9,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar, cast
 
 import libvirt
 import psutil
@@ -21,6 +21,7 @@ from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceS
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, device_order, domain_name
+from middlewared.plugins.vm.record_cache import RecordCache, read_all, read_one
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 
 logger = logging.getLogger(__name__)
@@ -30,22 +31,12 @@ T = TypeVar("T")
 NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 VM_COLUMNS = tuple(S.FIELDS)
-BOOL_COLUMNS = frozenset(k for k, v in S.FIELDS.items() if v.get("type") == "boolean")
 OVMF_DIR = "/usr/share/OVMF"
 
 
 def qemu_log_path(domain: str) -> str:
     """libvirt's QEMU log of a domain."""
     return os.path.join(QEMU_LOG_DIR, f"{domain}.log")
-
-
-def _decode_vm(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (bool(v) if k in BOOL_COLUMNS else v) for k, v in row.items()}
-
-
-def _decode_device(row: dict[str, Any]) -> dict[str, Any]:
-    attributes = json.loads(row["attributes"])
-    return {"id": row["id"], "vm": row["vm"], "order": row["order"], "attributes": attributes}
 
 
 class VMRecords(CRUDService):
@@ -64,10 +55,12 @@ class VMRecords(CRUDService):
     # This daemon instance's UUID (from the database), written into every domain's <metadata>.
     instance: str | None = None
     devices: DeviceSupport = NoDevices()
-    _cache: dict[int, dict[str, Any]] | None = None
-    # Stored devices by id, as of the last cache load; replaced (never emptied) so XML built from masked
-    # entries can still find the secrets (see domain_xml).
+    _cache: RecordCache | None = None
+    # Stored devices by id (the cache's); kept when the cache is dropped so XML built from masked entries
+    # can still find the secrets (see domain_xml).
     _raw_devices: Mapping[int, dict[str, Any]] = {}
+    # libvirt's CPU model names, asked once per connection.
+    _cpu_models: tuple[libvirt.virConnect, frozenset[str]] | None = None
     _device_lock: asyncio.Lock | None = None
     # Fields other plugins add to each entry (snapshot counts), from the VM id.
     entry_extensions: tuple[Callable[[int], Mapping[str, Any]], ...] = ()
@@ -76,18 +69,13 @@ class VMRecords(CRUDService):
 
     # -- reading ---------------------------------------------------------------------------------
     async def _records(self) -> dict[int, dict[str, Any]]:
-        """VM rows with their device lists, cached until the next write."""
+        """VM rows with their device lists, loaded once and kept current by each write."""
+        return (await self._record_cache()).records
+
+    async def _record_cache(self) -> RecordCache:
         if self._cache is None:
-            ds = self.middleware.db
-            vms = await ds.fetchall("SELECT * FROM vm_vm ORDER BY id")
-            devs = await ds.fetchall("SELECT * FROM vm_device ORDER BY id")
-            cache = {r["id"]: {**_decode_vm(r), "devices": []} for r in vms}
-            for d in devs:
-                cache[d["vm"]]["devices"].append(_decode_device(d))
-            for record in cache.values():
-                record["devices"].sort(key=device_order)
-            self._cache = cache
-            self._raw_devices = {d["id"]: d for r in cache.values() for d in r["devices"]}
+            cache = RecordCache(await self.middleware.db.exclusively(read_all))
+            self._cache, self._raw_devices = cache, cache.devices
         return self._cache
 
     async def stored_vms(self) -> dict[int, dict[str, Any]]:
@@ -129,7 +117,7 @@ class VMRecords(CRUDService):
         vm_id, _, name = domain.partition("_")
         if not vm_id.isdigit() or self._cache is None:
             return
-        record = self._cache.get(int(vm_id))
+        record = self._cache.records.get(int(vm_id))
         if record is None or record["name"] != name:
             return
         entry = self._entry(record)
@@ -156,9 +144,9 @@ class VMRecords(CRUDService):
 
     def stored_domain_xml(self, db: sqlite3.Connection, vm_id: int) -> str:
         """The domain XML of a stored VM, read with `db` (inside the database thread)."""
-        vm = VMRecord.from_row(_decode_vm(dict(db.execute("SELECT * FROM vm_vm WHERE id = ?", (vm_id,)).fetchone())))
-        rows = db.execute('SELECT * FROM vm_device WHERE vm = ? ORDER BY "order" IS NULL, "order", id', (vm_id,))
-        return self.domain_xml(vm, [_decode_device(dict(r)) for r in rows])
+        record = read_one(db, vm_id)
+        assert record is not None
+        return self.domain_xml(VMRecord.from_row(record), record["devices"])
 
     def _unmasked(self, device: dict[str, Any]) -> dict[str, Any]:
         # Callers such as vm.start hold API entries, whose secrets (display passwords) are masked.
@@ -174,16 +162,20 @@ class VMRecords(CRUDService):
 
     async def host_facts(self, exclude_id: int | None) -> HostFacts:
         """Host facts for validation (CPU models and vCPU limit from libvirt, names from the records)."""
-        records = await self._records()
-        names = frozenset(r["name"] for r in records.values() if r["id"] != exclude_id)
+        names = (await self._record_cache()).other_names(exclude_id)
+        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), await self.max_vcpus(), await self.cpu_models(),
+                         OVMF_DIR, names)
 
-        def ask(conn: libvirt.virConnect) -> frozenset[str]:
+    async def cpu_models(self) -> frozenset[str]:
+        """libvirt's CPU model names, asked once per connection (empty when it cannot tell)."""
+        def ask(conn: libvirt.virConnect) -> tuple[libvirt.virConnect, frozenset[str]]:
             try:
-                return frozenset(conn.getCPUModelNames("x86_64"))
+                return conn, frozenset(conn.getCPUModelNames("x86_64"))
             except libvirt.libvirtError:
-                return frozenset()
-        models = await self.hypervisor.run(ask)
-        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), await self.max_vcpus(), models, OVMF_DIR, names)
+                return conn, frozenset()
+        if self._cpu_models is None or self._cpu_models[0] is not self.hypervisor.conn or not self._cpu_models[1]:
+            self._cpu_models = await self.hypervisor.run(ask)
+        return self._cpu_models[1]
 
     # -- writing ---------------------------------------------------------------------------------
     def _conn(self) -> libvirt.virConnect:
@@ -192,24 +184,33 @@ class VMRecords(CRUDService):
             raise CallError(f"libvirt at {self.hypervisor.uri} is not reachable", errno.ECONNREFUSED)
         return conn
 
-    async def _write(self, fn: Any) -> Any:
-        """Run a database transaction; libvirt errors inside roll it back and become CallError."""
-        ds = self.middleware.db
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], vm_id: int | None = None) -> T:
+        """Run a database transaction; libvirt errors inside roll it back and become CallError.
+
+        The write changes one VM: vm_id, or (a create) the id fn returns. The same transaction re-reads
+        that VM for the cache, which thus never shows another state than the database's.
+        """
+        def run(db: sqlite3.Connection) -> tuple[T, int, dict[str, Any] | None]:
+            result = fn(db)
+            touched = vm_id if vm_id is not None else cast(int, result)
+            return result, touched, read_one(db, touched)
         try:
-            return await ds.transaction(fn)
+            result, touched, record = await self.middleware.db.transaction(run)
         except libvirt.libvirtError as e:
             raise CallError(e.get_error_message() or str(e), errno.EFAULT) from e
-        finally:
-            self._cache = None
+        if self._cache is not None:
+            self._cache.put(touched, record)
+        return result
 
-    async def _provisioned(self, plan: DevicePlan | None, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Create the plan's host resources, then run the transaction; remove them again if it fails."""
+    async def _provisioned(self, plan: DevicePlan | None, fn: Callable[[sqlite3.Connection], T],
+                           vm_id: int | None = None) -> T:
+        """Create the plan's host resources, then run the transaction (see _write); remove them again if
+        it fails."""
         if plan is None:
-            result: T = await self._write(fn)
-            return result
+            return await self._write(fn, vm_id)
         await self.devices.provision(plan)
         try:
-            result = await self._write(fn)
+            result = await self._write(fn, vm_id)
         except BaseException:
             await self.devices.unprovision(plan)
             raise
@@ -228,7 +229,8 @@ class VMRecords(CRUDService):
         changes = [DeviceChange(f"vm_create.devices.{i}", d) for i, d in enumerate(data.pop("devices", []))]
         verrors = validate_vm(data, await self.host_facts(None), "vm_create")
         async with self._devices_lock():
-            plan = await self.devices.plan(data, [], changes, [], verrors)
+            # Without devices there is nothing to plan (and no need to look at every other VM's devices).
+            plan = await self.devices.plan(data, [], changes, [], verrors) if changes else None
             verrors.check()
             data["uuid"] = data.get("uuid") or str(uuid.uuid4())
             conn = self._conn()
@@ -238,7 +240,7 @@ class VMRecords(CRUDService):
                 cur = db.execute(f"INSERT INTO vm_vm ({cols}) VALUES ({', '.join('?' * len(VM_COLUMNS))})",
                                  [data[c] for c in VM_COLUMNS])
                 vm_id = int(cur.lastrowid or 0)
-                devices, _ = _apply_device_plan(db, vm_id, [], plan)
+                devices = _apply_device_plan(db, vm_id, [], plan)[0] if plan is not None else []
                 conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices))
                 return vm_id
             vm_id = await self._provisioned(plan, write)
@@ -279,7 +281,7 @@ class VMRecords(CRUDService):
                 _rename_domain(conn, old_rec, new_rec, self.domain_context)
             conn.defineXML(self.domain_xml(new_rec, devices))
             return stored
-        stored = await self._provisioned(plan, write)
+        stored = await self._provisioned(plan, write, id_)
         if plan is not None:
             self._announce_devices(current, stored, plan.remove)
         return await self.get_instance(id_)
@@ -305,7 +307,7 @@ class VMRecords(CRUDService):
                 devices, stored = self._store_devices(db, conn, record, current, plan)
                 conn.defineXML(self.domain_xml(record, devices))
                 return stored
-            result: list[dict[str, Any]] = await self._provisioned(plan, write)
+            result: list[dict[str, Any]] = await self._provisioned(plan, write, vm_id)
         return result
 
     def _store_devices(self, db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord,
@@ -353,7 +355,7 @@ class VMRecords(CRUDService):
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM vm_vm WHERE id = ?", (id_,))
             _undefine(conn, record.domain_name)
-        await self._write(write)
+        await self._write(write, id_)
         # The domain's logs go with it: a later VM must not inherit them.
         for path in (qemu_log_path(record.domain_name),
                      self.domain_context(record).serial_log_path):

@@ -5,6 +5,7 @@ import errno
 import os
 import re
 import shlex
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ class HostFacts:
     max_vcpus: int
     cpu_models: frozenset[str]
     ovmf_dir: str
-    other_names: frozenset[str]
+    other_names: AbstractSet[str]
 
 
 def numa_nodes() -> frozenset[int]:

@@ -154,7 +154,7 @@ async def test_upload_cut_short_leaves_nothing(velocity_daemon: Daemon) -> None:
         assert (await root.ok("POST", "/m/media/list", {"gid": gid}))["media"] == []
         async with connect(velocity_daemon) as rpc:
             assert await rpc.call("core.ping") == "pong"
-    assert "Traceback" not in velocity_daemon.log()
+    assert "Traceback" not in velocity_daemon.log(), velocity_daemon.log()[-2500:]
 
 
 async def test_concurrent_uploads_race_for_one_quota(velocity_daemon: Daemon) -> None:

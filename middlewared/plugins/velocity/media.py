@@ -143,6 +143,9 @@ async def upload_put(call: Call) -> dict[str, Any]:
     except UploadError as e:
         await _forget(call, mid)
         raise call.error(9222 if e.errno == errno.EINVAL else 9220, str(e)) from None
+    except ConnectionError:  # the client went away mid-body: a short body, nobody to answer
+        await _forget(call, mid)
+        raise call.error(9222, f"The connection ended before {length} bytes arrived") from None
     except BaseException:
         await _forget(call, mid)
         raise

@@ -6,13 +6,16 @@ prints `GUEST-TICK uptime=<s> <disk>=<counter>/<bytes>` (tests/guest/rootfs/etc/
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from tests.e2e.support import call_sync, ensure_booted, guest_vm, remove_domain, run_job, wait_console
+from tests.ova_maker import make_ova
 from tests.support import Daemon, Rpc, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -113,3 +116,50 @@ async def test_disk_grows_under_the_running_guest(unix_rpc: Rpc, data_guest: dic
     await wait_tick(unix_rpc, vm_id, lambda k: k.size == 96 * MIB, "a tick with the new size")
     assert (await unix_rpc.call("vm.status", vm_id))["state"] == "RUNNING"
     await unix_rpc.call("vm.poweroff", vm_id)
+
+
+async def _boots_from_disk(rpc: Rpc, vm: dict[str, Any]) -> None:
+    try:
+        await ensure_booted(rpc, vm["id"])
+    finally:
+        await rpc.call("vm.delete", vm["id"], {"force": True, "zvols": True})
+
+
+async def test_imported_qcow2_and_ova_vmdk_boot(unix_rpc: Rpc, daemon: Daemon, guest_iso: Path) -> None:
+    """The guest image (it boots from a disk too) as qcow2 through vm.device.import_disk, and as the VMDK of an
+    OVA through vm.import_ova: each VM boots from its imported disk."""
+    work = daemon.storage / unique("imports")
+    work.mkdir()
+    qcow2 = work / "guest.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(guest_iso), str(qcow2)], check=True)
+    name = unique("impq")
+    imported, _ = await run_job(unix_rpc, "vm.device.import_disk",
+                                {"source": str(qcow2), "zvol_name": f"{daemon.pool}/{name}"})
+    assert imported["state"] == "SUCCESS", imported["error"]
+    disk = {"attributes": {"dtype": "DISK", "zvol_name": imported["result"]["zvol_name"], "type": "VIRTIO"}}
+    vm = await unix_rpc.call("vm.create", {"name": name, "memory": 256, "autostart": False, "devices": [disk]})
+    await _boots_from_disk(unix_rpc, vm)
+
+    archive = make_ova(work, unique("ova"), [guest_iso], vcpus=2, memory_mib=256, nics=[])
+    job, _ = await run_job(unix_rpc, "vm.import_ova", {"path": str(archive)})
+    assert job["state"] == "SUCCESS", job["error"]
+    vm = job["result"]["vm"]
+    assert (vm["vcpus"], vm["memory"], len(vm["devices"])) == (2, 256, 1)
+    await _boots_from_disk(unix_rpc, vm)
+
+
+async def test_cloud_init_user_data_reaches_the_guest(unix_rpc: Rpc, daemon: Daemon, daemon_iso: str) -> None:
+    word = unique("hello")
+    seed = {"attributes": {"dtype": "CLOUD_INIT", "hostname": "seeded",
+                           "user_data": f"#cloud-config\nguest_echo: {word}\n"}}
+    vm = await unix_rpc.call("vm.create", guest_vm(unique("ci"), daemon_iso, devices=[seed]))
+    try:
+        text = await wait_console_after_start(unix_rpc, vm["id"], f"GUEST-CLOUDINIT echo={word}")
+        assert "GUEST-CLOUDINIT hostname=seeded" in text
+    finally:
+        await unix_rpc.call("vm.delete", vm["id"], {"force": True})
+
+
+async def wait_console_after_start(rpc: Rpc, vm_id: int, line: str) -> str:
+    await rpc.call("vm.start", vm_id)
+    return await wait_console(rpc, vm_id, lambda t: line in t, line)

@@ -177,3 +177,21 @@ async def test_vm_delete_removes_snapshots(unix_rpc: Rpc, daemon: Daemon, storag
         assert await unix_rpc.call("vm.snapshot.query", [["vm", "=", vm["id"]]]) == []
         await asyncio.sleep(0)
         assert all(not d.exists() for d in state_dirs)
+
+
+async def test_clone_gets_its_own_disks_and_seed(unix_rpc: Rpc, daemon: Daemon, storage: Path) -> None:
+    disk = {"dtype": "DISK", "create_zvol": True, "zvol_name": f"{daemon.pool}/{unique('cl')}",
+            "zvol_volsize": 1 << 20}
+    async with vm_with(unix_rpc, disk, {"dtype": "CLOUD_INIT", "hostname": "h"}) as vm:
+        write(disk_path(vm), 4)
+        await job(unix_rpc, "vm.snapshot.create", {"vm": vm["id"], "name": "a"})
+        clone = await unix_rpc.call("vm.clone", vm["id"])
+        try:
+            assert clone["snapshot_count"] == 0
+            path = disk_path(clone)
+            assert path != disk_path(vm) and tags(path) == set() and pattern(path, 4)
+            seeds = {d["attributes"]["seed"] for c in (vm, clone) for d in c["devices"]
+                     if d["attributes"]["dtype"] == "CLOUD_INIT"}
+            assert len(seeds) == 2
+        finally:
+            await unix_rpc.call("vm.delete", clone["id"], {"zvols": True})

@@ -107,7 +107,7 @@ def test_registry_refuses_a_dtype_twice() -> None:
     registry.register(DEVICE_TYPES["NIC"])
     with pytest.raises(ValueError, match="NIC is registered twice"):
         registry.register(DEVICE_TYPES["NIC"])
-    assert DEVICE_TYPES.names == ["DISK", "RAW", "CDROM", "NIC", "DISPLAY", "PCI", "USB"]
+    assert DEVICE_TYPES.names == ["DISK", "RAW", "CDROM", "NIC", "DISPLAY", "PCI", "USB", "CLOUD_INIT"]
 
 
 def test_every_attribute_is_described() -> None:

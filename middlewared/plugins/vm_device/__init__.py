@@ -23,6 +23,7 @@ async def setup(middleware: "Middleware") -> None:
     manager = DeviceManager(vms, middleware.config.storage)
     # Before any await: the vm plugin's autostart task must not start VMs without their devices.
     vms.devices = manager
+    vms.delete_hooks = (*vms.delete_hooks, manager.discard_files_of)
     device_service(middleware).manager = manager
     manager.starting = asyncio.get_running_loop().create_task(manager.start())
 

@@ -136,6 +136,10 @@ class Device:
         """Remove the storage delete_option names (CallError on failure)."""
         return None
 
+    def owned_files(self) -> tuple[str, ...]:
+        """Files the daemon made for the device (a cloud-init seed), removed with the device or its VM."""
+        return ()
+
 
 def _converters(cls: type[Device]) -> dict[str, Callable[[Any], Any]]:
     """Per field, how a JSON value becomes the field's type (enums and nested dataclasses; null stays null)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 from typing import Any, Mapping, Sequence
 
 from lxml import etree
@@ -116,6 +117,22 @@ class DeviceManager:
         if problems:
             raise CallError(f"VM {vm['name']} cannot start, devices are not available: " + "; ".join(problems),
                             errno.ENODEV)
+
+    async def discard_files(self, devices: Sequence[Mapping[str, Any]]) -> None:
+        """Remove the files the daemon made for devices (cloud-init seeds); failures are logged."""
+        for device in devices:
+            typed = self.types.typed(device["attributes"])
+            for path in typed.owned_files() if typed is not None else ():
+                try:
+                    await asyncio.to_thread(os.unlink, path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    logger.warning("cannot remove %s: %s", path, e)
+
+    async def discard_files_of(self, vm: Mapping[str, Any]) -> None:
+        """vm.delete: the files of every device of the VM."""
+        await self.discard_files(vm["devices"])
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Delete the storage volumes the devices own (failures are logged)."""

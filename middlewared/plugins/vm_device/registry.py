@@ -5,6 +5,7 @@ from typing import Any, Iterator, Mapping
 
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.cdrom import Cdrom
+from middlewared.plugins.vm_device.cloud_init import CloudInit
 from middlewared.plugins.vm_device.disk import Disk
 from middlewared.plugins.vm_device.display import Display
 from middlewared.plugins.vm_device.nic import Nic
@@ -49,4 +50,4 @@ class Registry:
 
 
 # Adding a device type: its module, and one entry here (see README.md beside this file).
-DEVICE_TYPES = Registry((Disk, Raw, Cdrom, Nic, Display, Pci, Usb))
+DEVICE_TYPES = Registry((Disk, Raw, Cdrom, Nic, Display, Pci, Usb, CloudInit))

@@ -1,9 +1,10 @@
-"""vm.snapshot.* follows the grants on the snapshot's VM: a tenant snapshots, sees and hears of its VMs only."""
+"""vm.snapshot.* follows the grants on the snapshot's VM (a tenant snapshots, sees and hears of its VMs only);
+cloud-init secrets never reach readers."""
 from __future__ import annotations
 
 import asyncio
 
-from tests.integration.test_auth_daemon import as_root, auth_daemon, logged_in
+from tests.integration.test_auth_daemon import as_root, auth_daemon, logged_in, make_user
 from tests.integration.test_rbac_matrix import NOT_AUTHORIZED, Tenancy, outcome, tenancy
 from tests.support import Daemon
 
@@ -34,3 +35,22 @@ async def test_snapshots_follow_their_vm(auth_daemon: Daemon, tenancy: Tenancy) 
         assert not [e for e in rpc.events if e.get("params", {}).get("id") == theirs["id"]]
         assert (await rpc.call("vm.snapshot.revert", mine["id"]))["current"]
         assert await rpc.call("vm.snapshot.delete", mine["id"]) is True
+
+
+async def test_cloud_init_secrets_stay_hidden_from_readers(auth_daemon: Daemon, tenancy: Tenancy) -> None:
+    secret = {"dtype": "CLOUD_INIT", "user_data": "#cloud-config\npassword: s3cret-ud\n"}
+    async with as_root(auth_daemon) as root:
+        device = await root.call("vm.device.create", {"vm": tenancy.vm_a, "attributes": secret})
+        shortcut = await root.call("vm.device.create", {"vm": tenancy.vm_b, "attributes": {
+            "dtype": "CLOUD_INIT", "password": "s3cret-pw"}})
+        reader, reader_pw, _ = await make_user(auth_daemon, ["READONLY_ADMIN"])
+    try:
+        async with logged_in(auth_daemon, reader, reader_pw) as rpc:
+            seen = [await rpc.call("vm.device.get_instance", d["id"]) for d in (device, shortcut)]
+            vms = await rpc.call("vm.query", [["id", "in", [tenancy.vm_a, tenancy.vm_b]]])
+            assert "s3cret" not in str(seen) + str(vms)
+            assert seen[0]["attributes"]["user_data"] == seen[1]["attributes"]["password"] == "********"
+    finally:
+        async with as_root(auth_daemon) as root:
+            for d in (device, shortcut):
+                await root.call("vm.device.delete", d["id"])

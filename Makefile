@@ -5,18 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The web UI's npm packages need npm: Debian's nodejs and npm, unless a nodejs that ships npm is installed.
+NPM_PACKAGES := $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
 # Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test;
 # systemd: systemd-analyze checks the installed unit).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
-	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd
+	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd \
+	$(NPM_PACKAGES)
 
-.PHONY: all deps apt venv services run test typecheck unit bench clean
+.PHONY: all deps apt venv ui services run test typecheck unit bench clean
 
 all: deps
 
-deps: apt venv
+deps: apt venv ui
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -32,6 +35,16 @@ $(STAMP): requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check setuptools wheel -r requirements-dev.txt
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The web UI's browser modules (preact, htm, xterm; axe-core for its tests), pinned by package-lock.json.
+UI_DIR := middlewared/plugins/webui
+UI_STAMP := $(UI_DIR)/node_modules/.package-lock.json
+
+ui: $(UI_STAMP)
+
+$(UI_STAMP): $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	@cd $(UI_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 services:
@@ -53,7 +66,7 @@ bench: deps services
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache $(UI_DIR)/node_modules
 
 # --- System install (as root, idempotent) -------------------------------------------------------
 # make install: a venv in /opt/middlewared, middlewared and midclt linked into /usr/local/bin, the default

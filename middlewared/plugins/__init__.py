@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from middlewared.plugin import Plugin
 from middlewared.plugins import (account, api_key, audit, auth, core, filesystem, metrics, velocity, vm, vm_device,
-                                 vm_snapshot)
+                                 vm_snapshot, webui)
 
 PLUGINS: tuple[Plugin, ...] = (
     core.PLUGIN,
@@ -17,4 +17,5 @@ PLUGINS: tuple[Plugin, ...] = (
     filesystem.PLUGIN,
     metrics.PLUGIN,
     velocity.PLUGIN,
+    webui.PLUGIN,
 )

@@ -123,6 +123,9 @@ async def test_tenant_sees_only_its_vms(auth_daemon: Daemon, tenancy: Tenancy) -
         assert (await rpc.call("vm.get_instance", t.vm_child))["id"] == t.vm_child
         scoped = (await rpc.call("auth.me"))["privilege"]["scoped"]
         assert {(s["scope_type"], s["scope_id"]) for s in scoped} >= {("VM", t.vm_alone)}
+        # Each grant lists the VMs it covers now (a group's subtree included), for per-VM gating in clients.
+        covered = {s["scope_type"]: set(s["vms"]) for s in scoped}
+        assert covered == {"VM": {t.vm_alone}, "VM_GROUP": {t.vm_a, t.vm_child}}
 
 
 async def test_tenant_cannot_touch_other_vms(auth_daemon: Daemon, tenancy: Tenancy,

@@ -71,7 +71,9 @@ ME_RESULT: dict[str, Any] = {
                 "type": "object", "description": "One scoped grant.", "properties": {
                     "roles": {"type": "array", "items": {"type": "string"}, "description": "Roles (expanded)."},
                     "scope_type": {"type": "string", "description": "VM_GROUP or VM."},
-                    "scope_id": {"type": "integer", "description": "The VM group or VM id."}}}}}},
+                    "scope_id": {"type": "integer", "description": "The VM group or VM id."},
+                    "vms": {"type": "array", "items": {"type": "integer"},
+                            "description": "The VMs the grant covers now (clients gate per-VM actions on it)."}}}}}},
         "account_attributes": {"type": "array", "items": {"type": "string"},
                                "description": "LOCAL, and how the session logged in."},
     },

@@ -64,6 +64,21 @@ class ScopeIndex:
         return tuple(ScopedGrant(roles_.expand([g.role]), g.scope_type, g.scope_id) for g in self.grants
                      if g.user_id == user_id or (g.group_id is not None and g.group_id in group_ids))
 
+    def vms_in(self, scope_type: str, scope_id: int) -> list[int]:
+        """The VMs a scope covers now: one VM, or every VM of a group and of the groups below it."""
+        if scope_type == "VM":
+            return [scope_id]
+        out = []
+        for vm_id, member_of in self.vm_group_of.items():
+            group: int | None = member_of
+            seen: set[int] = set()
+            while group is not None and group not in seen and group != scope_id:
+                seen.add(group)
+                group = self.parents.get(group)
+            if group == scope_id:
+                out.append(vm_id)
+        return sorted(out)
+
     def roles_on_vm(self, credentials: Credentials, vm_id: int) -> frozenset[str]:
         """Roles credentials hold on one VM through their scoped grants (its group and the group's ancestors)."""
         return self._roles_in(credentials, {("VM", vm_id)}, self.vm_group_of.get(vm_id))

@@ -172,7 +172,9 @@ class AuthService(Service):
             ds = self.middleware.db
             rows = await ds.fetchall("SELECT full_name FROM account_user WHERE id = ?", (c.user_id,))
             full_name = rows[0]["full_name"] if rows else ""
-        scoped = [{"roles": sorted(g.roles), "scope_type": g.scope_type, "scope_id": g.scope_id} for g in c.grants]
+        index = policy(self.middleware).index
+        scoped = [{"roles": sorted(g.roles), "scope_type": g.scope_type, "scope_id": g.scope_id,
+                   "vms": index.vms_in(g.scope_type, g.scope_id)} for g in c.grants]
         return {"pw_name": c.username or "", "pw_uid": c.user_id or 0, "pw_gid": 0, "pw_gecos": full_name,
                 "pw_dir": "/var/empty", "pw_shell": "/usr/sbin/nologin", "attributes": {}, "two_factor_config": {},
                 "privilege": {"roles": sorted(c.roles - {roles_.AUTHENTICATED}), "web_shell": False,

@@ -1,0 +1,28 @@
+// A value with subscribers; notifications are batched per animation frame, so a burst of events
+// (20 VM changes a second, a thousand rows loaded) costs one render.
+import { useEffect, useState } from "./html.js";
+
+export function store(initial) {
+  let value = initial;
+  let scheduled = false;
+  const subscribers = new Set();
+  const notify = () => { scheduled = false; for (const fn of subscribers) fn(value); };
+  return {
+    get: () => value,
+    set(next) {
+      value = typeof next === "function" ? next(value) : next;
+      if (!scheduled) {
+        scheduled = true;
+        // Hidden tabs get no animation frames: a timer keeps subscribers (not the screen) current.
+        if (document.hidden) setTimeout(notify, 50); else requestAnimationFrame(notify);
+      }
+    },
+    subscribe(fn) { subscribers.add(fn); return () => subscribers.delete(fn); },
+  };
+}
+
+export function useStore(s) {
+  const [, force] = useState(0);
+  useEffect(() => s.subscribe(() => force((n) => n + 1)), [s]);
+  return s.get();
+}

@@ -1,0 +1,24 @@
+// Running and recent jobs: progress, description, error, abort.
+import { html } from "../lib/html.js";
+import { useStore } from "../lib/store.js";
+import { jobs, running, abort } from "../lib/jobs.js";
+import { Dialog, Progress, Empty, Button } from "../lib/widgets.js";
+import { when } from "../lib/format.js";
+
+export function JobsDrawer({ onClose }) {
+  const list = [...useStore(jobs).values()].sort((a, b) => b.id - a.id).slice(0, 50);
+  return html`<${Dialog} title="Jobs" onClose=${onClose} drawer>
+    ${!list.length && html`<${Empty}>No jobs yet.<//>`}
+    <ul class="jobs">
+      ${list.map((job) => html`<li key=${job.id} class=${`job ${job.state.toLowerCase()}`}>
+        <div class="job-head"><strong>${job.description || job.method}</strong>
+          <span class=${`badge ${job.state.toLowerCase()}`}>${job.state}</span></div>
+        <div class="muted small">#${job.id} · ${job.method} · ${when(job.time_started)}</div>
+        ${running(job) && html`<${Progress} job=${job} />`}
+        ${job.error && html`<div class="error">${job.error}</div>`}
+        ${running(job) && html`<${Button} why=${job.abortable ? null : "This job cannot be aborted"}
+            onClick=${() => abort(job.id)}>Abort<//>`}
+      </li>`)}
+    </ul>
+  <//>`;
+}

@@ -15,7 +15,9 @@ ROLES: dict[str, frozenset[str]] = {
     READONLY_ADMIN: frozenset(),  # every *_READ role, expanded below
     AUTHENTICATED: frozenset(),
     "VM_READ": frozenset(),
-    "VM_WRITE": frozenset({"VM_READ"}),
+    # Typing on (and watching) a VM's serial console: less than changing the VM, more than reading it.
+    "VM_CONSOLE": frozenset({"VM_READ"}),
+    "VM_WRITE": frozenset({"VM_READ", "VM_CONSOLE"}),
     "VM_DEVICE_READ": frozenset({"VM_READ"}),
     "VM_DEVICE_WRITE": frozenset({"VM_WRITE", "VM_DEVICE_READ"}),
     "ACCOUNT_READ": frozenset(),
@@ -43,7 +45,7 @@ _VELOCITY: dict[str, frozenset[str]] = {
 ROLES.update(_VELOCITY)
 
 # Roles that may be scoped to a VM group or one VM (the rest only make sense host-wide).
-SCOPABLE = frozenset({"VM_READ", "VM_WRITE", "VM_DEVICE_READ", "VM_DEVICE_WRITE", *_VELOCITY})
+SCOPABLE = frozenset({"VM_READ", "VM_CONSOLE", "VM_WRITE", "VM_DEVICE_READ", "VM_DEVICE_WRITE", *_VELOCITY})
 
 
 def register_role(name: str, includes: Iterable[str] = ()) -> None:

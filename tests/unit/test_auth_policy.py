@@ -37,7 +37,7 @@ def tenant(mw: Middleware) -> Credentials:
 def test_grants_inherit_down_the_tree(middleware: Middleware) -> None:
     assert isinstance(middleware.policy, ScopePolicy)
     index, who = middleware.policy.index, tenant(middleware)
-    assert index.roles_on_vm(who, 10) == index.roles_on_vm(who, 20) == frozenset({"VM_WRITE", "VM_READ"})
+    assert index.roles_on_vm(who, 10) == index.roles_on_vm(who, 20) == frozenset({"VM_WRITE", "VM_CONSOLE", "VM_READ"})
     assert index.roles_on_vm(who, 30) == frozenset()
     assert index.roles_on_vm(who, 40) == frozenset({"VM_READ"})  # through the account group 5
 

@@ -14,6 +14,8 @@ from middlewared.plugins.vm.kvm import KvmProbe, cached_probe_kvm, host_fingerpr
 from middlewared.plugins.vm.model import DomainType
 from middlewared.plugins.vm.reconcile import reconcile
 from middlewared.plugins.vm.service import VMService
+from middlewared.plugins.vm.serial_api import follow_states, routes as serial_routes
+from middlewared.plugins.vm.serial_console import SerialHub
 from middlewared.plugins.vm.stats_api import EVENT as STATS_EVENT, Sampler
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ async def setup(middleware: "Middleware") -> None:
     service.instance = await instance_uuid(middleware)
     service.hypervisor = Hypervisor(middleware.config.libvirt.uri)
     service.hypervisor.listeners.append(service.on_domain_state)
+    service.serial_consoles = SerialHub()
+    follow_states(service)
     await service.hypervisor.start()
     if service.hypervisor.connected.is_set():
         # Before the API opens: the first answers already see libvirt and the rows agree.
@@ -112,6 +116,8 @@ async def teardown(middleware: "Middleware") -> None:
     for task in service.background:
         task.cancel()
     await asyncio.gather(*service.background, return_exceptions=True)
+    if hasattr(service, "serial_consoles"):
+        service.serial_consoles.close_all()
     if not hasattr(service, "hypervisor"):
         return
     if middleware.config.libvirt.stop_vms_on_shutdown:
@@ -122,12 +128,13 @@ async def teardown(middleware: "Middleware") -> None:
 
 
 def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
-    """The web console: spice-html5's files and the WebSocket-to-SPICE bridges."""
-    return vm_service(middleware).console_http.routes()
+    """The web console (spice-html5's files, the WebSocket-to-SPICE bridges) and the serial consoles."""
+    return [*vm_service(middleware).console_http.routes(), *serial_routes(middleware)]
 
 
 async def stop_serving(middleware: "Middleware") -> None:
-    """End the web console bridges still open."""
+    """End the web console bridges and serial console viewers still open."""
+    vm_service(middleware).serial_consoles.close_all()
     await vm_service(middleware).console_http.close_all()
 
 

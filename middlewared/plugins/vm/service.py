@@ -11,6 +11,7 @@ from middlewared.plugins.vm.lifecycle import VMLifecycleMixin
 from middlewared.plugins.vm.memory import VMMemoryMixin
 from middlewared.plugins.vm.ova_api import VMImportMixin
 from middlewared.plugins.vm.records import VMRecords
+from middlewared.plugins.vm.serial_api import VMSerialMixin
 from middlewared.plugins.vm.stats_api import VMStatsMixin
 from middlewared.plugins.vm.web_console_http import WebConsole
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VMCloneMixin, VMStatsMixin,
-                VMImportMixin, VMRecords):
+                VMImportMixin, VMSerialMixin, VMRecords):
     """vm.*: virtual machines."""
 
     namespace = "vm"

@@ -105,4 +105,4 @@ async def test_console_role(auth_daemon: Daemon) -> None:
 async def test_unknown_vm(unix_rpc: Rpc) -> None:
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.get_console_web_uri", 999999)
-    assert e.value.extra and e.value.extra[0][2] == errno.ENOENT
+    assert e.value.errno == errno.ENOENT and "does not exist" in str(e.value.reason)

@@ -59,7 +59,7 @@ async def test_stats_of_a_running_vm(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
 async def test_stats_errors(unix_rpc: Rpc) -> None:
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.get_stats_history", 999999)
-    assert e.value.extra and e.value.extra[0][2] == errno.ENOENT and "does not exist" in e.value.extra[0][1]
+    assert e.value.errno == errno.ENOENT and "does not exist" in str(e.value.reason)
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.get_stats", "all")
     assert e.value.errno == errno.EINVAL

@@ -197,7 +197,9 @@ class VMStatsMixin:
         """The latest statistics of running VMs (CPU, memory, per-disk and per-NIC counters and rates),
         sampled every 2 seconds by the daemon; the same entries the vm.stats event carries."""
         latest: Mapping[int, dict[str, Any]] = self.stats_sampler.table.latest
-        rows = [latest[i] for i in (sorted(latest) if ids is None else dict.fromkeys(ids)) if i in latest]
+        # A VM that stopped since the last sample is left out at once.
+        rows = [latest[i] for i in (sorted(latest) if ids is None else dict.fromkeys(ids)) if i in latest
+                and self.hypervisor.status(f"{i}_{latest[i]['name']}").state in ("RUNNING", "SUSPENDED")]
         if app is None:
             return rows
         return [r for r in rows if self.middleware.visible_rows("vm.query", READ, [{"id": r["id"]}],

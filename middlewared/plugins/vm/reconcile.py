@@ -154,8 +154,14 @@ async def reconcile(service: "VMRecords") -> Plan:
     conn, instance = service.hypervisor.conn, service.instance
     if conn is None or instance is None:
         return Plan()
-    done = await service.middleware.db.exclusively(lambda db: apply(conn, db, instance, service.stored_domain_xml))
-    service._cache = None
+    try:
+        done = await service.middleware.db.exclusively(lambda db: apply(conn, db, instance, service.stored_domain_xml))
+    except libvirt.libvirtError as e:
+        # libvirtd went away meanwhile: serve anyway; what is left is found again at the next start.
+        logger.error("cannot reconcile libvirt with the database: %s", e.get_error_message())
+        return Plan()
+    finally:
+        service._cache = None
     if done.orphans:
         logger.warning("undefined %d domains left by creates the daemon never answered: %s", len(done.orphans),
                        ", ".join(d.name for d in done.orphans))

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence, TextIO
 
+from midclt import console
 from midclt.client import CALL_TIMEOUT, CONNECT_TIMEOUT, Client
 from midclt.exceptions import ClientException, ConnectError
 from midclt.output import JOB_PRINT_MODES, OUTPUT_FORMATS, ProgressPrinter, format_error, render
@@ -36,6 +37,7 @@ examples:
   echo '{"name": "demo2", "memory": 512}' | midclt call vm.create -
   midclt call -j vm.stop 1 '{"force_after_timeout": true}'  waits for the job, progress on stderr
   midclt subscribe vm.query -n 1                            the next change of a VM, as a JSON line
+  midclt console 1                                          the VM's serial console (Ctrl-] leaves)
   midclt -u ws://127.0.0.1:8016/api/current -U ops call vm.query
 
 arguments: each ARG is a JSON value. A word that is not JSON (core.ping, 127.0.0.1) is passed as a
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("event")
     subscribe.add_argument("-n", "--number", type=int, help="exit after this many events")
     subscribe.add_argument("-t", "--timeout", dest="wait", type=float, help="exit 1 if not done after this many seconds")
+    console = commands.add_parser("console", help="a VM's serial console in this terminal (Ctrl-] leaves)")
+    console.add_argument("vm_id", type=int, metavar="VM_ID")
     return parser
 
 
@@ -236,11 +240,19 @@ def cmd_subscribe(ns: argparse.Namespace) -> int:
     return 0
 
 
+
+def cmd_console(ns: argparse.Namespace) -> int:
+    """midclt console: ask for a console URI, then relay the terminal to it (midclt/console.py)."""
+    with connect(ns) as client:
+        uri = client.call("vm.get_console_web_uri", ns.vm_id)
+    return console.run(uri, ns.uri, ns.vm_id)
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "call": cmd_call,
     "ping": cmd_ping,
     "waitready": cmd_waitready,
     "subscribe": cmd_subscribe,
+    "console": cmd_console,
 }
 
 

@@ -1,4 +1,4 @@
-"""`python -m bench [rpc|vm|all|lifecycle]`: run the benchmarks and print each figure beside its raw baseline."""
+"""`python -m bench [rpc|vm|all|lifecycle|data]`: run the benchmarks and print each figure beside its raw baseline."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-BENCHES = ("rpc", "vm", "all", "lifecycle")  # lifecycle boots real guests (minutes): not part of all
+BENCHES = ("rpc", "vm", "all", "lifecycle", "data")  # lifecycle and data take minutes: not part of all
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -16,7 +16,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="rpc: seconds each throughput figure is measured for, split in rounds [1.5]")
     parser.add_argument("--vms", type=int, default=1000, help="vm: how many VMs to define [1000]")
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
-    parser.add_argument("--rounds", type=int, default=3, help="lifecycle: boots and stops on each side [3]")
+    parser.add_argument("--rounds", type=int, default=3, help="lifecycle, data: rounds on each side [3]")
+    parser.add_argument("--import-gib", type=float, default=2.0, help="data: GiB written in the imported image [2]")
     return parser.parse_args(argv)
 
 
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench == "lifecycle":
         from bench import lifecycle
         asyncio.run(lifecycle.run(rounds=args.rounds))
+    if args.bench == "data":
+        from bench import data
+        asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What the VM service needs from the device plugin; a default that knows no device types."""
+"""What the VM service needs from the device plugin: one small typed interface, implemented by vm_device."""
 from __future__ import annotations
 
 import errno
@@ -8,7 +8,6 @@ from typing import Any, Mapping, Protocol, Sequence
 from lxml import etree
 
 from middlewared.errors import CallError, ValidationErrors
-from middlewared.plugins.vm.model import VMRecord
 
 
 @dataclass(frozen=True)
@@ -21,6 +20,11 @@ class DeviceChange:
 
     attribute: str
     data: Mapping[str, Any]
+
+
+class DeviceHost:
+    """An immutable snapshot of the host facts device XML depends on (interfaces, USB addresses), taken in the
+    request that builds the XML and passed to it explicitly; the VM service hands it on without reading it."""
 
 
 @dataclass
@@ -37,6 +41,8 @@ class DevicePlan:
     busy: list[str] = field(default_factory=list)
     # Host resources (volumes, files) to create before storing; opaque to the VM service.
     resources: Any = None
+    # The host as validation saw it: the XML of the stored result is built from it.
+    host: DeviceHost = field(default_factory=DeviceHost)
 
     def check_busy(self, vm_name: str) -> None:
         """Raise one CallError (EBUSY) when the VM runs and the change cannot be made live."""
@@ -62,11 +68,15 @@ class DeviceSupport(Protocol):
         """Remove the resources provision() created (the write that needed them failed)."""
         ...
 
-    def elements(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> list[etree._Element]:
-        """Domain XML of the devices, in order (pure)."""
+    async def snapshot(self, vm_id: int | None) -> DeviceHost:
+        """The host facts the XML of vm_id's devices depends on, as they are now."""
         ...
 
-    def live_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]], device_id: int) -> list[str]:
+    def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:
+        """Domain XML of stored devices, in order (pure; CallError when the host lacks what one needs)."""
+        ...
+
+    def live_xml(self, devices: Sequence[Mapping[str, Any]], device_id: int, host: DeviceHost) -> list[str]:
         """XML of one device as placed among all devices, for virDomainUpdateDeviceFlags."""
         ...
 
@@ -74,12 +84,13 @@ class DeviceSupport(Protocol):
         """A device as API readers see it (secrets masked)."""
         ...
 
-    async def check_available(self, vm: Mapping[str, Any]) -> None:
-        """Raise one CallError listing every device of vm that is unavailable for a start."""
+    async def check_available(self, vm_id: int, vm_name: str, devices: Sequence[Mapping[str, Any]]) -> DeviceHost:
+        """Raise one CallError listing every device that is unavailable for a start; else the host facts the
+        start's XML is built from."""
         ...
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
-        """Remove the storage volumes of DISK devices."""
+        """Remove the storage volumes the devices own (DISK)."""
         ...
 
     async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:
@@ -87,37 +98,3 @@ class DeviceSupport(Protocol):
         failure)."""
         ...
 
-
-class NoDevices:
-    """Used until a device plugin registers: every device is refused."""
-
-    async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
-                   changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,
-                   force: bool = False) -> DevicePlan:
-        for change in changes:
-            verrors.add(change.attribute, "No device types are available", errno.EINVAL)
-        return DevicePlan(remove=list(remove))
-
-    async def provision(self, plan: DevicePlan) -> None:
-        return None
-
-    async def unprovision(self, plan: DevicePlan) -> None:
-        return None
-
-    def elements(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> list[etree._Element]:
-        return []
-
-    def live_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]], device_id: int) -> list[str]:
-        return []
-
-    def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(device)
-
-    async def check_available(self, vm: Mapping[str, Any]) -> None:
-        return None
-
-    async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
-        return None
-
-    async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:
-        return []

@@ -60,8 +60,10 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         if state == "SUSPENDED":
             raise CallError(f"VM {record.name} is suspended; use vm.resume", errno.EINVAL)
         await self.check_memory(vm, options["overcommit"])
-        await self.devices.check_available(vm)
-        xml = self.domain_xml(record, vm["devices"])
+        # From the stored rows, secrets included (the entry's are masked), and the host as checked just now.
+        devices = (await self.stored_vms())[id_]["devices"]
+        host = await self.devices.check_available(id_, record.name, devices)
+        xml = self.domain_xml(record, devices, host)
         await self.hypervisor.run(_define_and_start, xml)
         await self.hypervisor.wait_for(record.domain_name, {"RUNNING", "SUSPENDED"}, 5)
 

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import libvirt
 from lxml import etree
 
+from middlewared.errors import CallError
 from middlewared.plugins.vm.domain_xml import METADATA_NS
+from middlewared.plugins.vm.model import domain_name
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm.records import VMRecords
@@ -129,7 +131,7 @@ def mark_ids_used(db: sqlite3.Connection, highest: int) -> None:
 def apply(conn: libvirt.virConnect, db: sqlite3.Connection, instance: str,
           stored_xml: Callable[[sqlite3.Connection, int], str]) -> Plan:
     """Reconcile (blocking, in the database thread so that no write interleaves); returns what it did."""
-    rows = {int(r[0]): f"{r[0]}_{r[1]}" for r in db.execute("SELECT id, name FROM vm_vm")}
+    rows = {int(r[0]): domain_name(int(r[0]), r[1]) for r in db.execute("SELECT id, name FROM vm_vm")}
     todo = plan(instance, list_domains(conn), rows)
     if todo.orphans:
         # Before the undefine: were the daemon killed in between, the next start would find the orphan
@@ -155,10 +157,13 @@ async def reconcile(service: "VMRecords") -> Plan:
     if conn is None or instance is None:
         return Plan()
     try:
-        done = await service.middleware.db.exclusively(lambda db: apply(conn, db, instance, service.stored_domain_xml))
-    except libvirt.libvirtError as e:
+        host = await service.devices.snapshot(None)
+        done = await service.middleware.db.exclusively(
+            lambda db: apply(conn, db, instance, lambda db, vm_id: service.stored_domain_xml(db, vm_id, host)))
+    except (libvirt.libvirtError, CallError) as e:
         # libvirtd went away meanwhile: serve anyway; what is left is found again at the next start.
-        logger.error("cannot reconcile libvirt with the database: %s", e.get_error_message())
+        logger.error("cannot reconcile libvirt with the database: %s",
+                     e.errmsg if isinstance(e, CallError) else e.get_error_message())
         return Plan()
     finally:
         service._cache = None

@@ -17,7 +17,7 @@ import psutil
 from middlewared.crud import CRUDService
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm import schemas as S
-from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, NoDevices
+from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, DeviceHost
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, device_order, domain_name
@@ -54,11 +54,9 @@ class VMRecords(CRUDService):
     domain_type: DomainType = DomainType.QEMU
     # This daemon instance's UUID (from the database), written into every domain's <metadata>.
     instance: str | None = None
-    devices: DeviceSupport = NoDevices()
+    # Installed by the device plugin when its service is made (before any plugin starts).
+    _devices: DeviceSupport | None = None
     _cache: RecordCache | None = None
-    # Stored devices by id (the cache's); kept when the cache is dropped so XML built from masked entries
-    # can still find the secrets (see domain_xml).
-    _raw_devices: Mapping[int, dict[str, Any]] = {}
     # libvirt's CPU model names, asked once per connection.
     _cpu_models: tuple[libvirt.virConnect, frozenset[str]] | None = None
     _device_lock: asyncio.Lock | None = None
@@ -74,9 +72,19 @@ class VMRecords(CRUDService):
 
     async def _record_cache(self) -> RecordCache:
         if self._cache is None:
-            cache = RecordCache(await self.middleware.db.exclusively(read_all))
-            self._cache, self._raw_devices = cache, cache.devices
+            self._cache = RecordCache(await self.middleware.db.exclusively(read_all))
         return self._cache
+
+    @property
+    def devices(self) -> DeviceSupport:
+        """The device plugin's side of VMs: device validation, resources and XML."""
+        if self._devices is None:
+            raise CallError("Device types are not available: the vm_device plugin is not loaded", errno.ENODEV)
+        return self._devices
+
+    @devices.setter
+    def devices(self, support: DeviceSupport) -> None:
+        self._devices = support
 
     async def stored_vms(self) -> dict[int, dict[str, Any]]:
         """VM rows with their stored devices (secrets in clear: for internal use only)."""
@@ -137,23 +145,16 @@ class VMRecords(CRUDService):
             instance=self.instance,
         )
 
-    def domain_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> str:
-        """The domain XML of a VM and its devices (entries with masked secrets are matched to stored rows)."""
-        stored = [self._unmasked(d) for d in devices]
-        return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(vm, stored))
+    def domain_xml(self, vm: VMRecord, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> str:
+        """The domain XML of a VM from its record, its stored device rows (secrets in clear) and the host facts
+        taken in the same request: a pure function of these."""
+        return domain_xml_string(vm, self.domain_context(vm), self.devices.elements(devices, host))
 
-    def stored_domain_xml(self, db: sqlite3.Connection, vm_id: int) -> str:
+    def stored_domain_xml(self, db: sqlite3.Connection, vm_id: int, host: DeviceHost) -> str:
         """The domain XML of a stored VM, read with `db` (inside the database thread)."""
         record = read_one(db, vm_id)
         assert record is not None
-        return self.domain_xml(VMRecord.from_row(record), record["devices"])
-
-    def _unmasked(self, device: dict[str, Any]) -> dict[str, Any]:
-        # Callers such as vm.start hold API entries, whose secrets (display passwords) are masked.
-        raw = self._raw_devices.get(device.get("id", -1))
-        if raw is not None and self.devices.public(raw) == device:
-            return raw
-        return device
+        return self.domain_xml(VMRecord.from_row(record), record["devices"], host)
 
     # -- validation ------------------------------------------------------------------------------
     async def max_vcpus(self) -> int:
@@ -241,7 +242,9 @@ class VMRecords(CRUDService):
                                  [data[c] for c in VM_COLUMNS])
                 vm_id = int(cur.lastrowid or 0)
                 devices = _apply_device_plan(db, vm_id, [], plan)[0] if plan is not None else []
-                conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices))
+                # Without devices the XML needs no host facts.
+                host = plan.host if plan is not None else DeviceHost()
+                conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices, host))
                 return vm_id
             vm_id = await self._provisioned(plan, write)
         return await self.get_instance(vm_id)
@@ -270,6 +273,7 @@ class VMRecords(CRUDService):
             plan.check_busy(old["name"])
         conn = self._conn()
         old_rec, new_rec = VMRecord.from_row(old), VMRecord.from_row({**new, "id": id_})
+        host = plan.host if plan is not None else await self.devices.snapshot(id_)
 
         def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
             sets = ", ".join(f"{c} = ?" for c in VM_COLUMNS)
@@ -279,7 +283,7 @@ class VMRecords(CRUDService):
                 devices, stored = self._store_devices(db, conn, old_rec, current, plan)
             if new_rec.domain_name != old_rec.domain_name:
                 _rename_domain(conn, old_rec, new_rec, self.domain_context)
-            conn.defineXML(self.domain_xml(new_rec, devices))
+            conn.defineXML(self.domain_xml(new_rec, devices, host))
             return stored
         stored = await self._provisioned(plan, write, id_)
         if plan is not None:
@@ -305,7 +309,7 @@ class VMRecords(CRUDService):
 
             def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
                 devices, stored = self._store_devices(db, conn, record, current, plan)
-                conn.defineXML(self.domain_xml(record, devices))
+                conn.defineXML(self.domain_xml(record, devices, plan.host))
                 return stored
             result: list[dict[str, Any]] = await self._provisioned(plan, write, vm_id)
         return result
@@ -321,7 +325,7 @@ class VMRecords(CRUDService):
             dom = conn.lookupByName(vm.domain_name)
             flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
             for device_id in plan.live:
-                for xml in self.devices.live_xml(vm, devices, device_id):
+                for xml in self.devices.live_xml(devices, device_id, plan.host):
                     dom.updateDeviceFlags(xml, flags)
         return devices, stored
 

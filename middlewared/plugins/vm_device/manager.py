@@ -11,9 +11,9 @@ from lxml import etree
 
 from middlewared.config import StorageConfig
 from middlewared.errors import CallError, ValidationErrors
-from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan
+from middlewared.plugins.vm.devices_api import DeviceChange, DeviceHost, DevicePlan
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.model import VMRecord, device_order, domain_name
+from middlewared.plugins.vm.model import device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import layout
 from middlewared.plugins.vm_device.host import Host
@@ -31,8 +31,6 @@ class DeviceManager:
         self.vms = vms
         self.storage = storage
         self.types = types
-        # Host facts of the last validation or start check: the XML is built from them, without I/O.
-        self.snapshot = HostSnapshot()
         # The start-up task (pool set-up once libvirt answers).
         self.starting: asyncio.Task[None] | None = None
 
@@ -51,12 +49,11 @@ class DeviceManager:
         return Host(self.hv, self.storage, self.vms.domain_type.value, running)
 
     async def start(self) -> None:
-        """Once libvirt answers: make sure the configured storage pool exists and take a first snapshot."""
+        """Once libvirt answers: make sure the configured storage pool exists."""
         await self.hv.connected.wait()
         host = await self.host()
         try:
             await host.ensure_pool()
-            self.snapshot = await host.snapshot()
         except CallError as e:
             logger.error("storage pool %s: %s", self.storage.pool, e.errmsg)
 
@@ -70,8 +67,7 @@ class DeviceManager:
                      for d in r["devices"]]
         host = await self.host(vm_id)
         plan = await make_plan(self.types, vm, current, changes, remove, verrors, host, elsewhere, force)
-        if changes:
-            self.snapshot = await host.snapshot()
+        plan.host = await host.snapshot()
         return plan
 
     async def provision(self, plan: DevicePlan) -> None:
@@ -82,13 +78,19 @@ class DeviceManager:
         """Remove what provision() created."""
         await plan.resources.undo(self.hv)
 
-    def elements(self, vm: VMRecord, devices: Sequence[dict[str, Any]]) -> list[etree._Element]:
-        """Domain XML of the devices."""
-        return layout.elements(devices, self.snapshot, self.types)
+    async def snapshot(self, vm_id: int | None) -> DeviceHost:
+        """The host facts device XML depends on, now (nothing to look up for a VM without devices)."""
+        if vm_id is not None and not (await self.vms.stored_vms())[vm_id]["devices"]:
+            return HostSnapshot()
+        return await (await self.host(vm_id)).snapshot()
 
-    def live_xml(self, vm: VMRecord, devices: Sequence[dict[str, Any]], device_id: int) -> list[str]:
+    def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:
+        """Domain XML of the devices."""
+        return layout.elements(devices, _snapshot(host), self.types)
+
+    def live_xml(self, devices: Sequence[Mapping[str, Any]], device_id: int, host: DeviceHost) -> list[str]:
         """XML of one device among all, for a live update."""
-        return layout.device_xml(devices, self.snapshot, device_id, self.types)
+        return layout.device_xml(devices, _snapshot(host), device_id, self.types)
 
     def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
         """A device with its secrets masked."""
@@ -97,13 +99,12 @@ class DeviceManager:
             return dict(device)
         return {**device, "attributes": device_type.public(device["attributes"])}
 
-    async def check_available(self, vm: Mapping[str, Any]) -> None:
-        """Raise one CallError naming every device of vm the host cannot give it now."""
-        stored = (await self.vms.stored_vms()).get(vm["id"])
-        devices = stored["devices"] if stored else vm["devices"]
+    async def check_available(self, vm_id: int, vm_name: str, devices: Sequence[Mapping[str, Any]]) -> DeviceHost:
+        """Raise one CallError naming every device the host cannot give the VM now; else the host facts its
+        start's XML is built from."""
         if not devices:
-            return
-        host = await self.host(vm["id"])
+            return HostSnapshot()
+        host = await self.host(vm_id)
         problems: list[str] = []
         for row in sorted(devices, key=device_order):
             device = self.types.typed(row["attributes"])
@@ -113,10 +114,10 @@ class DeviceManager:
             if device.identity():
                 what += f" ({device.identity()})"
             problems.extend(f"{what}: {reason}" for reason in await device.unavailable(host))
-        self.snapshot = await host.snapshot()
         if problems:
-            raise CallError(f"VM {vm['name']} cannot start, devices are not available: " + "; ".join(problems),
+            raise CallError(f"VM {vm_name} cannot start, devices are not available: " + "; ".join(problems),
                             errno.ENODEV)
+        return await host.snapshot()
 
     async def discard_files(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Remove the files the daemon made for devices (cloud-init seeds); failures are logged."""
@@ -162,3 +163,9 @@ class DeviceManager:
             await self.delete_volumes(out)
             raise
         return out
+
+
+def _snapshot(host: DeviceHost) -> HostSnapshot:
+    # The VM service hands back what snapshot(), plan() or check_available() gave it, or, for a VM without
+    # devices, a bare DeviceHost: no facts, which a device needing one reports as a clear error.
+    return host if isinstance(host, HostSnapshot) else HostSnapshot()

@@ -5,6 +5,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from middlewared.plugins.vm.devices_api import DeviceHost
+
 class NicKind(enum.StrEnum):
     """What a NIC's `nic_attach` names on the host; the value is libvirt's `<interface type>`."""
 
@@ -24,7 +26,7 @@ class UsbAddress:
 
 
 @dataclass(frozen=True)
-class HostSnapshot:
+class HostSnapshot(DeviceHost):
     """Host facts the device XML depends on, looked up before the XML is built (never inside it)."""
 
     nic_kinds: Mapping[str, NicKind] = field(default_factory=dict)

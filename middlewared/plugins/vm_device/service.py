@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middlewared.crud import CRUDService
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
@@ -12,6 +12,9 @@ from middlewared.plugins.vm_device import schemas as S
 from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
 from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
+
+if TYPE_CHECKING:
+    from middlewared.middleware import Middleware
 
 # vm.device.delete's options that remove a device's storage, and the refusal for a device without such storage.
 _STORAGE_OPTIONS = {
@@ -31,14 +34,13 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
     update_schema = S.DEVICE_UPDATE
     delete_params = (S.DELETE_OPTIONS,)
 
-    # Installed by the plugin's setup.
-    manager: DeviceManager
-
-    @property
-    def vms(self) -> VMRecords:
-        service = self.middleware.service("vm")
-        assert isinstance(service, VMRecords)
-        return service
+    def __init__(self, middleware: "Middleware") -> None:
+        super().__init__(middleware)
+        self.vms = middleware.service_of(VMRecords)
+        self.manager = DeviceManager(self.vms, middleware.config.storage)
+        # Installed as soon as both services exist: no VM is validated, defined or started without its devices.
+        self.vms.devices = self.manager
+        self.vms.delete_hooks = (*self.vms.delete_hooks, self.manager.discard_files_of)
 
     async def rows(self) -> list[dict[str, Any]]:
         devices = [d for r in (await self.vms.stored_vms()).values() for d in r["devices"]]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 from aiohttp import web
 
 from middlewared.plugin import Plugin
-from middlewared.plugins.velocity import groups, media, mediastore, users, vms, vmstate
+from middlewared.plugins.velocity import groups, media, mediastore, openapi, users, vms, vmstate
 from middlewared.plugins.velocity.endpoint import Endpoint, Velocity, route_table
 
 if TYPE_CHECKING:
@@ -17,8 +17,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (*users.ENDPOINTS, *groups.ENDPOINTS, *vms.END
 
 
 def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
-    """Every endpoint, sharing one set of authkeys."""
-    return route_table(Velocity(middleware), list(ENDPOINTS))
+    """Every endpoint, sharing one set of authkeys, and the OpenAPI document at /v/openapi.json."""
+    spec = openapi.document(ENDPOINTS)
+
+    async def serve_spec(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+    return [web.get("/v/openapi.json", serve_spec), *route_table(Velocity(middleware), list(ENDPOINTS))]
 
 
 async def setup(middleware: "Middleware") -> None:

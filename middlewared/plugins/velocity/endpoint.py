@@ -146,6 +146,17 @@ async def _read_body(endpoint: Endpoint, request: web.Request) -> dict[str, Any]
     return body
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 15.0 as an integer; the services below expect 15. Every number here is an integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def _validate(endpoint: Endpoint, body: dict[str, Any]) -> None:
     if endpoint._validator is None:
         return
@@ -180,11 +191,14 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
     """Run one endpoint; every outcome is a JSON answer (or the handler's own stream)."""
     try:
         body = await _read_body(endpoint, request)
-        in_body = body.pop("authkey", None)  # Velocity's own clients send it in every body
-        key = _bearer(request) or in_body or request.headers.get("x-velocity-authkey")
-        call = Call(velocity, endpoint, request, body, key if isinstance(key, str) else None)
+        in_body = body.get("authkey")  # Velocity's own clients send it in every body
+        key = _bearer(request) or (in_body if isinstance(in_body, str) else None) \
+            or request.headers.get("x-velocity-authkey")
+        call = Call(velocity, endpoint, request, body, key)
         await _authenticate(velocity, endpoint, call)
         _validate(endpoint, body)
+        body.pop("authkey", None)
+        call.body = _integral(body)
         result = await endpoint.handler(call)
     except E.VelocityError as e:
         return web.json_response(e.body(), status=e.status)

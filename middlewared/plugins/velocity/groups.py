@@ -5,6 +5,7 @@ import errno
 from typing import Any
 
 from middlewared.errors import ValidationErrors
+from middlewared.plugins.auth.acl import VM_GROUP_FIELDS
 from middlewared.plugins.velocity import accounts, members
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity import schemas as S
@@ -97,9 +98,8 @@ ENDPOINTS = [
              response=S.response("The group.", {**GROUP, "memberships": S.array(_PERMISSIONS_OF, "Holders.")}),
              errors=(Err(403, 5100, "velocity.group.view is needed on the group"), Err(404, 5110, "No such group"))),
     Endpoint("PUT", "/u/group", "Create a subgroup (needs velocity.group.create on the parent).", group_put,
-             request=S.request("The new group.", {"name": S.string("Name, unique among its siblings.",
-                                                                   minLength=1, maxLength=120),
-                                                  "parent_gid": S.GID}, ("name", "parent_gid")),
+             request=S.request("The new group.", {"name": VM_GROUP_FIELDS["name"], "parent_gid": S.GID},
+                               ("name", "parent_gid")),
              response=S.response("The new group.", GROUP),
              errors=(Err(403, 5200, "velocity.group.create is needed on the parent"),
                      Err(404, 5210, "No such parent group"), Err(409, 5220, "The parent has a subgroup of that name"))),

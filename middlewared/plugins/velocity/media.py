@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import sqlite3
 import uuid
 from typing import Any
@@ -121,7 +122,7 @@ def _headers(call: Call) -> dict[str, str]:
     out = {}
     for header, code in HEADERS:
         value = call.request.headers.get(header, "").strip()
-        valid = value.isdigit() if header in ("x-velocity-mpid", "x-velocity-gid") else \
+        valid = re.fullmatch("[0-9]{1,18}", value) is not None if header in ("x-velocity-mpid", "x-velocity-gid") else \
             value in ("true", "false") if header == "x-velocity-readonly" else bool(value)
         if not valid:
             raise call.error(code, f"Header {header} is missing or invalid")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from middlewared import roles as roles_
+from middlewared.plugins.account.schemas import PASSWORD, USERNAME
 from middlewared.plugins.auth.login import check_password
 from middlewared.plugins.auth.scope import policy
 from middlewared.plugins.velocity import accounts, members
@@ -195,9 +196,8 @@ ENDPOINTS = [
              response=USER_INFO, errors=(Err(403, 2100, "velocity.user.view is needed"),
                                          Err(404, 2110, "No such user"))),
     Endpoint("PUT", "/u/user", "Create a user (needs velocity.user.create on some group).", user_put,
-             request=S.request("The new user.", {"name": S.string("Login name."),
-                                                 "password": S.string("Password (at least 8 characters).")},
-                               ("name", "password")),
+             request=S.request("The new user.", {"name": {**USERNAME, "description": "Login name."},
+                                                 "password": PASSWORD}, ("name", "password")),
              response=S.response("The new user.", {"uid": S.UID, "name": S.string("Login name.")}),
              errors=(Err(403, 2200, "velocity.user.create is needed"), Err(409, 2220, "The name is taken"))),
     Endpoint("DELETE", "/u/user", "Remove a user; its authkeys end at once.", user_delete,

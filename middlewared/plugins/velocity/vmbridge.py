@@ -15,11 +15,15 @@ from middlewared.plugins.auth import quotas
 from middlewared.plugins.auth.acl import VMGroupService
 from middlewared.plugins.velocity.accounts import validated
 from middlewared.plugins.vm import vm_service
+from middlewared.plugins.vm.schemas import FIELDS as VM_FIELDS
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
 
 logger = logging.getLogger(__name__)
+
+# vm.create's own rules for what Velocity calls name, cpus and memory_mib.
+NAME, CPUS, MEMORY = VM_FIELDS["name"], VM_FIELDS["vcpus"], VM_FIELDS["memory"]
 
 # vm.query status.state -> Velocity state.
 STATES = {"RUNNING": "RUNNING", "SUSPENDED": "PAUSED", "STOPPED": "STOPPED", "ERROR": "ERROR"}

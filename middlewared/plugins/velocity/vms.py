@@ -134,8 +134,9 @@ def _in(schema: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
     return {**schema, "additionalProperties": True, "required": list(required)}
 
 
+_CPUS = {k: v for k, v in vmbridge.CPUS.items() if k != "default"}
 VM_FIELDS: dict[str, Any] = {
-    "cpus": S.integer("Virtual CPUs.", 1), "memory_mib": S.integer("Memory in MiB.", 20),
+    "cpus": {**_CPUS, "description": "Virtual CPUs."}, "memory_mib": {**vmbridge.MEMORY, "description": "Memory in MiB."},
     "displays": S.array(_in(DISPLAY, ("name", "width", "height")), "Displays (at most one here)."),
     "media": S.array(_in({**MEDIA, "properties": {**MEDIA["properties"], "readonly": S.boolean(
         "Block writing (it is also read-only when the media is, or the group may not write to its pool).")}},
@@ -162,7 +163,7 @@ ENDPOINTS = [
              request=S.request("Which VM.", {"vmid": VMID}, ("vmid",)), response=VM_INFO,
              errors=(Err(404, 16110, "No such VM, or velocity.vm.view is missing on its group"),)),
     Endpoint("PUT", "/v/vm/efi", "Create an EFI VM in a group.", vm_efi,
-             request=S.request("The new VM.", {"name": S.string("Name, unique on this host.", minLength=1),
+             request=S.request("The new VM.", {"name": {**vmbridge.NAME, "description": "Name, unique on this host."},
                                               "gid": S.GID, **VM_FIELDS}, ("name", "gid", "cpus", "memory_mib")),
              response=S.response("The new VM.", {"vmid": VMID}),
              errors=(Err(403, 12200, "velocity.vm.create is needed on the group"), Err(404, 12210, "No such group"),

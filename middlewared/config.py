@@ -114,7 +114,8 @@ class VelocityConfig:
     # missing.
     nat_network: str = "middlewared-nat"
     nat_address: str = "10.213.0.1/24"
-    pools: tuple[VelocityPool, ...] = ()
+    # None: one pool, mpid 1 "local", in <first storage root>/velocity (as Proxmox has its "local" storage).
+    pools: tuple[VelocityPool, ...] | None = None
     nics: tuple[VelocityNic, ...] = ()
 
 
@@ -130,6 +131,12 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     velocity: VelocityConfig = field(default_factory=VelocityConfig)
+
+    def velocity_pools(self) -> tuple[VelocityPool, ...]:
+        """The Velocity media pools: the configured ones, or the default local pool."""
+        if self.velocity.pools is not None:
+            return self.velocity.pools
+        return (VelocityPool(1, "local", os.path.join(self.storage.roots[0], "velocity")),)
 
 
 # Keys holding arrays of tables ([[section.key]]), and the dataclass of one table.
@@ -189,12 +196,12 @@ def _table(name: str, cls: type[Any], raw: Any) -> Any:
 
 
 def _check_velocity(velocity: VelocityConfig, roots: tuple[str, ...]) -> None:
-    for pool in velocity.pools:
+    for pool in velocity.pools or ():
         path = os.path.normpath(pool.path)
         if not os.path.isabs(path) or not any(os.path.commonpath([path, os.path.normpath(r)]) ==
                                               os.path.normpath(r) and path != os.path.normpath(r) for r in roots):
             raise ConfigError(f"velocity.pools: {pool.path} (mpid {pool.mpid}) is not a directory under storage.roots")
-    for what, ids in (("pools", [p.mpid for p in velocity.pools]), ("nics", [n.nicid for n in velocity.nics])):
+    for what, ids in (("pools", [p.mpid for p in velocity.pools or ()]), ("nics", [n.nicid for n in velocity.nics])):
         if len(set(ids)) != len(ids):
             raise ConfigError(f"velocity.{what}: ids must be unique")
     if velocity.authkey_lifetime < 1:

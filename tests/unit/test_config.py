@@ -96,3 +96,11 @@ def test_velocity_pools_lie_under_the_storage_roots() -> None:
             parse({"velocity": {"pools": [{"mpid": 1, "name": "p", "path": path}]}})
     assert parse({"storage": {"roots": ["/srv"]}, "velocity": {"pools": [{"mpid": 1, "name": "p",
                                                                           "path": "/srv/iso"}]}}).velocity.pools
+
+
+def test_velocity_default_pool_is_local_under_the_first_root() -> None:
+    from middlewared.config import Config, VelocityPool, parse
+    assert Config().velocity_pools() == (VelocityPool(1, "local", "/mnt/velocity"),)
+    assert parse({"storage": {"roots": ["/srv", "/mnt"]}}).velocity_pools() == (VelocityPool(1, "local",
+                                                                                             "/srv/velocity"),)
+    assert parse({"velocity": {"pools": []}}).velocity_pools() == ()

@@ -201,19 +201,25 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
         call.body = _integral(body)
         result = await endpoint.handler(call)
     except E.VelocityError as e:
-        return web.json_response(e.body(), status=e.status)
+        return _json(e.body(), status=e.status)
     except (ValidationErrors, CallError) as e:
         error = _from_service(endpoint, e)
-        return web.json_response(error.body(), status=error.status)
+        return _json(error.body(), status=error.status)
     except web.HTTPException as e:  # aiohttp's own refusals while reading (e.g. a body too large)
         code = endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED)
-        return web.json_response({"code": code, "message": e.reason}, status=e.status)
+        return _json({"code": code, "message": e.reason}, status=e.status)
     except Exception:
         logger.exception("%s %s failed", endpoint.method, endpoint.path)
-        return web.json_response({"code": endpoint.base + E.INTERNAL, "message": "Internal error"}, status=500)
+        return _json({"code": endpoint.base + E.INTERNAL, "message": "Internal error"}, status=500)
     if isinstance(result, web.StreamResponse):
         return result
-    return web.json_response(result) if result is not None else web.Response(status=200)
+    return _json(result) if result is not None else web.Response(status=200)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer, newline-terminated for people reading it in a terminal."""
+    return web.Response(text=json.dumps(body) + "\n", status=status, headers=headers,
+                        content_type="application/json")
 
 
 def route_table(velocity: Velocity, endpoints: list[Endpoint]) -> list[web.RouteDef]:
@@ -239,10 +245,10 @@ def _handler(velocity: Velocity, endpoint: Endpoint) -> Callable[[web.Request], 
 
 def _not_allowed(methods: list[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"code": E.NO_ROUTE, "message": f"Method not allowed: use {', '.join(methods)}"},
+        return _json({"code": E.NO_ROUTE, "message": f"Method not allowed: use {', '.join(methods)}"},
                                  status=405, headers={"Allow": ", ".join(methods)})
     return handle
 
 
 async def _no_route(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"code": E.NO_ROUTE, "message": f"No endpoint at {request.path}"}, status=404)
+    return _json({"code": E.NO_ROUTE, "message": f"No endpoint at {request.path}"}, status=404)

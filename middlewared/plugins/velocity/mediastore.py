@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def pools(velocity: "Velocity") -> dict[int, VelocityPool]:
-    return {p.mpid: p for p in velocity.config.pools}
+    return {p.mpid: p for p in velocity.middleware.config.velocity_pools()}
 
 
 def gid_column(gid: int) -> int | None:
@@ -54,7 +54,7 @@ async def attached(middleware: "Middleware", path: str) -> list[int]:
 
 async def prepare_pools(middleware: "Middleware") -> None:
     """Create missing pool directories; forget media whose upload a stop interrupted (row without file)."""
-    paths = {pool.mpid: pool.path for pool in middleware.config.velocity.pools}
+    paths = {pool.mpid: pool.path for pool in middleware.config.velocity_pools()}
     for path in paths.values():
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):

@@ -97,7 +97,7 @@ def info(call: Call, vm: dict[str, Any], extra: dict[str, Any] | None, state: st
     """The /v/vm answer for a vm.query entry (and its Velocity extras)."""
     kept = json.loads(extra["displays"]) if extra else []
     bridges = {n.bridge: n.nicid for n in call.velocity.config.nics}
-    pool_dirs = {p.path.rstrip("/"): p.mpid for p in call.velocity.config.pools}
+    pool_dirs = {p.path.rstrip("/"): p.mpid for p in call.velocity.middleware.config.velocity_pools()}
     out: dict[str, Any] = {"displays": [], "media": [], "nics": []}
     for device in vm["devices"]:
         a = device["attributes"]

@@ -70,7 +70,7 @@ async def vm_delete(call: Call) -> None:
 
 def _kept(vm: dict[str, Any], replaced: set[str], call: Call) -> list[dict[str, Any]]:
     """Devices PATCH leaves alone: kinds not given, and RAW disks outside the media pools."""
-    pools = {p.path.rstrip("/") for p in call.velocity.config.pools}
+    pools = {p.path.rstrip("/") for p in call.velocity.middleware.config.velocity_pools()}
     out = []
     for device in vm["devices"]:
         a = device["attributes"]

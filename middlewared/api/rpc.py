@@ -68,19 +68,22 @@ class RpcConnection:
             asyncio.create_task(self._flush())
 
     async def send_text(self, text: str) -> None:
-        """Queue an encoded message and, unless a flush is under way, write the outbox from this task.
+        """Write an encoded message from this task, or queue it behind a flush under way.
 
         A call's answer is written by the call's own task: one loop pass less than waking a flusher.
         """
         if self.closed:
             return
-        self._outbox.append(text)
-        if not self._flushing:
-            self._flushing = True
-            await self._flush()
+        if self._flushing:
+            self._outbox.append(text)
+            return
+        self._flushing = True
+        await self._flush(text)
 
-    async def _flush(self) -> None:
+    async def _flush(self, first: str | None = None) -> None:
         try:
+            if first is not None:
+                await self.ws.send_str(first)
             while self._outbox:
                 await self.ws.send_str(self._outbox.popleft())
         except (ConnectionError, RuntimeError):
@@ -143,6 +146,9 @@ class RpcConnection:
         if not isinstance(request, dict):
             self._error(None, E.simple_error(E.INVALID_REQUEST, "Request must be a JSON object"))
             return
+        if type(request.get("id")) is float:
+            # A fractional id, or an integer beyond 64 bits that orjson could only read as a float.
+            request = wire_json.loads_exact(text)
         has_id = "id" in request
         msg_id = request.get("id")
         problem = _request_problem(request)
@@ -265,7 +271,15 @@ async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
             return
 
 
+_ID_TYPES = frozenset({int, float, str, type(None)})
+_NO_PARAMS: list[Any] = []
+
+
 def _request_problem(request: dict[str, Any]) -> str | None:
+    method = request.get("method")
+    if request.get("jsonrpc") == "2.0" and type(method) is str and method \
+            and type(request.get("params", _NO_PARAMS)) is list and type(request.get("id")) in _ID_TYPES:
+        return None  # a well-formed request, told at the cost of one expression (the hot path)
     if request.get("jsonrpc") != "2.0":
         return "'jsonrpc' member must be '2.0'"
     if not isinstance(request.get("method"), str) or not request["method"]:
@@ -282,8 +296,9 @@ def _request_problem(request: dict[str, Any]) -> str | None:
 
 def too_deep(text: str, message: Any) -> bool:
     """Whether a decoded message nests arrays and objects deeper than MAX_NESTING."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return False  # the usual case, decided without walking the message
+    # The usual cases, decided without walking the message: nesting n levels takes 2n brackets.
+    if len(text) <= 2 * MAX_NESTING or text.count("[") + text.count("{") <= MAX_NESTING:
+        return False
     stack = [(message, 1)]
     while stack:
         value, depth = stack.pop()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TypeGuard
 from middlewared import roles as roles_
 from middlewared.credentials import Credentials, ScopedGrant
 from middlewared.plugin import EventSpec
-from middlewared.plugins.auth.limits import FailureThrottle, RateLimiter
+from middlewared.plugins.auth.limits import FailureThrottle, RateLimiter, refuse
 
 if TYPE_CHECKING:
     from middlewared.middleware import Connection, Method, Middleware
@@ -185,8 +185,8 @@ class ScopePolicy:
     async def throttle(self, method: "Method", app: "Connection") -> None:
         """Unauthenticated calls: 20 per 60 s per address, all methods together (configurable), then
         EBUSY for a whole period."""
-        if method.name not in UNLIMITED:
-            await self.limiter.check(app.address)
+        if method.name not in UNLIMITED and not self.limiter.hit(app.address):
+            await refuse()
 
 
 def _is_id(value: Any) -> TypeGuard[int]:

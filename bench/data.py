@@ -5,7 +5,8 @@
 - vm.snapshot.create with RAM and vm.snapshot.revert (force) of a running VM with 512 MiB, beside
   `virsh snapshot-create-as` / `snapshot-revert` of a domain of the same size, disk and RAM. libvirt 9.0 refuses
   those on UEFI (pflash) domains, which every daemon VM is, so the virsh domain boots SeaBIOS; both guests sit
-  in their firmware (no boot medium), so neither has much of its RAM written.
+  in their firmware (no boot medium), so neither has much of its RAM written. A second baseline is what virsh
+  does on the daemon's own UEFI domain (a twin of it): an external RAM-only snapshot, and destroy + restore.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+from lxml import etree
 
 from bench.common import RpcClient, Table, cleanup_libvirt, first_pong, fmt, quiet_libvirt, spawn_daemon, stop_process
-from bench.vm import remove_domains
+from bench.vm import remove_domains, renamed_xml
 
 URI = "qemu:///system"
 GIB = 1 << 30
@@ -84,6 +86,19 @@ async def bench_import(client: RpcClient, storage: Path, pool: str, size: int, r
               f"qemu-img {min(raw):.2f}-{max(raw):.2f} s")
 
 
+def uefi_twin_xml(daemon_xml: str, daemon_name: str, name: str, disk: str) -> str:
+    """The daemon's own UEFI domain under another name, its volume disk replaced by a file of the same size."""
+    root = etree.fromstring(renamed_xml(daemon_xml, daemon_name, name).encode())
+    for element in root.iterfind("devices/disk[@type='volume']"):
+        element.set("type", "file")
+        source = element.find("source")
+        assert source is not None
+        for key in list(source.attrib):
+            del source.attrib[key]
+        source.set("file", disk)
+    return etree.tostring(root, encoding="unicode")
+
+
 def bios_domain_xml(name: str, disk: str, memory_mib: int) -> str:
     return f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='q35'>hvm</type></os><features><acpi/></features>
@@ -97,16 +112,21 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
             "type": "VIRTIO"}
     vm = await client.call("vm.create", {"name": f"snapbench{os.getpid()}", "memory": memory, "autostart": False,
                                          "devices": [{"attributes": disk}]})
-    raw_disk = storage / "bios.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(raw_disk), "64M"], check=True)
-    raw_name = f"mwbenchsnap{os.getpid()}"
+    raw_disk, twin_disk, memory_file = storage / "bios.qcow2", storage / "twin.qcow2", storage / "twin.mem"
+    for path in (raw_disk, twin_disk):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    raw_name, twin_name = f"mwbenchsnap{os.getpid()}", f"mwbenchtwin{os.getpid()}"
     conn = libvirt.open(URI)
     conn.defineXML(bios_domain_xml(raw_name, str(raw_disk), memory))
-    times: dict[str, list[float]] = {"create": [], "revert": [], "vcreate": [], "vrevert": [], "held": []}
+    daemon_name = f"{vm['id']}_{vm['name']}"
+    conn.defineXML(uefi_twin_xml(conn.lookupByName(daemon_name).XMLDesc(0), daemon_name, twin_name, str(twin_disk)))
+    times: dict[str, list[float]] = {k: [] for k in ("create", "revert", "vcreate", "vrevert", "ucreate", "urevert",
+                                                     "held")}
     try:
         await client.call("vm.start", vm["id"])
         conn.lookupByName(raw_name).create()
-        await asyncio.sleep(5)  # both firmwares settle
+        conn.lookupByName(twin_name).create()
+        await asyncio.sleep(5)  # the firmwares settle
         for i in range(rounds):
             seconds, snap = await job_seconds(client, "vm.snapshot.create",
                                               {"vm": vm["id"], "name": f"s{i}", "memory": True})
@@ -117,6 +137,15 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
                                                             f"s{i}"))
             times["vrevert"].append(await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-revert", raw_name,
                                                             f"s{i}", "--running"))
+            # What libvirt 9.0 itself offers on a UEFI domain: an external RAM-only snapshot, revert by restore.
+            times["ucreate"].append(await asyncio.to_thread(
+                run_cmd, "virsh", "-q", "snapshot-create-as", twin_name, f"s{i}", "--no-metadata", "--memspec",
+                f"file={memory_file},snapshot=external", "--diskspec", "vda,snapshot=no"))
+            began = time.perf_counter()
+            await asyncio.to_thread(run_cmd, "virsh", "-q", "destroy", twin_name)
+            await asyncio.to_thread(run_cmd, "virsh", "-q", "restore", str(memory_file), "--running")
+            times["urevert"].append(time.perf_counter() - began)
+            memory_file.unlink()
             print(f"  snapshot round {i + 1}: daemon create {times['create'][-1]:.2f} s revert "
                   f"{times['revert'][-1]:.2f} s; virsh {times['vcreate'][-1]:.2f} s / {times['vrevert'][-1]:.2f} s",
                   file=sys.stderr)
@@ -125,12 +154,15 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
         dom = conn.lookupByName(raw_name)
         for snap in dom.listAllSnapshots():
             snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
-        remove_domains(conn, [raw_name])
+        remove_domains(conn, [raw_name, twin_name])
         conn.close()
     for key, label in (("create", "snapshot create with RAM, s"), ("revert", "snapshot revert (running), s")):
-        d, r = statistics.median(times[key]), statistics.median(times["v" + key])
-        table.add(f"{label} ({memory} MiB)", fmt(d, 2), fmt(r, 2), f"{d / r:.2f}", "<= 1.05",
-                  f"median of {rounds}; virsh on a SeaBIOS domain (internal savevm/loadvm)")
+        d = statistics.median(times[key])
+        for prefix, what in (("v", "virsh on a SeaBIOS domain (internal savevm/loadvm)"),
+                             ("u", "virsh on the same UEFI domain: external RAM only / destroy + restore")):
+            r = statistics.median(times[prefix + key])
+            table.add(f"{label} ({memory} MiB)", fmt(d, 2), fmt(r, 2), f"{d / r:.2f}", "<= 1.05",
+                      f"median of {rounds}; {what}")
     table.add("  guest held (paused) by the daemon's create, ms", fmt(statistics.median(times["held"]), 0), "", "",
               "", "median; virsh pauses the guest for its whole create")
 

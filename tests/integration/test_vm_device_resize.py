@@ -75,3 +75,22 @@ async def test_grow_under_a_running_guest(unix_rpc: Rpc, daemon: Daemon, storage
             assert os.path.getsize(r["attributes"]["path"]) == 10 * MIB
         finally:
             await unix_rpc.call("vm.poweroff", vm["id"])
+
+
+async def test_grow_a_qcow2_disk_with_snapshots(unix_rpc: Rpc, daemon: Daemon) -> None:
+    disk = {"dtype": "DISK", "create_zvol": True, "zvol_name": f"{daemon.pool}/{unique('grow')}",
+            "zvol_volsize": 4 * MIB, "type": "VIRTIO"}
+    async with vm_with(unix_rpc, disk) as vm:
+        (d,) = by_dtype(vm, "DISK")
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output", "json", d["attributes"]["path"]],
+                                         check=True, capture_output=True, text=True).stdout)
+        assert info["format-specific"]["data"]["compat"] == "1.1"
+        await unix_rpc.call("core.set_options", {"legacy_jobs": False})
+        await unix_rpc.call("vm.snapshot.create", {"vm": vm["id"], "name": "before"})
+        await unix_rpc.call("vm.device.resize", d["id"], {"size": 8 * MIB})
+        await unix_rpc.call("vm.start", vm["id"])
+        try:
+            await unix_rpc.call("vm.device.resize", d["id"], {"size": 12 * MIB})
+        finally:
+            await unix_rpc.call("vm.poweroff", vm["id"])
+        assert virtual_size(d["attributes"]["path"]) == 12 * MIB

@@ -115,7 +115,7 @@ class DeviceDataMixin:
 
             def store(db: sqlite3.Connection) -> None:
                 db.execute("UPDATE vm_device SET attributes = ? WHERE id = ?", (attributes, id_))
-            await self.vms._write(store)
+            await self.vms._write(store, device["vm"])
         entry = await self.get_instance(id_)
         self.middleware.send_event("vm.device.query", "CHANGED", id=id_, fields=entry)
         self.middleware.send_event("vm.query", "CHANGED", id=vm["id"], fields=await self.vms.get_instance(vm["id"]))

@@ -118,7 +118,11 @@ def _volume_xml(name: str, capacity: int, fmt: str) -> str:
     sub(vol, "capacity", str(capacity), unit="bytes")
     # Sparse: space is taken as the guest writes.
     sub(vol, "allocation", "0", unit="bytes")
-    sub(sub(vol, "target"), "format", type=fmt)
+    target = sub(vol, "target")
+    sub(target, "format", type=fmt)
+    if fmt == "qcow2":
+        # libvirt makes qcow2 v2 (compat 0.10) unless told; QEMU cannot grow a v2 image that has snapshots.
+        sub(target, "compat", "1.1")
     return etree.tostring(vol, encoding="unicode")
 
 

@@ -48,7 +48,8 @@ def snapshot_disks(vm: Mapping[str, Any]) -> list[dict[str, str]]:
     return disks
 
 
-def _entries(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def snapshot_entries(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """API entries of stored rows, each with the ids of its children."""
     children: dict[int, list[int]] = {}
     for r in rows:
         if r["parent"] is not None:
@@ -99,7 +100,7 @@ class VMSnapshotService(Service):
         "anyOf": [{"type": "array", "items": S.ENTRY}, S.ENTRY, {"type": "integer"}]})
     async def query(self, filters: list[Any], options: dict[str, Any], *, app: Any = None) -> Any:
         """Snapshots of the VMs the caller may read, each with its parent and children (the tree)."""
-        rows = _entries(await self._rows())
+        rows = snapshot_entries(await self._rows())
         if app is not None:
             rows = self.middleware.visible_rows(COLLECTION, READ, rows, app.credentials)
         return query_rows(rows, filters, options)
@@ -138,7 +139,7 @@ class VMSnapshotService(Service):
     async def _announce(self, vm_id: int, changed: set[int], added: int | None = None,
                         removed: int | None = None) -> None:
         await self.load_counts()
-        entries = {e["id"]: e for e in _entries(await self._rows("WHERE vm = ?", (vm_id,)))}
+        entries = {e["id"]: e for e in snapshot_entries(await self._rows("WHERE vm = ?", (vm_id,)))}
         if added is not None:
             self.middleware.send_event(COLLECTION, "ADDED", id=added, fields=entries[added])
         if removed is not None:
@@ -183,9 +184,9 @@ class VMSnapshotService(Service):
                                                         errno.EEXIST)])
             disks = snapshot_disks(vm)
             tag = f"mw-{uuid.uuid4().hex[:16]}"
-            memory = data["memory"] and vm["status"]["state"] != "STOPPED"
             job.set_progress(10, f"Taking snapshot {data['name']} of VM {vm['name']}")
-            outcome = await self._run(job, self.engine.create, self._target(vm, tag, disks), memory)
+            outcome = await self._run(job, self.engine.create, self._target(vm, tag, disks), data["memory"])
+            memory = data["memory"] and outcome.vm_state != "STOPPED"
             parent = next((r["id"] for r in existing if r["current"]), None)
 
             def insert(db: sqlite3.Connection) -> int:

@@ -60,7 +60,9 @@ async def test_every_error_is_code_and_message(velocity_daemon: Daemon) -> None:
         ]
         for answer, status, code in cases:
             assert (answer.status, answer.code) == (status, code), answer
-            assert set(answer.body) == {"code", "message"} and answer.body["message"]
+            assert set(answer.body) == ({"code", "message", "reason"} if status == 400 else {"code", "message"})
+            assert answer.body["message"] and answer.body.get("reason", answer.body["message"]) == \
+                answer.body["message"]
     assert "Traceback" not in velocity_daemon.log()
 
 

@@ -202,3 +202,14 @@ async def test_media_in_three_modes_with_read_only_rules(velocity_daemon: Daemon
                                                   "media": [{"mid": mids[0], "mode": "USB"}]})
         assert foreign.code == 12211
         assert (await root("DELETE", "/m/media", {"mid": mids[0]})).code == 19320
+
+
+async def test_root_group_has_every_pool(velocity_daemon: Daemon) -> None:
+    """As Velocity assigned each pool to the root group: /m/pool/list on gid 0 lists all pools."""
+    async with as_root(velocity_daemon) as root:
+        assert (await root.ok("POST", "/m/pool/list", {"gid": 0}))["pools"] == [
+            {"mpid": 1, "name": "local", "write": True, "manage": True, "quota": 0}]
+        made = await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": 0, "name": unique("root"), "type": "DISK",
+                                                        "size": 10})
+        assert made["mid"] in [m["mid"] for m in (await root.ok("POST", "/m/media/list", {"gid": 0}))["media"]]
+        await root.ok("DELETE", "/m/media", {"mid": made["mid"]})

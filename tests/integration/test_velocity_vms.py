@@ -218,3 +218,53 @@ async def test_patch_and_delete(velocity_daemon: Daemon) -> None:
         await root.ok("DELETE", "/v/vm", {"vmid": vmid})
         async with connect(velocity_daemon) as rpc:
             assert await rpc.call("vm.query", [["id", "=", vmid]]) == []
+
+
+async def test_console_hands_out_the_web_console(velocity_daemon: Daemon) -> None:
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        vmid = (await root.ok("PUT", "/v/vm/efi", efi(gid, displays=[{"name": "d", "width": 800,
+                                                                       "height": 600}])))["vmid"]
+        stopped = await root("POST", "/v/vm/console", {"vmid": vmid})
+        assert (stopped.status, stopped.code) == (409, 21120)
+        _, viewer = await new_user(root, {gid: ["velocity.vm.view"]})
+        assert (await viewer("POST", "/v/vm/console", {"vmid": vmid})).code == 21100
+        await root.ok("PUT", "/v/vm/state", {"vmid": vmid, "state": "RUNNING"})
+        try:
+            uri = (await root.ok("POST", "/v/vm/console", {"vmid": vmid}))["uri"]
+            assert "/vm/display/" in uri and "auth_token=" in uri
+            async with root.session.get(uri, allow_redirects=False) as page:
+                assert page.status in (200, 302, 303)
+        finally:
+            await root.ok("PUT", "/v/vm/state", {"vmid": vmid, "state": "STOPPED", "force": True})
+        assert (await root("POST", "/v/vm/console", {"vmid": 999999})).code == 21110
+
+
+async def test_vcmd_shaped_requests(velocity_daemon: Daemon) -> None:
+    """Requests as Velocity's CLI (vCMD) sends them: "//" paths, the authkey in every body, `memory` and
+    `disks`, NIC host null for NAT, and a 400's text read from `reason`."""
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        key = str(root.key)
+        vcmd = root.as_key(key, in_body=True)
+        login = await root.as_key(None)("POST", "//u/auth", {"username": "root", "password": "velocity-root-pw"})
+        assert login.status == 200 and {"authkey", "expires"} == set(login.body)
+        await vcmd.ok("PUT", "//m/pool/assign", {"gid": gid, "mpid": 1, "quota": 1 << 30, "write": True,
+                                                 "manage": True})
+        pools = (await vcmd.ok("POST", "//m/pool/list", {"gid": gid}))["pools"]
+        assert {"mpid", "name", "write", "manage"} <= set(pools[0])
+        mid = (await vcmd.ok("PUT", "//m/media/create", {"mpid": 1, "gid": gid, "name": unique("d"),
+                                                          "type": "DISK", "size": 1 << 20}))["mid"]
+        vm = await vcmd.ok("PUT", "//v/vm/efi", {
+            "name": unique("vcmd"), "gid": gid, "cpus": 1, "memory": 64,
+            "displays": [{"name": "main", "width": 1024, "height": 768, "ppi": 72}],
+            "disks": [{"mid": mid, "mode": "BLOCK", "readonly": False}],
+            "nics": [{"type": "NAT", "host": None}], "autostart": False, "rosetta": False})
+        info = await vcmd.ok("POST", "//v/vm", {"vmid": vm["vmid"]})
+        assert (info["memory_mib"], info["media"][0]["mode"], info["nics"]) == (64, "BLOCK",
+                                                                               [{"type": "NAT", "host": None}])
+        await vcmd.ok("PUT", "//u/user/permission", {"gid": gid, "uid": 1, "permission": "velocity.vm.view"})
+        bad = await vcmd("PUT", "//u/group", {"name": ""})
+        assert bad.status == 400 and bad.body["reason"] == bad.body["message"]
+        assert (await vcmd("POST", "//u/nothing")).code == 0
+        assert (await root.as_key(None)("DELETE", "//u/auth", {"authkey": key})).status == 200

@@ -206,8 +206,9 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
         error = _from_service(endpoint, e)
         return _json(error.body(), status=error.status)
     except web.HTTPException as e:  # aiohttp's own refusals while reading (e.g. a body too large)
-        code = endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED)
-        return _json({"code": code, "message": e.reason}, status=e.status)
+        error = E.VelocityError(e.status, endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED),
+                                e.reason)
+        return _json(error.body(), status=error.status)
     except Exception:
         logger.exception("%s %s failed", endpoint.method, endpoint.path)
         return _json({"code": endpoint.base + E.INTERNAL, "message": "Internal error"}, status=500)
@@ -229,12 +230,18 @@ def route_table(velocity: Velocity, endpoints: list[Endpoint]) -> list[web.Route
         by_path.setdefault(endpoint.path, []).append(endpoint)
     out: list[web.RouteDef] = []
     for path, group in by_path.items():
-        for endpoint in group:
-            out.append(web.route(endpoint.method, path, _handler(velocity, endpoint)))
-        out.append(web.route("*", path, _not_allowed(sorted(e.method for e in group))))
-    for prefix in ("/u", "/m", "/v"):
-        out.append(web.route("*", prefix + "{tail:(/.*)?}", _no_route))
+        for route in (path, _SLASHES + path[1:]):
+            for endpoint in group:
+                out.append(web.route(endpoint.method, route, _handler(velocity, endpoint)))
+            out.append(web.route("*", route, _not_allowed(sorted(e.method for e in group))))
+    for prefix in ("u", "m", "v"):
+        out.append(web.route("*", _SLASHES.replace("+", "*") + prefix + "{tail:(/.*)?}", _no_route))
     return out
+
+
+# vCMD joins its base URL and "/u/auth" with one more "/" ("http://host:8090//u/auth"); Velocity's server
+# took that as "/u/auth", and so does this one.
+_SLASHES = "/{lead:/+}"
 
 
 def _handler(velocity: Velocity, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -50,7 +50,9 @@ class VelocityError(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        # vCMD reads a 400's text from "reason" (the field of Vapor's own 400 bodies).
+        extra = {"reason": self.message} if self.status == 400 else {}
+        return {"code": self.code, "message": self.message, **extra}
 
 
 ERROR_BODY: dict[str, Any] = {
@@ -59,5 +61,7 @@ ERROR_BODY: dict[str, Any] = {
     "properties": {
         "code": {"type": "integer", "description": "route * 1000 + method * 100 + category * 10 + n."},
         "message": {"type": "string", "description": "What went wrong."},
+        "reason": {"type": "string", "description": "400 only: the message again (Vapor's field, which "
+                                                    "Velocity's CLI reads)."},
     },
 }

@@ -67,6 +67,8 @@ async def _reserve(call: Call, gid: int, mpid: int, name: str, kind: str, readon
     def insert(db: sqlite3.Connection) -> str | None:
         grant = db.execute("SELECT quota, manage FROM velocity_pool_grant WHERE IFNULL(vm_group, 0) = ? AND mpid = ?",
                            (gid, mpid)).fetchone()
+        if grant is None and gid == 0:
+            grant = (mediastore.ROOT_GRANT["quota"], mediastore.ROOT_GRANT["manage"])
         if grant is None or not grant[1]:
             return "manage"
         if db.execute("SELECT 1 FROM velocity_media WHERE mpid = ? AND name = ?", (mpid, name)).fetchone():

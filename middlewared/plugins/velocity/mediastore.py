@@ -43,7 +43,13 @@ async def grants(middleware: "Middleware", gid: int | None = None) -> list[dict[
     rows = await middleware.db.fetchall("SELECT * FROM velocity_pool_grant ORDER BY mpid")
     out = [{"gid": r["vm_group"] or 0, "mpid": r["mpid"], "quota": r["quota"], "write": bool(r["write"]),
             "manage": bool(r["manage"])} for r in rows]
-    return [g for g in out if gid is None or g["gid"] == gid]
+    # The root group (the host) has every pool unless assigned otherwise, as Velocity assigned new pools to it.
+    explicit = {g["mpid"] for g in out if g["gid"] == 0}
+    out += [ROOT_GRANT | {"mpid": p.mpid} for p in middleware.config.velocity_pools() if p.mpid not in explicit]
+    return sorted((g for g in out if gid is None or g["gid"] == gid), key=lambda g: (g["gid"], g["mpid"]))
+
+
+ROOT_GRANT: dict[str, Any] = {"gid": 0, "quota": 0, "write": True, "manage": True}
 
 
 async def attached(middleware: "Middleware", path: str) -> list[int]:

@@ -14,7 +14,9 @@ from middlewared.job import JobState
 from middlewared.plugins.auth import quotas
 from middlewared.plugins.auth.acl import VMGroupService
 from middlewared.plugins.velocity.accounts import validated
+from middlewared.credentials import Credentials
 from middlewared.plugins.vm import vm_service
+from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.schemas import FIELDS as VM_FIELDS
 
 if TYPE_CHECKING:
@@ -153,3 +155,14 @@ async def ensure_nat_network(middleware: "Middleware", name: str, address: str) 
         if not network.isActive():
             network.create()
     await vm_service(middleware).hypervisor.run(ensure)
+
+
+def console_uri(middleware: "Middleware", vm: dict[str, Any], credentials: Credentials, host: str,
+                secure: bool) -> tuple[str | None, str | None]:
+    """(the web console URI of a running VM's SPICE display, with a single-use ticket, or None; why not)."""
+    device, error = W.web_display(vm)
+    if device is None:
+        return None, error
+    ticket = W.issue(middleware.tokens, credentials, vm["id"], device["id"], W.TICKET)
+    netloc = W.authority(host, middleware.config.server.port)
+    return W.console_uri("https" if secure else "http", netloc, device["id"], ticket, vm["name"]), None

@@ -89,13 +89,14 @@ async def _devices(call: Call, body: dict[str, Any], gid: int, codes: vmshape.Co
 
 async def vm_efi(call: Call) -> dict[str, Any]:
     body, gid = call.body, call.body["gid"]
+    memory: int = body["memory_mib"] if "memory_mib" in body else body["memory"]
     call.require_group(gid, 12210)
     call.require("velocity.vm.create", gid, 12200)
     await _names_free(call, body["name"], gid, 12223)
     devices, kept = await _devices(call, body, gid, EFI_CODES)
-    _quota(call, await vmbridge.quota_excess(call.middleware, gid, vmbridge.usage(body["cpus"], body["memory_mib"])),
+    _quota(call, await vmbridge.quota_excess(call.middleware, gid, vmbridge.usage(body["cpus"], memory)),
            12220, 12221)
-    data = {"name": body["name"], "vcpus": body["cpus"], "cores": 1, "threads": 1, "memory": body["memory_mib"],
+    data = {"name": body["name"], "vcpus": body["cpus"], "cores": 1, "threads": 1, "memory": memory,
             "autostart": body.get("autostart", False), "bootloader": "UEFI",
             "devices": [{"attributes": a} for a in devices]}
 
@@ -137,6 +138,7 @@ def _in(schema: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
 _CPUS = {k: v for k, v in vmbridge.CPUS.items() if k != "default"}
 VM_FIELDS: dict[str, Any] = {
     "cpus": {**_CPUS, "description": "Virtual CPUs."}, "memory_mib": {**vmbridge.MEMORY, "description": "Memory in MiB."},
+    "memory": {**vmbridge.MEMORY, "description": "The same as memory_mib (the name Velocity's CLI sends)."},
     "displays": S.array(_in(DISPLAY, ("name", "width", "height")), "Displays (at most one here)."),
     "media": S.array(_in({**MEDIA, "properties": {**MEDIA["properties"], "readonly": S.boolean(
         "Block writing (it is also read-only when the media is, or the group may not write to its pool).")}},
@@ -163,8 +165,9 @@ ENDPOINTS = [
              request=S.request("Which VM.", {"vmid": VMID}, ("vmid",)), response=VM_INFO,
              errors=(Err(404, 16110, "No such VM, or velocity.vm.view is missing on its group"),)),
     Endpoint("PUT", "/v/vm/efi", "Create an EFI VM in a group.", vm_efi,
-             request=S.request("The new VM.", {"name": {**vmbridge.NAME, "description": "Name, unique on this host."},
-                                              "gid": S.GID, **VM_FIELDS}, ("name", "gid", "cpus", "memory_mib")),
+             request={**S.request("The new VM.", {"name": {**vmbridge.NAME, "description": "Name, unique on this host."},
+                                                "gid": S.GID, **VM_FIELDS}, ("name", "gid", "cpus")),
+                      "anyOf": [{"required": ["memory_mib"]}, {"required": ["memory"]}]},
              response=S.response("The new VM.", {"vmid": VMID}),
              errors=(Err(403, 12200, "velocity.vm.create is needed on the group"), Err(404, 12210, "No such group"),
                      Err(404, 12211, "No such media in the group or above"), Err(404, 12214, "No such host NIC"),

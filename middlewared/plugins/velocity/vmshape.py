@@ -54,10 +54,11 @@ async def displays(call: Call, given: list[dict[str, Any]], codes: Codes) -> tup
 
 
 async def media(call: Call, given: list[dict[str, Any]], gid: int, codes: Codes) -> list[dict[str, Any]]:
-    """RAW attributes of media attachments; read-only when the attachment, the media or the pool says so."""
+    """RAW attributes of media attachments (media of the VM's group or an ancestor); read-only when the
+    attachment, the media or the group's pool assignment says so."""
     out, seen = [], set()
     lineage = {0, *call.velocity.index.ancestors(gid or None)}
-    grants = await mediastore.grants(call.middleware)
+    grants = await mediastore.grants(call.middleware, gid)
     for attachment in given:
         mode, mid = attachment["mode"], attachment["mid"]
         if mode not in MODES or mid in seen:
@@ -68,7 +69,8 @@ async def media(call: Call, given: list[dict[str, Any]], gid: int, codes: Codes)
         path = mediastore.file_path(call.velocity, rows[0]) if rows else None
         if not rows or rows[0]["gid"] not in lineage or path is None:
             raise call.error(codes.media_missing, f"Media {mid} does not exist in group {gid} or above")
-        writable = any(g["mpid"] == rows[0]["mpid"] and g["gid"] in lineage and g["write"] for g in grants)
+        # As /m/media/list shows it: writable only with write on the pool assigned to the VM's own group.
+        writable = any(g["mpid"] == rows[0]["mpid"] and g["write"] for g in grants)
         readonly = bool(attachment.get("readonly")) or rows[0]["readonly"] or not writable
         out.append({"dtype": "RAW", "path": path, "exists": True, "type": MODES[mode], "readonly": readonly})
     return out

@@ -107,7 +107,8 @@ async def vm_patch(call: Call) -> dict[str, Any]:
     if "disks" in body and "media" not in body:
         body["media"] = body["disks"]
     given: set[str] = {k for k in ("media", "displays", "nics") if k in body}
-    cpus, memory = body.get("cpus", vm["vcpus"] * vm["cores"] * vm["threads"]), body.get("memory_mib", vm["memory"])
+    cpus = body.get("cpus", vm["vcpus"] * vm["cores"] * vm["threads"])
+    memory = body.get("memory_mib", body.get("memory", vm["memory"]))
     _quota(call, await vmbridge.quota_excess(call.middleware, gid, vmbridge.usage(cpus, memory), (vmid,)),
            16420, 16421)
     data: dict[str, Any] = {"autostart": body.get("autostart", vm["autostart"]), "memory": memory}
@@ -132,6 +133,15 @@ async def vm_patch(call: Call) -> dict[str, Any]:
     return {"vmid": vmid}
 
 
+async def console(call: Call) -> dict[str, Any]:
+    vm = await find(call, call.body["vmid"], "velocity.vm.interact", 21110, 21100)
+    host = call.request.host or call.middleware.config.server.host
+    uri, why = vmbridge.console_uri(call.middleware, vm, call.credentials, host, call.request.secure)
+    if uri is None:
+        raise call.error(21120, why)
+    return {"vmid": vm["id"], "uri": uri}
+
+
 _VMID_ONLY = S.request("Which VM.", {"vmid": VMID}, ("vmid",))
 _STATE_RESULT = S.response("The VM's state.", {"vmid": VMID, "state": STATE})
 
@@ -149,6 +159,11 @@ ENDPOINTS = [
              errors=(Err(403, 13200, "velocity.vm.state is needed on the VM's group"), Err(404, 13210, "No such VM"),
                      Err(406, 13220, "The VM's current state does not allow this transition"),
                      Err(500, 13290, "The hypervisor refused the transition"))),
+    Endpoint("POST", "/v/vm/console", "The web (SPICE HTML5) console of a running VM: a URI with a single-use "
+             "ticket valid 5 minutes (the page itself also needs velocity.vm.view).", console, request=_VMID_ONLY,
+             response=S.response("The console.", {"vmid": VMID, "uri": S.string("Open it in a browser.")}),
+             errors=(Err(403, 21100, "velocity.vm.interact is needed on the VM's group"),
+                     Err(404, 21110, "No such VM"), Err(409, 21120, "The VM is not running or has no web display"))),
     Endpoint("DELETE", "/v/vm", "Remove a VM (powered off first when running); its media stay.", vm_delete,
              request=_VMID_ONLY,
              errors=(Err(403, 16300, "velocity.vm.remove is needed on the VM's group"), Err(404, 16310, "No such VM"))),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from middlewared.plugins.vm.web_console import spice_endpoint
 from middlewared.plugins.vm_device.host import qemu_user
 from middlewared.middleware import SECRET
 from middlewared.plugins.vm_device.model import NicKind
-from middlewared.plugins.vm_device.nic import canonical_mac, mac_problem
+from middlewared.plugins.vm_device.display import pick_ports, ports_taken
+from middlewared.plugins.vm_device.nic import canonical_mac, format_mac, mac_problem, random_mac
 from middlewared.plugins.vm_device.paths import PathError, QemuUser, confine, create_sparse, unreachable_dir
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
 from middlewared.plugins.vm_device.schemas import ATTRIBUTES
@@ -219,3 +221,35 @@ def test_parse_usb_device() -> None:
     assert device is not None and device.name == "usb_1_3" and (device.bus, device.device) == (1, 3)
     assert device.matches("0x046d", "0xC52B") and device.product == "Unifying Receiver"
     assert parse_usb_device("<device><name>usb_usb1</name><capability type='usb'/></device>") is None
+
+
+# -- MAC -----------------------------------------------------------------------------------------
+def test_mac_format_and_prefix() -> None:
+    assert format_mac(bytes([0, 0x7F, 0xFF])) == "00:a0:98:00:7f:ff"
+    with pytest.raises(ValueError):
+        format_mac(b"\x01\x02")
+
+
+def test_random_macs_are_unicast_in_the_prefix_and_differ() -> None:
+    macs = {random_mac() for _ in range(50)}
+    assert len(macs) > 45
+    for mac in macs:
+        assert re.fullmatch(r"00:a0:98(:[0-9a-f]{2}){3}", mac)
+        assert int(mac.split(":")[0], 16) & 1 == 0  # unicast: the I/G bit is clear
+
+
+# -- ports ---------------------------------------------------------------------------------------
+def test_pick_the_two_lowest_free_ports() -> None:
+    assert pick_ports(set()) == [5900, 5901]
+    assert pick_ports({5900, 5901, 5903}) == [5902, 5904]
+
+
+def test_pick_ports_at_the_end_of_the_range() -> None:
+    assert pick_ports(set(), first=65534) == [65534, 65535]
+    assert pick_ports({65535}, first=65534) == [65534]
+
+
+def test_ports_taken_by_displays() -> None:
+    devices = [{"dtype": "DISPLAY", "port": 5900, "web_port": 5901}, {"dtype": "NIC", "mac": "00:a0:98:00:00:01"},
+               {"dtype": "DISPLAY", "port": 5910, "web_port": None}]
+    assert ports_taken(devices) == {5900, 5901, 5910}

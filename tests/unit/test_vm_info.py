@@ -1,4 +1,4 @@
-"""Pure pieces of vm info and memory: MACs, ports, capabilities, display views, memory arithmetic."""
+"""Pure pieces of vm info and memory: display views, QEMU logs, memory arithmetic."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +6,7 @@ import errno
 import os
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psutil
 import pytest
@@ -14,88 +14,13 @@ import pytest
 from middlewared.errors import CallError
 from middlewared.pipe import OutputPipe
 from middlewared.plugins.vm import info, memory
-from middlewared.plugins.vm.info import (arch_machines, display_ports, display_view, format_mac, machine_max_cpus,
-                                         pick_ports)
+from middlewared.plugins.vm.info import display_view
 from middlewared.plugins.vm.memory import MiB, available_bytes, requested_bytes, ungrown_bytes, vmemory_in_use
 
-CAPABILITIES = """<capabilities>
-  <host><cpu><arch>x86_64</arch></cpu></host>
-  <guest>
-    <os_type>hvm</os_type>
-    <arch name='i686'>
-      <machine maxCpus='255'>pc-i440fx-7.2</machine>
-      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
-      <domain type='qemu'/>
-    </arch>
-  </guest>
-  <guest>
-    <os_type>hvm</os_type>
-    <arch name='x86_64'>
-      <machine maxCpus='255'>pc-i440fx-7.2</machine>
-      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
-      <machine maxCpus='288'>pc-q35-7.2</machine>
-      <machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine>
-      <domain type='qemu'/>
-      <domain type='kvm'/>
-    </arch>
-  </guest>
-</capabilities>"""
 
 
 def display(id_: int, **attributes: Any) -> dict[str, Any]:
     return {"id": id_, "vm": 1, "order": 1000, "attributes": {"dtype": "DISPLAY", **attributes}}
-
-
-def nic(id_: int) -> dict[str, Any]:
-    return {"id": id_, "vm": 1, "order": 1001, "attributes": {"dtype": "NIC", "mac": "00:a0:98:00:00:01"}}
-
-
-# -- MAC -----------------------------------------------------------------------------------------
-def test_mac_format_and_prefix() -> None:
-    assert format_mac(bytes([0, 0x7F, 0xFF])) == "00:a0:98:00:7f:ff"
-    with pytest.raises(ValueError):
-        format_mac(b"\x01\x02")
-
-
-async def test_random_macs_are_unicast_in_the_prefix_and_differ() -> None:
-    macs = {await info.VMInfoMixin.random_mac(cast(Any, None)) for _ in range(50)}
-    assert len(macs) > 45
-    for mac in macs:
-        assert re.fullmatch(r"00:a0:98(:[0-9a-f]{2}){3}", mac)
-        assert int(mac.split(":")[0], 16) & 1 == 0  # unicast: the I/G bit is clear
-
-
-# -- ports ---------------------------------------------------------------------------------------
-def test_pick_the_two_lowest_free_ports() -> None:
-    assert pick_ports(set()) == [5900, 5901]
-    assert pick_ports({5900, 5901, 5903}) == [5902, 5904]
-
-
-def test_pick_ports_at_the_end_of_the_range() -> None:
-    assert pick_ports(set(), first=65534) == [65534, 65535]
-    assert pick_ports({65535}, first=65534) == [65534]
-
-
-def test_display_ports_of_all_vms() -> None:
-    vms = [{"devices": [display(1, port=5900, web_port=5901), nic(2)]},
-           {"devices": [display(3, port=5910, web_port=None)]},
-           {"devices": []}, {}]
-    assert display_ports(vms) == {5900, 5901, 5910}
-
-
-# -- capabilities --------------------------------------------------------------------------------
-def test_arch_machines() -> None:
-    assert arch_machines(CAPABILITIES) == {
-        "i686": ["pc-i440fx-7.2", "pc"],
-        "x86_64": ["pc-i440fx-7.2", "pc", "pc-q35-7.2", "q35"],
-    }
-
-
-def test_machine_max_cpus() -> None:
-    assert machine_max_cpus(CAPABILITIES, "x86_64") == 288
-    assert machine_max_cpus(CAPABILITIES, "x86_64", "pc") == 255
-    assert machine_max_cpus(CAPABILITIES, "i686") is None
-    assert machine_max_cpus(CAPABILITIES, "aarch64") is None
 
 
 # -- display -------------------------------------------------------------------------------------

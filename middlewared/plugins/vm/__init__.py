@@ -11,7 +11,7 @@ from aiohttp import web
 from middlewared.plugin import Plugin
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import KvmProbe, cached_probe_kvm, host_fingerprint, remember, resolve_domain_type
-from middlewared.plugins.vm.model import DomainType
+from middlewared.plugins.vm.model import DomainType, VMState
 from middlewared.plugins.vm.reconcile import reconcile
 from middlewared.plugins.vm.service import VMService
 from middlewared.plugins.vm.serial_api import follow_states, routes as serial_routes
@@ -102,7 +102,7 @@ async def store_kvm_probe(middleware: "Middleware") -> None:
 async def autostart(service: VMService) -> None:
     """Start every stopped VM marked autostart; a failure is logged, not fatal."""
     await service.hypervisor.connected.wait()
-    for vm in await service.query([["autostart", "=", True], ["status.state", "=", "STOPPED"]]):
+    for vm in await service.query([["autostart", "=", True], ["status.state", "=", VMState.STOPPED.value]]):
         try:
             await service.start(vm["id"], {"overcommit": False})
             logger.info("autostarted VM %s", vm["name"])
@@ -121,7 +121,7 @@ async def teardown(middleware: "Middleware") -> None:
     if not hasattr(service, "hypervisor"):
         return
     if middleware.config.libvirt.stop_vms_on_shutdown:
-        running = await service.query([["status.state", "!=", "STOPPED"]])
+        running = await service.query([["status.state", "!=", VMState.STOPPED.value]])
         await asyncio.gather(*(middleware.call("vm.stop", vm["id"], {"force_after_timeout": True})
                                for vm in running), return_exceptions=True)
     await service.hypervisor.stop()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Collection, Mapping, Protocol, Sequence
 
 from lxml import etree
 
@@ -91,6 +91,14 @@ class DeviceSupport(Protocol):
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Remove the storage volumes the devices own (DISK)."""
+        ...
+
+    def random_mac(self) -> str:
+        """A random MAC address in the prefix NICs get theirs from."""
+        ...
+
+    async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
+        """The lowest `count` ports a new DISPLAY could take: held by no display and no listening socket."""
         ...
 
     async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import libvirt
 import libvirtaio
 
 from middlewared.errors import CallError
+from middlewared.plugins.vm.model import VMState
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ EVENT_STATES = {
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "CRASHED",
 }
 # domain_state -> the state vm.query reports.
-API_STATES = {"RUNNING": "RUNNING", "BLOCKED": "RUNNING", "SHUTDOWN": "RUNNING", "PAUSED": "SUSPENDED",
-              "PMSUSPENDED": "SUSPENDED", "SHUTOFF": "STOPPED", "CRASHED": "ERROR", "NOSTATE": "ERROR"}
+API_STATES = {"RUNNING": VMState.RUNNING, "BLOCKED": VMState.RUNNING, "SHUTDOWN": VMState.RUNNING,
+              "PAUSED": VMState.SUSPENDED, "PMSUSPENDED": VMState.SUSPENDED, "SHUTOFF": VMState.STOPPED,
+              "CRASHED": VMState.ERROR, "NOSTATE": VMState.ERROR}
 
 _aio_registered = False
 RECONNECT_GRACE = 10.0
@@ -53,15 +55,15 @@ def _register_event_impl() -> None:
 class DomainStatus:
     """What vm.status returns for one domain."""
 
-    state: str
+    state: VMState
     domain_state: str
     pid: int | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "pid": self.pid, "domain_state": self.domain_state}
+        return {"state": self.state.value, "pid": self.pid, "domain_state": self.domain_state}
 
 
-STOPPED = DomainStatus("STOPPED", "SHUTOFF", None)
+STOPPED = DomainStatus(VMState.STOPPED, "SHUTOFF", None)
 
 Listener = Callable[[str, str | None], None]
 
@@ -79,6 +81,8 @@ class Hypervisor:
         self._callback_ids: list[int] = []
         self._closing = False
         self.connected = asyncio.Event()
+        # Facts of the host that do not change while the daemon runs (capabilities.host_fact).
+        self.facts: dict[str, Any] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     # -- connection ------------------------------------------------------------------------------
@@ -229,7 +233,7 @@ class Hypervisor:
             except Exception:
                 logger.exception("domain state listener failed")
 
-    async def wait_for(self, name: str, states: set[str], timeout: float) -> bool:
+    async def wait_for(self, name: str, states: set[VMState], timeout: float) -> bool:
         """Wait until the domain's API state is one of states; False when timeout passes first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -254,8 +258,8 @@ class Hypervisor:
         domain_state = self.states.get(name)
         if domain_state is None:
             return STOPPED
-        state = API_STATES.get(domain_state, "ERROR")
-        pid = _qemu_pid(name) if state in ("RUNNING", "SUSPENDED") else None
+        state = API_STATES.get(domain_state, VMState.ERROR)
+        pid = _qemu_pid(name) if state.active else None
         return DomainStatus(state, domain_state, pid)
 
 

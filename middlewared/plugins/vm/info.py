@@ -1,28 +1,22 @@
-"""Host facts and helpers for clients: choices, MACs, display ports and URIs, KVM support, QEMU logs."""
+"""Helpers for clients: choices, a MAC, display ports and the web console URI, KVM support, QEMU logs."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-import platform
 import re
-import secrets
-import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Collection, Iterable, Mapping, Protocol, TypeVar, cast
-
-import libvirt
-import psutil
+from typing import TYPE_CHECKING, Any, BinaryIO, Mapping, Protocol
 
 from middlewared import credentials as creds
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.pipe import OutputPipe
+from middlewared.plugins.vm import capabilities
 from middlewared.plugins.vm import web_console as W
+from middlewared.plugins.vm.devices_api import DeviceSupport
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import cached_probe_kvm
 from middlewared.plugins.vm.memory import VMQuery
 from middlewared.plugins.vm.model import VMRecord
-from middlewared.plugins.vm.domain_xml import DEFAULT_MACHINE
 from middlewared.plugins.vm.records import OVMF_DIR, qemu_log_path
 from middlewared.plugins.vm.schemas import RESOLUTIONS
 from middlewared.service import NULL_RESULT, JobOptions, api_method, id_param
@@ -31,17 +25,8 @@ if TYPE_CHECKING:
     from middlewared.api.rpc import RpcConnection
     from middlewared.middleware import Middleware
 
-T = TypeVar("T")
-
 READ = ("VM_READ",)
 CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
-# TrueNAS's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
-# it is kept because TrueNAS clients expect it. Its first octet has the multicast bit clear: unicast.
-MAC_PREFIX = "00:a0:98"
-FIRST_DISPLAY_PORT = 5900
-LAST_PORT = 65535
-# Never offered to a display: middlewared's internal port upstream (this daemon's own port is added).
-RESERVED_PORTS = frozenset({6000})
 _OVMF_CODE = re.compile(r"^OVMF_CODE.*\.fd$")
 LOG_CHUNK = 65536
 
@@ -91,61 +76,6 @@ LOG_PATH_RESULT: dict[str, Any] = {
 
 
 # -- pure pieces ---------------------------------------------------------------------------------
-def format_mac(suffix: bytes) -> str:
-    """The MAC address MAC_PREFIX followed by three octets."""
-    if len(suffix) != 3:
-        raise ValueError("a MAC suffix has three octets")
-    return ":".join([MAC_PREFIX, *(f"{b:02x}" for b in suffix)])
-
-
-def display_ports(vms: Iterable[Mapping[str, Any]]) -> set[int]:
-    """Ports and web ports of every DISPLAY device of these VMs."""
-    ports: set[int] = set()
-    for vm in vms:
-        for device in vm.get("devices") or ():
-            attributes = device["attributes"]
-            if attributes.get("dtype") == "DISPLAY":
-                ports.update(p for p in (attributes.get("port"), attributes.get("web_port")) if p is not None)
-    return ports
-
-
-def pick_ports(used: Collection[int], count: int = 2, first: int = FIRST_DISPLAY_PORT,
-               last: int = LAST_PORT) -> list[int]:
-    """The lowest `count` ports from `first` to `last` not in `used` (fewer if the range runs out)."""
-    out: list[int] = []
-    for port in range(first, last + 1):
-        if port not in used:
-            out.append(port)
-            if len(out) == count:
-                break
-    return out
-
-
-def arch_machines(capabilities: str) -> dict[str, list[str]]:
-    """Guest architecture -> machine types, from libvirt's capabilities XML."""
-    out: dict[str, list[str]] = {}
-    for arch in ET.fromstring(capabilities).iterfind("guest/arch"):
-        name = arch.get("name")
-        if name:
-            machines = out.setdefault(name, [])
-            machines.extend(m.text for m in arch.iterfind("machine") if m.text and m.text not in machines)
-    return out
-
-
-# Every vm.create and vm.update validates against this limit: parsing the capabilities XML each time cost
-# more than the rest of the validation. The XML is one cached string, whose hash Python keeps.
-@functools.lru_cache(maxsize=8)
-def machine_max_cpus(capabilities: str, arch: str, machine: str = DEFAULT_MACHINE) -> int | None:
-    """maxCpus of a machine type (by name or canonical name) for an architecture, if libvirt lists it."""
-    for arch_el in ET.fromstring(capabilities).iterfind("guest/arch"):
-        if arch_el.get("name") != arch:
-            continue
-        for m in arch_el.iter("machine"):
-            if machine in (m.text, m.get("canonical")) and m.get("maxCpus"):
-                return int(m.get("maxCpus", "0"))
-    return None
-
-
 def display_view(device: Mapping[str, Any]) -> dict[str, Any]:
     """A DISPLAY device as clients see it: no password, password_configured instead."""
     attributes = {k: v for k, v in device["attributes"].items() if k != "password"}
@@ -154,10 +84,6 @@ def display_view(device: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- host side -----------------------------------------------------------------------------------
-def listening_ports() -> set[int]:
-    return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr}
-
-
 def _ovmf_files() -> list[str]:
     try:
         return sorted(f for f in os.listdir(OVMF_DIR) if _OVMF_CODE.match(f))
@@ -184,30 +110,6 @@ async def copy_to_pipe(path: str, pipe: OutputPipe) -> None:
         await pipe.close()
 
 
-# Host facts that do not change while the daemon runs, per libvirt URI.
-_facts: dict[tuple[str, str], Any] = {}
-
-
-async def host_fact(hv: Hypervisor, name: str, fn: Callable[[libvirt.virConnect], T]) -> T:
-    """fn(conn) run once per libvirt URI and cached (only successful answers are kept)."""
-    key = (hv.uri, name)
-    if key not in _facts:
-        _facts[key] = await hv.run(fn)
-    return cast(T, _facts[key])
-
-
-def capabilities_xml(conn: libvirt.virConnect) -> str:
-    return str(conn.getCapabilities())
-
-
-def _cpu_models(conn: libvirt.virConnect) -> list[str]:
-    return [str(m) for m in conn.getCPUModelNames(platform.machine())]
-
-
-def _legacy_max_vcpus(conn: libvirt.virConnect) -> int:
-    return int(conn.getMaxVcpus(None))
-
-
 class VMHost(VMQuery, Protocol):
     """What VMInfoMixin needs of the vm service it is part of."""
 
@@ -216,6 +118,9 @@ class VMHost(VMQuery, Protocol):
 
     @property
     def hypervisor(self) -> Hypervisor: ...
+
+    @property
+    def devices(self) -> DeviceSupport: ...
 
     @property
     def web_consoles(self) -> W.ConsoleTable: ...
@@ -240,14 +145,12 @@ class VMInfoMixin:
     @api_method(result=RANDOM_MAC_RESULT, roles=READ)
     async def random_mac(self: VMHost) -> str:
         """A random MAC address in the 00:a0:98 prefix."""
-        return format_mac(secrets.token_bytes(3))
+        return self.devices.random_mac()
 
     @api_method(result=PORT_WIZARD_RESULT, roles=READ)
     async def port_wizard(self: VMHost) -> dict[str, int]:
         """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
-        used = display_ports(await self.query()) | await asyncio.to_thread(listening_ports)
-        used |= RESERVED_PORTS | {self.middleware.config.server.port}
-        ports = pick_ports(used)
+        ports = await self.devices.free_display_ports(2, {self.middleware.config.server.port})
         if len(ports) < 2:
             raise CallError("No free ports left for a display device")
         return {"port": ports[0], "web": ports[1]}
@@ -255,11 +158,7 @@ class VMInfoMixin:
     @api_method(result=MAX_VCPUS_RESULT, roles=READ)
     async def maximum_supported_vcpus(self: VMHost) -> int:
         """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
-        caps = await host_fact(self.hypervisor, "capabilities", capabilities_xml)
-        limit = machine_max_cpus(caps, platform.machine())
-        if limit is None:
-            limit = await host_fact(self.hypervisor, "max_vcpus", _legacy_max_vcpus)
-        return max(1, limit)
+        return await capabilities.max_vcpus(self.hypervisor)
 
     @api_method(result=VIRT_RESULT, roles=READ)
     async def virtualization_details(self: VMHost) -> dict[str, Any]:
@@ -280,7 +179,7 @@ class VMInfoMixin:
     @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
     async def cpu_model_choices(self: VMHost) -> dict[str, str]:
         """CPU models libvirt knows for the host architecture (for cpu_mode CUSTOM)."""
-        return {m: m for m in await host_fact(self.hypervisor, "cpu_models", _cpu_models)}
+        return {m: m for m in sorted(await capabilities.cpu_models(self.hypervisor))}
 
     @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
     async def resolution_choices(self: VMHost) -> dict[str, str]:
@@ -290,7 +189,8 @@ class VMInfoMixin:
     @api_method(result=ARCH_RESULT, roles=CHOICES_READ)
     async def guest_architecture_and_machine_choices(self: VMHost) -> dict[str, list[str]]:
         """Guest architectures libvirt can run here, each with its machine types."""
-        return arch_machines(await host_fact(self.hypervisor, "capabilities", capabilities_xml))
+        return capabilities.arch_machines(
+            await capabilities.host_fact(self.hypervisor, "capabilities", capabilities.capabilities_xml))
 
     @api_method(params=[VM_ID], result=DISPLAY_DEVICES_RESULT, roles=READ)
     async def get_display_devices(self: VMHost, id_: int) -> list[dict[str, Any]]:

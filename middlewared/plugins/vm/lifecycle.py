@@ -11,7 +11,7 @@ from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm import lifecycle_schemas as S
 from middlewared.plugins.vm.memory import VMMemoryMixin
-from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.model import VMRecord, VMState
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.service import NULL_RESULT, JobOptions, api_method
 
@@ -55,9 +55,9 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
         vm, record = await self._vm(id_)
         state = vm["status"]["state"]
-        if state == "RUNNING":
+        if state == VMState.RUNNING:
             raise CallError(f"VM {record.name} is already running", errno.EINVAL)
-        if state == "SUSPENDED":
+        if state == VMState.SUSPENDED:
             raise CallError(f"VM {record.name} is suspended; use vm.resume", errno.EINVAL)
         await self.check_memory(vm, options["overcommit"])
         # From the stored rows, secrets included (the entry's are masked), and the host as checked just now.
@@ -65,14 +65,14 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         host = await self.devices.check_available(id_, record.name, devices)
         xml = self.domain_xml(record, devices, host)
         await self.hypervisor.run(_define_and_start, xml)
-        await self.hypervisor.wait_for(record.domain_name, {"RUNNING", "SUSPENDED"}, 5)
+        await self.hypervisor.wait_for(record.domain_name, {VMState.RUNNING, VMState.SUSPENDED}, 5)
 
     @api_method(params=[S.ID, S.STOP_OPTIONS], result=NULL_RESULT, roles=WRITE,
                 job=JobOptions(lock=_vm_lock, description=lambda a: f"Stopping VM {a[0]}"))
     async def stop(self, id_: int, options: dict[str, Any], *, job: Job) -> None:
         """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
         vm, record = await self._vm(id_)
-        if vm["status"]["state"] == "STOPPED":
+        if vm["status"]["state"] == VMState.STOPPED:
             raise CallError(f"VM {record.name} is not running", errno.EINVAL)
         if options["force"]:
             await self._power_off(record, job, "Powered off")
@@ -82,14 +82,14 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     async def _acpi_stop(self, vm: dict[str, Any], record: VMRecord, job: Job,
                          force_after_timeout: bool) -> None:
         name = record.domain_name
-        if vm["status"]["state"] == "SUSPENDED":
+        if vm["status"]["state"] == VMState.SUSPENDED:
             # A paused guest cannot react to the power button: let it run so it can shut down.
             await self.hypervisor.run(_domain_call, name, "resume")
         timeout = record.shutdown_timeout
         job.set_progress(0, f"Sent ACPI shutdown to {record.name}; waiting up to {timeout} s")
         await self.hypervisor.run(_domain_call, name, "acpi")
         for elapsed in range(1, timeout + 1):
-            if await self.hypervisor.wait_for(name, {"STOPPED"}, 1):
+            if await self.hypervisor.wait_for(name, {VMState.STOPPED}, 1):
                 job.set_progress(100, f"{record.name} shut down after ACPI request")
                 return
             job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name} to shut down "
@@ -104,9 +104,9 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
         try:
             await self.hypervisor.run(_domain_call, record.domain_name, "destroy")
         except CallError:
-            if self.hypervisor.status(record.domain_name).state != "STOPPED":
+            if self.hypervisor.status(record.domain_name).state != VMState.STOPPED:
                 raise
-        await self.hypervisor.wait_for(record.domain_name, {"STOPPED"}, 10)
+        await self.hypervisor.wait_for(record.domain_name, {VMState.STOPPED}, 10)
         if job is not None:
             job.set_progress(100, what)
 
@@ -114,7 +114,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     async def poweroff(self, id_: int) -> None:
         """Power a VM off at once, without asking the guest."""
         vm, record = await self._vm(id_)
-        if vm["status"]["state"] == "STOPPED":
+        if vm["status"]["state"] == VMState.STOPPED:
             raise CallError(f"VM {record.name} is not running", errno.EINVAL)
         await self._power_off(record, None, "Powered off")
 
@@ -123,7 +123,7 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     async def restart(self, id_: int, *, job: Job) -> None:
         """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
         vm, record = await self._vm(id_)
-        if vm["status"]["state"] == "STOPPED":
+        if vm["status"]["state"] == VMState.STOPPED:
             raise CallError(f"VM {record.name} is not running", errno.EINVAL)
         await self._acpi_stop(vm, record, job, True)
         job.set_progress(90, f"Starting {record.name}")
@@ -133,18 +133,18 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
     @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE)
     async def suspend(self, id_: int) -> None:
         """Pause a running VM (its memory stays allocated)."""
-        await self._pause_or_resume(id_, "RUNNING", "suspend", "SUSPENDED")
+        await self._pause_or_resume(id_, VMState.RUNNING, "suspend", VMState.SUSPENDED)
 
     @api_method(params=[S.ID], result=NULL_RESULT, roles=WRITE)
     async def resume(self, id_: int) -> None:
         """Resume a suspended VM."""
-        await self._pause_or_resume(id_, "SUSPENDED", "resume", "RUNNING")
+        await self._pause_or_resume(id_, VMState.SUSPENDED, "resume", VMState.RUNNING)
 
-    async def _pause_or_resume(self, id_: int, needed: str, action: str, result: str) -> None:
+    async def _pause_or_resume(self, id_: int, needed: VMState, action: str, result: VMState) -> None:
         vm, record = await self._vm(id_)
         state = vm["status"]["state"]
         if state != needed:
-            what = "running" if needed == "RUNNING" else "suspended"
+            what = "running" if needed == VMState.RUNNING else "suspended"
             raise CallError(f"VM {record.name} is not {what} (state {state})", errno.EINVAL)
         await self.hypervisor.run(_domain_call, record.domain_name, action)
         await self.hypervisor.wait_for(record.domain_name, {result}, 5)

@@ -9,11 +9,11 @@ import psutil
 
 from middlewared.errors import CallError
 from middlewared.service import api_method
+from middlewared.plugins.vm.model import VMState
 
 MiB = 1024 * 1024
 # Keep 10% of MemAvailable for the host, as upstream does.
 HOST_SHARE = 0.9
-ACTIVE_STATES = ("RUNNING", "SUSPENDED")
 
 OVERCOMMIT: dict[str, Any] = {
     "title": "overcommit", "type": "boolean", "default": False,
@@ -59,7 +59,7 @@ def vmemory_in_use(vms: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     out = {"RNP": 0, "PRD": 0, "RPRD": 0}
     for vm in vms:
         size = int(vm["memory"]) * MiB
-        if vm["status"]["state"] in ACTIVE_STATES:
+        if VMState(vm["status"]["state"]).active:
             out["RPRD" if vm["autostart"] else "RNP"] += size
         elif vm["autostart"]:
             out["PRD"] += size

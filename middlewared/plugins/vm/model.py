@@ -29,6 +29,20 @@ class CpuMode(enum.StrEnum):
     HOST_PASSTHROUGH = "HOST-PASSTHROUGH"
 
 
+class VMState(enum.StrEnum):
+    """What vm.query's status.state says of a VM (libvirt's finer domain states map onto these)."""
+
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+    @property
+    def active(self) -> bool:
+        """Whether the guest exists (running or paused): it holds memory and devices."""
+        return self in (VMState.RUNNING, VMState.SUSPENDED)
+
+
 class DomainType(enum.StrEnum):
     """libvirt `<domain type>`: hardware acceleration (kvm) or pure emulation (qemu, TCG)."""
 

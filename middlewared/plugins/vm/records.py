@@ -16,11 +16,12 @@ import psutil
 
 from middlewared.crud import CRUDService
 from middlewared.errors import CallError, ValidationErrors
+from middlewared.plugins.vm import capabilities
 from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, DeviceHost
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, device_order, domain_name
+from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, device_order, domain_name
 from middlewared.plugins.vm.record_cache import RecordCache, read_all, read_one
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 
@@ -42,7 +43,6 @@ def qemu_log_path(domain: str) -> str:
 class VMRecords(CRUDService):
     """Records of VMs and the libvirt domains defined from them."""
 
-    namespace = "vm"
     verbose_name = "VM"
     role_prefix = "VM"
     entry_schema = S.VM_ENTRY
@@ -57,8 +57,6 @@ class VMRecords(CRUDService):
     # Installed by the device plugin when its service is made (before any plugin starts).
     _devices: DeviceSupport | None = None
     _cache: RecordCache | None = None
-    # libvirt's CPU model names, asked once per connection.
-    _cpu_models: tuple[libvirt.virConnect, frozenset[str]] | None = None
     _device_lock: asyncio.Lock | None = None
     # Fields other plugins add to each entry (snapshot counts), from the VM id.
     entry_extensions: tuple[Callable[[int], Mapping[str, Any]], ...] = ()
@@ -108,7 +106,7 @@ class VMRecords(CRUDService):
         for record in (await self._records()).values():
             status = self.hypervisor.status(domain_name(record["id"], record["name"]))
             # A suspended guest keeps its memory and grows again on resume: it counts like a running one.
-            if status.state in ("RUNNING", "SUSPENDED"):
+            if status.state.active:
                 out.append((int(record["memory"]), status.pid))
         return out
 
@@ -157,26 +155,12 @@ class VMRecords(CRUDService):
         return self.domain_xml(VMRecord.from_row(record), record["devices"], host)
 
     # -- validation ------------------------------------------------------------------------------
-    async def max_vcpus(self) -> int:
-        """The vCPU limit validation enforces (the service answers it from libvirt's capabilities)."""
-        return 255
-
     async def host_facts(self, exclude_id: int | None) -> HostFacts:
         """Host facts for validation (CPU models and vCPU limit from libvirt, names from the records)."""
         names = (await self._record_cache()).other_names(exclude_id)
-        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), await self.max_vcpus(), await self.cpu_models(),
-                         OVMF_DIR, names)
-
-    async def cpu_models(self) -> frozenset[str]:
-        """libvirt's CPU model names, asked once per connection (empty when it cannot tell)."""
-        def ask(conn: libvirt.virConnect) -> tuple[libvirt.virConnect, frozenset[str]]:
-            try:
-                return conn, frozenset(conn.getCPUModelNames("x86_64"))
-            except libvirt.libvirtError:
-                return conn, frozenset()
-        if self._cpu_models is None or self._cpu_models[0] is not self.hypervisor.conn or not self._cpu_models[1]:
-            self._cpu_models = await self.hypervisor.run(ask)
-        return self._cpu_models[1]
+        hv = self.hypervisor
+        return HostFacts(psutil.cpu_count() or 1, numa_nodes(), await capabilities.max_vcpus(hv),
+                         await capabilities.cpu_models(hv), OVMF_DIR, names)
 
     # -- writing ---------------------------------------------------------------------------------
     def _conn(self) -> libvirt.virConnect:
@@ -260,7 +244,7 @@ class VMRecords(CRUDService):
         devices_in = data.get("devices")
         new = {**{k: old[k] for k in VM_COLUMNS}, **{k: v for k, v in data.items() if k != "devices"}}
         verrors = validate_vm(new, await self.host_facts(id_), "vm_update")
-        running = old["status"]["state"] != "STOPPED"
+        running = old["status"]["state"] != VMState.STOPPED
         if new["name"] != old["name"] and running:
             verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
         plan = None
@@ -347,7 +331,7 @@ class VMRecords(CRUDService):
         options = options or {}
         vm = await self.get_instance(id_)
         record = VMRecord.from_row(vm)
-        if vm["status"]["state"] != "STOPPED":
+        if vm["status"]["state"] != VMState.STOPPED:
             if not options.get("force"):
                 raise CallError(f"VM {vm['name']} is running; stop it first or delete with force",
                                 errno.EBUSY)

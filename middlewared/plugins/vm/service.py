@@ -31,7 +31,3 @@ class VMService(VMLifecycleMixin, VMInfoMixin, VMConsoleMixin, VMMemoryMixin, VM
         self.background: set[asyncio.Task[None]] = set()
         # The web console's HTTP side (spice-html5 and its WebSocket bridges).
         self.console_http = WebConsole(middleware, self.web_consoles, self.get_instance)
-
-    async def max_vcpus(self) -> int:
-        """Validation and vm.maximum_supported_vcpus agree on the limit."""
-        return await self.maximum_supported_vcpus()

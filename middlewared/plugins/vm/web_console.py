@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError
 from middlewared.tokens import Token, TokenManager
+from middlewared.plugins.vm.model import VMState
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -74,7 +75,7 @@ def web_display(vm: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
     device = next((d for d in devices if is_web_spice(d["attributes"])), None)
     if device is None:
         return None, NO_WEB
-    if vm["status"]["state"] != "RUNNING":
+    if vm["status"]["state"] != VMState.RUNNING:
         return None, NOT_RUNNING
     return device, None
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from middlewared.errors import CallError
 from middlewared.job import Job
-from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.model import VMRecord, VMState
 from middlewared.plugins.vm_device import import_export as io, resize
 from middlewared.plugins.vm_device.disk import ZVOL_NAME
 from middlewared.plugins.vm_device.schemas import DEVICE_ENTRY
@@ -107,7 +107,7 @@ class DeviceDataMixin:
         storage = await resize.storage_of(a, await self.manager.host(vm["id"]))
         size = options["size"]
         resize.check_growth(storage, size)
-        running = vm["status"]["state"] != "STOPPED"
+        running = vm["status"]["state"] != VMState.STOPPED
         await resize.grow(self.vms.hypervisor, VMRecord.from_row(vm).domain_name, running, storage, size)
         if a["dtype"] == "RAW":
             # The stored size follows the file: a later update must not read it as a shrink.
@@ -155,7 +155,7 @@ class DeviceDataMixin:
         if a["dtype"] not in ("DISK", "RAW"):
             raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be exported", errno.EINVAL)
         vm = await self.vms.get_instance(device["vm"])
-        if vm["status"]["state"] != "STOPPED":
+        if vm["status"]["state"] != VMState.STOPPED:
             raise CallError(f"VM {vm['name']} is running: stop it for a consistent copy", errno.EBUSY)
         host = await self.manager.host(vm["id"])
         target = io.confined(options["path"], host.roots, "path")

@@ -4,11 +4,10 @@ from __future__ import annotations
 import enum
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterable, Mapping
 
 from lxml import etree
 
-from middlewared.plugins.vm.info import FIRST_DISPLAY_PORT, LAST_PORT, RESERVED_PORTS, pick_ports
 from middlewared.plugins.vm.schemas import RESOLUTIONS
 from middlewared.plugins.vm_device.base import Device
 from middlewared.middleware import SECRET
@@ -20,6 +19,10 @@ if TYPE_CHECKING:
     from middlewared.plugins.vm_device.planning import Check
 
 PORT_KEYS = ("port", "web_port")
+FIRST_DISPLAY_PORT = 5900
+LAST_PORT = 65535
+# Never offered to a display: TrueNAS middleware's internal port (callers add this daemon's own port).
+RESERVED_PORTS = frozenset({6000})
 # VNC's authentication (DES challenge) uses at most 8 password characters; libvirt refuses longer ones.
 VNC_PASSWORD_MAX = 8
 
@@ -39,6 +42,23 @@ def _port(description: str) -> dict[str, Any]:
 def display_ports(attributes: Mapping[str, Any]) -> set[int]:
     """The ports a display device holds."""
     return {attributes[k] for k in PORT_KEYS if attributes.get(k) is not None}
+
+
+def ports_taken(devices: Iterable[Mapping[str, Any]]) -> set[int]:
+    """The ports the DISPLAY devices among these attributes hold."""
+    return set().union(*(display_ports(a) for a in devices if a.get("dtype") == Display.dtype))
+
+
+def pick_ports(used: Collection[int], count: int = 2, first: int = FIRST_DISPLAY_PORT,
+               last: int = LAST_PORT) -> list[int]:
+    """The lowest `count` ports from `first` to `last` not in `used` (fewer if the range runs out)."""
+    out: list[int] = []
+    for port in range(first, last + 1):
+        if port not in used:
+            out.append(port)
+            if len(out) == count:
+                break
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +115,7 @@ class Display(Device):
 
     @staticmethod
     async def _ports(p: Proposal, check: "Check", a: dict[str, Any]) -> None:
-        taken = set().union(*(display_ports(d) for d in check.everywhere("DISPLAY")))
+        taken = ports_taken(check.everywhere("DISPLAY"))
         listening = await check.host.listening_ports()
         old = p.old or {}
         for key in PORT_KEYS:

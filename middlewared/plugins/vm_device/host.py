@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar, c
 
 from middlewared.config import StorageConfig
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.info import capabilities_xml, listening_ports, host_fact
+from middlewared.plugins.vm.capabilities import capabilities_xml, host_fact
 from middlewared.plugins.vm_device import netif, pcidev, pool
 from middlewared.plugins.vm_device.model import HostSnapshot
 from middlewared.plugins.vm_device.paths import QemuUser, real_roots
@@ -109,7 +109,7 @@ class Host:
 
     async def listening_ports(self) -> set[int]:
         """TCP ports some process listens on."""
-        return await self._once("listening", lambda: asyncio.to_thread(listening_ports))
+        return await self._once("listening", lambda: asyncio.to_thread(netif.listening_ports))
 
     # -- passthrough ---------------------------------------------------------------------------
     async def pci_devices(self) -> tuple[list[PciDevice], bool]:

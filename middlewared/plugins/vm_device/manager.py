@@ -5,7 +5,7 @@ import asyncio
 import errno
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from lxml import etree
 
@@ -13,9 +13,9 @@ from middlewared.config import StorageConfig
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm.devices_api import DeviceChange, DeviceHost, DevicePlan
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.model import device_order, domain_name
+from middlewared.plugins.vm.model import VMState, device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
-from middlewared.plugins.vm_device import layout
+from middlewared.plugins.vm_device import display, layout, nic
 from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.model import HostSnapshot
 from middlewared.plugins.vm_device.planning import make_plan
@@ -39,7 +39,7 @@ class DeviceManager:
         return self.vms.hypervisor
 
     def _running(self, record: Mapping[str, Any]) -> bool:
-        return self.hv.status(domain_name(record["id"], record["name"])).state != "STOPPED"
+        return self.hv.status(domain_name(record["id"], record["name"])).state != VMState.STOPPED
 
     async def host(self, vm_id: int | None = None) -> Host:
         """Host facts for a request about vm_id (the devices of other running VMs included)."""
@@ -134,6 +134,17 @@ class DeviceManager:
     async def discard_files_of(self, vm: Mapping[str, Any]) -> None:
         """vm.delete: the files of every device of the VM."""
         await self.discard_files(vm["devices"])
+
+    def random_mac(self) -> str:
+        """A random MAC address in the NIC prefix."""
+        return nic.random_mac()
+
+    async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
+        """The lowest free display ports (see DeviceSupport.free_display_ports)."""
+        stored = (await self.vms.stored_vms()).values()
+        used = display.ports_taken(d["attributes"] for r in stored for d in r["devices"])
+        used |= await (await self.host()).listening_ports() | display.RESERVED_PORTS | set(also_taken)
+        return display.pick_ports(used, count)
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Delete the storage volumes the devices own (failures are logged)."""

@@ -90,3 +90,8 @@ def bind_addresses() -> list[str]:
                 if not ipaddress.ip_address(address).is_link_local:
                     out.add(address)
     return sorted(out, key=lambda a: (":" in a, a))
+
+
+def listening_ports() -> set[int]:
+    """TCP ports some process listens on."""
+    return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr}

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lxml import etree
 
-from middlewared.plugins.vm.info import format_mac
 from middlewared.errors import CallError
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.model import NicKind, Proposal, Slot
@@ -21,6 +20,9 @@ if TYPE_CHECKING:
     from middlewared.plugins.vm_device.host import Host
     from middlewared.plugins.vm_device.planning import Check
 
+# TrueNAS's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
+# it is kept because TrueNAS clients expect it. Its first octet has the multicast bit clear: unicast.
+MAC_PREFIX = "00:a0:98"
 MAC_PATTERN = r"^([0-9A-Fa-f]{2}[:-]?){5}([0-9A-Fa-f]{2})$"
 _HEX = re.compile(r"[0-9a-f]{2}")
 
@@ -30,6 +32,18 @@ class NicModel(enum.StrEnum):
 
     E1000 = "E1000"
     VIRTIO = "VIRTIO"
+
+
+def format_mac(suffix: bytes) -> str:
+    """The MAC address MAC_PREFIX followed by three octets."""
+    if len(suffix) != 3:
+        raise ValueError("a MAC suffix has three octets")
+    return ":".join([MAC_PREFIX, *(f"{b:02x}" for b in suffix)])
+
+
+def random_mac() -> str:
+    """A random MAC address in MAC_PREFIX."""
+    return format_mac(secrets.token_bytes(3))
 
 
 def canonical_mac(mac: str) -> str:
@@ -108,7 +122,7 @@ class Nic(Device):
             # Never regenerated: the guest's network configuration may depend on it.
             return str(p.old["mac"])
         if given is None:
-            while (mac := format_mac(secrets.token_bytes(3))) in taken:
+            while (mac := random_mac()) in taken:
                 pass
             return mac
         mac = canonical_mac(given)

@@ -10,6 +10,7 @@ from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.model import Proposal
 from middlewared.plugins.vm_device.registry import Registry
 from middlewared.plugins.vm_device.resources import Action, Resources
+from middlewared.plugins.vm.model import VMState
 
 
 class Check:
@@ -100,7 +101,7 @@ async def make_plan(types: Registry, vm: Mapping[str, Any], current: Sequence[di
         row = {"order": p.order, "attributes": attributes}
         rows.append({"id": p.id, **row} if p.id is not None else row)
     plan = DevicePlan(rows=rows, remove=list(remove), resources=Resources(check.actions))
-    if vm.get("status", {}).get("state", "STOPPED") != "STOPPED":
+    if vm.get("status", {}).get("state", VMState.STOPPED) != VMState.STOPPED:
         _running_rules(types, plan, [p for p, same in proposals if not same], force)
     return plan
 

@@ -8,10 +8,12 @@ from middlewared.crud import CRUDService
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
 from middlewared.plugins.vm.devices_api import DeviceChange
 from middlewared.plugins.vm.records import VMRecords
+from middlewared.plugins.vm.service import VMService
 from middlewared.plugins.vm_device import schemas as S
 from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
 from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
+from middlewared.plugins.vm.model import VMState
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -36,7 +38,7 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
 
     def __init__(self, middleware: "Middleware") -> None:
         super().__init__(middleware)
-        self.vms = middleware.service_of(VMRecords)
+        self.vms: VMRecords = middleware.service_of(VMService)
         self.manager = DeviceManager(self.vms, middleware.config.storage)
         # Installed as soon as both services exist: no VM is validated, defined or started without its devices.
         self.vms.devices = self.manager
@@ -93,7 +95,7 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
                 raise CallError(refusal, errno.EINVAL)
         storage = typed if typed is not None and typed.delete_option and options[typed.delete_option] else None
         vm = await self.vms.get_instance(device["vm"])
-        if storage is not None and vm["status"]["state"] != "STOPPED":
+        if storage is not None and vm["status"]["state"] != VMState.STOPPED:
             raise CallError(f"VM {vm['name']} is running and uses this storage: stop it before deleting it",
                             errno.EBUSY)
         host = await self.manager.host()

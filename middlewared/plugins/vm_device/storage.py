@@ -6,7 +6,7 @@ import errno
 import secrets
 import string
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lxml import etree
 

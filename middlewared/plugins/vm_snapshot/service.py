@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from middlewared.crud import query_rows
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
 from middlewared.job import Job
-from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.model import VMRecord, VMState
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device.paths import real_roots
 from middlewared.plugins.vm_snapshot import schemas as S
@@ -240,7 +240,7 @@ class VMSnapshotService(Service):
         job.set_progress(0, f"Waiting for other snapshot operations of VM {vm['name']}")
         async with self._lock(vm["id"]):
             vm = await self.vms.get_instance(snap["vm"])
-            if vm["status"]["state"] != "STOPPED" and not options["force"]:
+            if vm["status"]["state"] != VMState.STOPPED and not options["force"]:
                 raise CallError(f"VM {vm['name']} is {vm['status']['state'].lower()}: stop it before reverting to "
                                 f"snapshot {snap['name']}, or revert with force (what it did since is lost)",
                                 errno.EBUSY)
@@ -249,7 +249,8 @@ class VMSnapshotService(Service):
             await self._run(job, self.engine.revert, self._target(vm, snap["tag"], json.loads(snap["disks"])),
                             memory_state)
             if memory_state:
-                await self.vms.hypervisor.wait_for(VMRecord.from_row(vm).domain_name, {"RUNNING", "SUSPENDED"}, 10)
+                await self.vms.hypervisor.wait_for(VMRecord.from_row(vm).domain_name,
+                                                   {VMState.RUNNING, VMState.SUSPENDED}, 10)
             previous = {r["id"] for r in await self._rows("WHERE vm = ? AND current = 1", (vm["id"],))}
 
             def mark(db: sqlite3.Connection) -> None:

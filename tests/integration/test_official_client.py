@@ -96,6 +96,16 @@ async def test_logins_over_ws(official: OfficialClient, auth_daemon: Daemon) -> 
     assert got["wrong_unbound"].startswith("ValueError")
 
 
+async def test_logins_on_the_unix_socket(official: OfficialClient, auth_daemon: Daemon) -> None:
+    """Root is logged in on the socket already; a login there becomes the account's (no channel binding)."""
+    creds = await account(auth_daemon, ["VM_READ"])
+    got = official.run(LOGINS, {"uri": auth_daemon.unix_uri, **creds})
+    user = creds["user"]
+    assert got["password"] == [user, "LOGIN_PASSWORD", 0]
+    assert got["scram_bound"] == got["scram_unbound"] == got["plain"] == [user, "API_KEY", 0]
+    assert got["wrong_bound"].startswith("ValueError")
+
+
 CALLS = """
 import threading
 out = {}

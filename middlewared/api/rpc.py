@@ -68,22 +68,19 @@ class RpcConnection:
             asyncio.create_task(self._flush())
 
     async def send_text(self, text: str) -> None:
-        """Write an encoded message from this task, or queue it behind a flush under way.
+        """Queue an encoded message and, unless a flush is under way, write the outbox from this task.
 
         A call's answer is written by the call's own task: one loop pass less than waking a flusher.
         """
         if self.closed:
             return
-        if self._flushing:
-            self._outbox.append(text)
-            return
-        self._flushing = True
-        await self._flush(text)
+        self._outbox.append(text)
+        if not self._flushing:
+            self._flushing = True
+            await self._flush()
 
-    async def _flush(self, first: str | None = None) -> None:
+    async def _flush(self) -> None:
         try:
-            if first is not None:
-                await self.ws.send_str(first)
             while self._outbox:
                 await self.ws.send_str(self._outbox.popleft())
         except (ConnectionError, RuntimeError):
@@ -156,7 +153,7 @@ class RpcConnection:
             if has_id:
                 self._error(msg_id, E.simple_error(E.INVALID_REQUEST, problem))
             return
-        if too_deep(text, request):
+        if len(text) > 2 * MAX_NESTING and too_deep(text, request):
             if has_id:
                 self._error(msg_id, E.nesting_error(MAX_NESTING))
             return

@@ -21,3 +21,11 @@ def test_bench_modules_import() -> None:
     from bench import common, echo, rpc, vm
     assert callable(rpc.run) and callable(vm.run) and callable(echo.main)
     assert common.percentile([1.0, 2.0, 3.0], 50) == 2.0
+
+
+def test_dispatch_table_measures_both_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import dispatch
+    monkeypatch.setattr(dispatch, "CALLS", 50)
+    monkeypatch.setattr(dispatch, "RUNS", 1)
+    rendered = dispatch.dispatch_table().render()
+    assert "root (unix socket)" in rendered and "anonymous (TCP)" in rendered

@@ -230,3 +230,45 @@ async def test_legacy_websocket_protocol(official: OfficialClient, auth_daemon: 
     assert got["job"] == [{"job_id": None, "result": "pong", "error": None}]
     assert got["missing"] == [errno.ENOENT, "[ENOENT] VM 999999 does not exist"]
     assert got["validation"][0][0] == "name"
+
+
+BINDING = """
+import ssl
+from truenas_api_client.scram_impl import compute_tls_server_end_point
+out = {}
+for name, path in ARGS.items():
+    try:
+        out[name] = bytes(compute_tls_server_end_point(ssl.PEM_cert_to_DER_cert(open(path).read()))).hex()
+    except ValueError:
+        out[name] = None
+print(json.dumps(out))
+"""
+
+# openssl req options for certificates signed in each way a server certificate commonly is.
+CERTIFICATES = {
+    "rsa-sha256": ["-newkey", "rsa:2048", "-sha256"],
+    "rsa-sha512": ["-newkey", "rsa:2048", "-sha512"],
+    "rsa-sha1": ["-newkey", "rsa:2048", "-sha1"],  # RFC 5929 4.1: SHA-1 is promoted to SHA-256
+    "ecdsa-p384-sha384": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-sha384"],
+    "rsa-pss-sha384": ["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-sigopt",
+                       "rsa_padding_mode:pss", "-sha384"],
+    "ed25519": ["-newkey", "ed25519"],  # no hash of its own: no binding is defined
+}
+
+
+def test_channel_binding_matches_the_clients(official: OfficialClient, tmp_path: Path) -> None:
+    """The server's tls-server-end-point equals what the client computes, for each kind of certificate."""
+    from middlewared.plugins.auth import scram
+    paths = {}
+    for name, options in CERTIFICATES.items():
+        paths[name] = str(tmp_path / f"{name}.pem")
+        subprocess.run(["openssl", "req", "-x509", *options, "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-keyout", str(tmp_path / f"{name}.key"), "-out", paths[name]], check=True, capture_output=True)
+    expected = official.run(BINDING, paths)
+    ours = {}
+    for name, path in paths.items():
+        try:
+            ours[name] = scram.tls_server_end_point(path).hex()
+        except scram.ScramError:
+            ours[name] = None
+    assert ours == expected and expected["ed25519"] is None and all(v for k, v in expected.items() if k != "ed25519")

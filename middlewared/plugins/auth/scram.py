@@ -143,6 +143,14 @@ _SIGNATURE_HASHES = {
 }
 
 
+# RSASSA-PSS names its hash in the algorithm's parameters (RFC 4055): absent means SHA-1 (promoted).
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+_PSS_DIGESTS = {
+    "1.2.840.113549.2.5": "sha256", "1.3.14.3.2.26": "sha256", "2.16.840.1.101.3.4.2.4": "sha224",
+    "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384", "2.16.840.1.101.3.4.2.3": "sha512",
+}
+
+
 def _der_item(data: bytes, offset: int) -> tuple[int, int, int]:
     """(tag, start, end) of the DER element at offset."""
     tag, length = data[offset], data[offset + 1]
@@ -171,10 +179,26 @@ def tls_server_end_point(pem_path: str) -> bytes:
     end = "-----END CERTIFICATE-----"
     der = ssl.PEM_cert_to_DER_cert(pem[:pem.index(end) + len(end)])
     _, cert_start, _ = _der_item(der, 0)
-    _, _, tbs_end = _der_item(der, cert_start)          # skip tbsCertificate
-    _, alg_start, _ = _der_item(der, tbs_end)           # signatureAlgorithm SEQUENCE
-    _, oid_start, oid_end = _der_item(der, alg_start)   # its algorithm OID
-    name = _SIGNATURE_HASHES.get(_oid(der[oid_start:oid_end]))
+    _, _, tbs_end = _der_item(der, cert_start)                # skip tbsCertificate
+    _, alg_start, alg_end = _der_item(der, tbs_end)           # signatureAlgorithm SEQUENCE
+    _, oid_start, oid_end = _der_item(der, alg_start)         # its algorithm OID
+    oid = _oid(der[oid_start:oid_end])
+    name = _pss_hash(der, oid_end, alg_end) if oid == _RSASSA_PSS else _SIGNATURE_HASHES.get(oid)
     if name is None:
         raise ScramError("tls-server-end-point is undefined for this certificate's signature algorithm")
     return hashlib.new(name, der).digest()
+
+
+def _pss_hash(der: bytes, start: int, end: int) -> str | None:
+    """The binding hash of an RSASSA-PSS signature from its parameters (der[start:end]), or None."""
+    if start >= end:
+        return "sha256"
+    _, params_start, params_end = _der_item(der, start)       # RSASSA-PSS-params SEQUENCE
+    if params_start >= params_end:
+        return "sha256"
+    tag, hash_start, _ = _der_item(der, params_start)
+    if tag != 0xA0:                                           # [0] hashAlgorithm left out: SHA-1
+        return "sha256"
+    _, alg_start, _ = _der_item(der, hash_start)              # its AlgorithmIdentifier SEQUENCE
+    _, oid_start, oid_end = _der_item(der, alg_start)
+    return _PSS_DIGESTS.get(_oid(der[oid_start:oid_end]))

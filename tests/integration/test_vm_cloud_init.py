@@ -81,3 +81,13 @@ async def test_refusals(unix_rpc: Rpc) -> None:
                 "dtype": "CLOUD_INIT", **attributes}})
             assert where in [a for a, _ in errors], (attributes, errors)
         assert len(by_dtype(await unix_rpc.call("vm.get_instance", vm["id"]), "CLOUD_INIT")) == 1
+
+
+async def test_seed_goes_when_vm_update_drops_the_device(unix_rpc: Rpc) -> None:
+    async with vm_with(unix_rpc, {"dtype": "CLOUD_INIT", "hostname": "h"}) as vm:
+        seed = by_dtype(vm, "CLOUD_INIT")[0]["attributes"]["seed"]
+        await unix_rpc.call("vm.start", vm["id"])
+        await unix_rpc.call("vm.poweroff", vm["id"])
+        assert os.path.exists(seed)
+        await unix_rpc.call("vm.update", vm["id"], {"devices": []})
+        assert not os.path.exists(seed) and not os.path.exists(f"{seed}.sum")

@@ -119,9 +119,10 @@ class DeviceManager:
                             errno.ENODEV)
         return await host.snapshot()
 
-    async def discard_files(self, devices: Sequence[Mapping[str, Any]]) -> None:
-        """Remove the files the daemon made for devices (cloud-init seeds); failures are logged."""
-        for device in devices:
+    async def discard_files_of(self, vm: Mapping[str, Any]) -> None:
+        """vm.delete: remove the files the daemon made for the VM's devices (cloud-init seeds); failures are
+        logged."""
+        for device in vm["devices"]:
             typed = self.types.typed(device["attributes"])
             for path in typed.owned_files() if typed is not None else ():
                 try:
@@ -130,10 +131,6 @@ class DeviceManager:
                     pass
                 except OSError as e:
                     logger.warning("cannot remove %s: %s", path, e)
-
-    async def discard_files_of(self, vm: Mapping[str, Any]) -> None:
-        """vm.delete: the files of every device of the VM."""
-        await self.discard_files(vm["devices"])
 
     def random_mac(self) -> str:
         """A random MAC address in the NIC prefix."""

@@ -9,7 +9,7 @@ from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan
 from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.model import Proposal
 from middlewared.plugins.vm_device.registry import Registry
-from middlewared.plugins.vm_device.resources import Action, Resources
+from middlewared.plugins.vm_device.resources import Action, RemoveFile, Resources
 from middlewared.plugins.vm.model import VMState
 
 
@@ -100,6 +100,10 @@ async def make_plan(types: Registry, vm: Mapping[str, Any], current: Sequence[di
             check.accept(attributes)
         row = {"order": p.order, "attributes": attributes}
         rows.append({"id": p.id, **row} if p.id is not None else row)
+    for device_id in remove:
+        typed = types.typed(stored[device_id]["attributes"]) if device_id in stored else None
+        for path in typed.owned_files() if typed is not None else ():
+            check.add_action(RemoveFile(path))
     plan = DevicePlan(rows=rows, remove=list(remove), resources=Resources(check.actions))
     if vm.get("status", {}).get("state", VMState.STOPPED) != VMState.STOPPED:
         _running_rules(types, plan, [p for p, same in proposals if not same], force)

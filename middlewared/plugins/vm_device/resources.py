@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -72,6 +73,21 @@ class GrowFile:
 
     async def undo(self, hv: Hypervisor) -> None:
         await asyncio.to_thread(os.truncate, self.path, self.old_size)
+
+
+@dataclass(frozen=True)
+class RemoveFile:
+    """A file the daemon made for a removed device (a cloud-init seed)."""
+
+    path: str
+
+    async def apply(self, hv: Hypervisor) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(os.unlink, self.path)
+
+    async def undo(self, hv: Hypervisor) -> None:
+        # Nothing to put back: such files are made again from the device's data before the next start.
+        return None
 
 
 class Resources:

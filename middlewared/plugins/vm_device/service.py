@@ -103,7 +103,6 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
         if missing and not force:
             raise CallError(f"{missing} (delete with force to remove the device anyway)", errno.ENOENT)
         await self.vms.change_devices(device["vm"], [], [id_], force=force)
-        await self.manager.discard_files([device])
         if storage is not None and not missing:
             try:
                 await storage.remove_storage(host)

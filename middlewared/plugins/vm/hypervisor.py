@@ -81,6 +81,7 @@ class Hypervisor:
         self._callback_ids: list[int] = []
         self._closing = False
         self.connected = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Facts of the host that do not change while the daemon runs (capabilities.host_fact).
         self.facts: dict[str, Any] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -89,6 +90,7 @@ class Hypervisor:
     async def start(self) -> None:
         """Connect now if libvirtd answers; otherwise keep trying in the background."""
         _register_event_impl()
+        self._loop = asyncio.get_running_loop()
         try:
             await self._connect()
         except libvirt.libvirtError as e:
@@ -133,6 +135,21 @@ class Hypervisor:
         logger.info("connected to libvirt at %s", self.uri)
 
     def _on_close(self, conn: libvirt.virConnect, reason: int, opaque: Any) -> None:
+        # libvirt calls this from whichever thread notices the end of the connection: the event loop
+        # (libvirtaio) or a worker thread in the middle of a call. Only the loop may touch our state.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            loop.call_soon_threadsafe(self._closed, conn, reason)
+        else:
+            self._closed(conn, reason)
+
+    def _closed(self, conn: libvirt.virConnect, reason: int) -> None:
         if self._closing or conn is not self.conn:
             return
         logger.warning("libvirt connection closed (reason %d); reconnecting", reason)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 import libvirt
+import psutil
 
 from bench.common import (RpcClient, RpcError, Table, cleanup_libvirt, first_pong, fmt, percentile,
                           quiet_libvirt, ratio, spawn_daemon, stop_process)
@@ -40,6 +41,7 @@ class State:
     domains: list[str] = field(default_factory=list)      # the daemon's domain names, "{id}_{name}"
     raw_domains: list[str] = field(default_factory=list)  # defined directly by the bench
     methods: set[str] = field(default_factory=set)
+    daemon_pid: int = 0
 
 
 class Skip(Exception):
@@ -71,6 +73,7 @@ async def run(vms: int = 1000, starts: int = 5) -> None:
     pool = f"mwbench{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="mwbench-vm-") as tmp:
         daemon = spawn_daemon(Path(tmp), pool)
+        state.daemon_pid = daemon.process.pid
         try:
             await first_pong(daemon.unix, daemon.process)
             async with await RpcClient.open(daemon.unix) as client:
@@ -147,6 +150,7 @@ async def create_all(client: RpcClient, conn: libvirt.virConnect, state: State, 
         answered.append(time.perf_counter())
         state.vm_ids.append(vm["id"])
         state.domains.append(f"{vm['id']}_{vm['name']}")
+    cpu0 = cpu_seconds(state.daemon_pid)
     t0 = time.perf_counter()
     try:
         await create(0)  # one alone first: when creating hangs or fails, 16 at a time would not do better
@@ -154,8 +158,9 @@ async def create_all(client: RpcClient, conn: libvirt.virConnect, state: State, 
         raise Skip(f"vm.create failed: {type(e).__name__}: {e}") from None
     errors = await bulk(vms - 1, lambda i: create(i + 1))
     took = time.perf_counter() - t0
+    daemon_cpu = (cpu_seconds(state.daemon_pid) - cpu0) / len(state.vm_ids)
     daemon_rate = len(state.vm_ids) / took
-    raw_rate = raw_define_rate(conn, state)
+    raw_rate, raw_cpu = raw_define_rate(conn, state)
     note = f"{len(state.vm_ids):,} created in {took:.1f} s, {IN_FLIGHT} in flight; raw: defineXML x{RAW_DEFINES}"
     table.add("vm.create, VMs/s", fmt(daemon_rate), fmt(raw_rate), ratio(daemon_rate, raw_rate), ">= 0.5", note)
     first, last = tenth_rates(t0, answered)
@@ -163,6 +168,9 @@ async def create_all(client: RpcClient, conn: libvirt.virConnect, state: State, 
     table.add("  first tenth of the VMs", fmt(first), fmt(raw_rate), ratio(first, raw_rate), "", "")
     table.add("  last tenth of the VMs", fmt(last), fmt(raw_rate), ratio(last, raw_rate), ">= 0.5",
               f"last/first {last / first:.2f}" if first else "")
+    # CPU time does not depend on what else the machine runs, unlike the rates above.
+    table.add("  CPU per create, ms", fmt(ms(daemon_cpu), 2), fmt(ms(raw_cpu), 2), ratio(daemon_cpu, raw_cpu), "",
+              "daemon process; raw: the bench process per defineXML (libvirtd's own work is in neither)")
     if errors:
         table.note(f"vm.create: {len(errors)} failed, first: {errors[0]}"[:300])
 
@@ -177,18 +185,25 @@ def tenth_rates(t0: float, answered: Sequence[float]) -> tuple[float, float]:
     return first, last
 
 
-def raw_define_rate(conn: libvirt.virConnect, state: State) -> float:
-    """Domains/s for defineXML (one thread) of copies of a daemon VM's domain, undefined right after."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def raw_define_rate(conn: libvirt.virConnect, state: State) -> tuple[float, float]:
+    """Domains/s for defineXML (one thread) of copies of a daemon VM's domain, undefined right after, and the
+    bench process's CPU seconds per define."""
     xml = conn.lookupByName(state.domains[0]).XMLDesc(0)
     names = [f"mwbenchraw{os.getpid()}d{i}" for i in range(RAW_DEFINES)]
     copies = [renamed_xml(xml, state.domains[0], n) for n in names]
     state.raw_domains.extend(names)
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     for copy in copies:
         conn.defineXML(copy)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     remove_domains(conn, names)
-    return RAW_DEFINES / took
+    return RAW_DEFINES / took, cpu / RAW_DEFINES
 
 
 async def delete_all(client: RpcClient, state: State, table: Table) -> None:

@@ -213,8 +213,10 @@ class VMRecords(CRUDService):
         data = dict(data)
         changes = [DeviceChange(f"vm_create.devices.{i}", d) for i, d in enumerate(data.pop("devices", []))]
         verrors = validate_vm(data, await self.host_facts(None), "vm_create")
-        async with self._devices_lock():
-            # Without devices there is nothing to plan (and no need to look at every other VM's devices).
+        # Without devices there is nothing to plan (no need to look at every other VM's devices) and no
+        # MAC or port to keep unique: such creates skip the lock, so that their transactions follow one
+        # another in the database thread without waiting for the event loop in between.
+        async with self._devices_lock() if changes else contextlib.nullcontext():
             plan = await self.devices.plan(data, [], changes, [], verrors) if changes else None
             verrors.check()
             data["uuid"] = data.get("uuid") or str(uuid.uuid4())
@@ -222,8 +224,14 @@ class VMRecords(CRUDService):
 
             def write(db: sqlite3.Connection) -> int:
                 cols = ", ".join(VM_COLUMNS)
-                cur = db.execute(f"INSERT INTO vm_vm ({cols}) VALUES ({', '.join('?' * len(VM_COLUMNS))})",
-                                 [data[c] for c in VM_COLUMNS])
+                try:
+                    cur = db.execute(f"INSERT INTO vm_vm ({cols}) VALUES ({', '.join('?' * len(VM_COLUMNS))})",
+                                     [data[c] for c in VM_COLUMNS])
+                except sqlite3.IntegrityError as e:
+                    # A create of the same name (or uuid) committed after this one was validated.
+                    unique = "name" if "vm_vm.name" in str(e) else "uuid"
+                    verrors.add(f"vm_create.{unique}", f"This {unique} already exists.", errno.EEXIST)
+                    raise verrors from None
                 vm_id = int(cur.lastrowid or 0)
                 devices = _apply_device_plan(db, vm_id, [], plan)[0] if plan is not None else []
                 # Without devices the XML needs no host facts.

@@ -41,6 +41,15 @@ class DeviceChoicesMixin:
         volumes = await self.manager.hv.run(pool.all_volumes)
         return {v.path: v.zvol_name for v in volumes if v.zvol_name not in used}
 
+    @api_method(result=string_map("Pool name -> pool name (the configured pool first)."), roles=ROLES)
+    async def pool_choices(self: ChoicesHost) -> dict[str, str]:
+        """Active storage pools a new DISK volume may be created in (zvol_name "<pool>/<volume>")."""
+        host = await self.manager.host()
+        await host.ensure_pool()
+        names = [str(p.name()) for p in await self.manager.hv.run(pool.active_pools)]
+        ordered = [host.pool] + [n for n in names if n != host.pool]
+        return {n: n for n in ordered if n in names}
+
     @api_method(result=string_map("Name -> name."), roles=ROLES)
     async def nic_attach_choices(self: ChoicesHost) -> dict[str, str]:
         """Host bridges, other host interfaces and active libvirt networks a NIC may attach to."""

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import mimetypes
 import os
+import re
 from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +27,8 @@ VENDOR: dict[str, str] = {
 # Browsers resolve only relative module specifiers without an import map (which a strict CSP would refuse
 # inline): the hooks module's bare "preact" import becomes the sibling file.
 REWRITES: dict[str, tuple[bytes, bytes]] = {"hooks.js": (b'from"preact"', b'from"./preact.js"')}
+# Source maps are not installed with the assets: their comments would only make browsers ask for them.
+SOURCE_MAP = re.compile(rb"\n?//# sourceMappingURL=\S+\s*$")
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
          ".svg": "image/svg+xml", ".json": "application/json"}
 
@@ -75,7 +78,7 @@ def _read_vendor(modules_dir: str) -> dict[str, bytes]:
         path = os.path.join(modules_dir, rel)
         if not os.path.exists(path):
             raise AssetsMissing(f"{rel} is missing: run `make deps` (npm ci) to install the web UI's packages")
-        body = open(path, "rb").read()
+        body = SOURCE_MAP.sub(b"\n", open(path, "rb").read())
         if name in REWRITES:
             old, new = REWRITES[name]
             body = body.replace(old, new)

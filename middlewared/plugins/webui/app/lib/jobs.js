@@ -7,8 +7,6 @@ import { toast } from "./toasts.js";
 export const jobs = store(new Map());
 const mine = new Map(); // job id -> label
 const KEEP = 200;
-// Methods that answer with a job id (legacy job mode): their progress is followed here.
-export const JOB_METHODS = new Set(["vm.stop", "vm.restart", "core.bulk", "filesystem.put", "vm.log_file_download"]);
 
 function merge(list) {
   jobs.set((old) => {

@@ -22,6 +22,7 @@ async function tokenLogin() {
   if (!token) return false;
   const answer = await client.callNow("auth.login_ex", [{ mechanism: "TOKEN_PLAIN", token }]);
   if (answer.response_type !== "SUCCESS") {
+    console.warn("token login refused", answer.response_type);
     localStorage.removeItem(TOKEN_KEY);
     return false;
   }

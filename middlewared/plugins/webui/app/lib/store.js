@@ -21,8 +21,15 @@ export function store(initial) {
   };
 }
 
+// The store's value in a component, rendered again when it changes (a change between the render and the
+// subscription included).
 export function useStore(s) {
   const [, force] = useState(0);
-  useEffect(() => s.subscribe(() => force((n) => n + 1)), [s]);
-  return s.get();
+  const rendered = s.get();
+  useEffect(() => {
+    const off = s.subscribe(() => force((n) => n + 1));
+    if (s.get() !== rendered) force((n) => n + 1);
+    return off;
+  }, [s]);
+  return rendered;
 }

@@ -1,2 +1,81 @@
-import { html } from "../lib/html.js";
-export function VmPage({ id }) { return html`<h1>VM ${id}</h1>`; }
+// One VM: its state and actions, and tabs for the summary (live graphs), hardware, settings, snapshots,
+// log and console. The record comes from the live VM collection, so the page follows every change.
+import { html, useState, useEffect } from "../lib/html.js";
+import { useStore } from "../lib/store.js";
+import { vms } from "../lib/vms.js";
+import { jobs, jobsByVm } from "../lib/jobs.js";
+import { stats } from "../lib/stats.js";
+import { client, can } from "../lib/session.js";
+import { Link, navigate } from "../lib/router.js";
+import { ACTIONS, blocked, runOne, Confirm } from "../lib/vmactions.js";
+import { Button, Progress, Empty } from "../lib/widgets.js";
+import { Chart } from "../lib/chart.js";
+import { mib, bytes, topology } from "../lib/format.js";
+import { StateBadge } from "./vmlist.js";
+import { Hardware } from "./hardware.js";
+import { Settings } from "./settings.js";
+import { Snapshots } from "./snapshots.js";
+import { LogTab, ConsoleTab } from "./vmlog.js";
+
+const TABS = [["summary", "Summary"], ["hardware", "Hardware"], ["settings", "Settings"], ["snapshots", "Snapshots"],
+  ["log", "Log"], ["console", "Console"]];
+
+function useHistory(id) {
+  const [history, setHistory] = useState([]);
+  useEffect(() => {
+    client.call("vm.get_stats_history", [id, 0]).then((points) => setHistory(points.map((p) => ({
+      time: p.time, cpu: p.cpu_percent, rss: p.memory_rss, mem: p.memory_used ?? p.memory_rss,
+      diskR: p.disk_read_bytes_per_s, diskW: p.disk_write_bytes_per_s, netRx: p.net_rx_bytes_per_s, netTx: p.net_tx_bytes_per_s,
+    })))).catch(() => setHistory([]));
+  }, [id]);
+  const live = useStore(stats).get(id) || [];
+  const since = history.length ? history[history.length - 1].time : 0;
+  return [...history, ...live.filter((p) => p.time > since)].slice(-1800);
+}
+
+function Graphs({ vm }) {
+  const points = useHistory(vm.id);
+  if (!points.length) return html`<p class="muted">Graphs appear while the VM runs (sampled every few seconds, the last hour kept).</p>`;
+  const col = (k) => points.map((p) => p[k]);
+  const rate = (v) => `${bytes(v)}/s`;
+  return html`<div class="cards">
+    <${Chart} title="CPU" series=${[{ label: "busy", values: col("cpu") }]} format=${(v) => `${v.toFixed(0)}%`} max=${100} />
+    <${Chart} title="Memory" series=${[{ label: "used", values: col("mem") }]} format=${bytes} max=${vm.memory * 2 ** 20} />
+    <${Chart} title="Disk" series=${[{ label: "read", values: col("diskR") }, { label: "write", values: col("diskW") }]} format=${rate} />
+    <${Chart} title="Network" series=${[{ label: "in", values: col("netRx") }, { label: "out", values: col("netTx") }]} format=${rate} />
+  </div>`;
+}
+
+function Summary({ vm }) {
+  const facts = [["State", html`<${StateBadge} state=${vm.status?.state} />`], ["vCPUs", topology(vm)], ["Memory", mib(vm.memory)],
+    ["Firmware", `${vm.bootloader}${vm.enable_secure_boot ? ", secure boot" : ""}${vm.trusted_platform_module ? ", TPM" : ""}`],
+    ["Start with the host", vm.autostart ? "Yes" : "No"], ["Devices", (vm.devices || []).map((d) => d.attributes.dtype).join(", ") || "None"],
+    ["Description", vm.description || "—"], ["UUID", vm.uuid]];
+  return html`<section class="card" aria-label="Facts"><dl class="facts wide">${facts.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl></section>
+    <h2 class="section">Usage</h2><${Graphs} vm=${vm} />`;
+}
+
+export function VmPage({ id, tab }) {
+  const vm = useStore(vms).get(id);
+  const running = jobsByVm(useStore(jobs)).get(id) || [];
+  const [asking, setAsking] = useState(null);
+  if (!vm) return html`<${Empty}>No VM with id ${id} (or not visible to you). <${Link} to="">Back to the list<//><//>`;
+  const act = (a) => (a.confirm ? setAsking(a) : runOne(a, vm));
+  const done = () => { setAsking(null); if (asking?.key === "delete") setTimeout(() => !vms.get().has(id) && navigate(""), 500); };
+  const Tab = { summary: Summary, hardware: Hardware, settings: Settings, snapshots: Snapshots, log: LogTab, console: ConsoleTab }[tab] || Summary;
+  return html`<section aria-labelledby="vm-title">
+    <p class="muted small"><${Link} to="">Virtual machines<//> /</p>
+    <div class="page-head">
+      <h1 id="vm-title">${vm.name}</h1><${StateBadge} state=${vm.status?.state} />
+      ${running.map((job) => html`<${Progress} key=${job.id} job=${job} />`)}
+      <span class="spacer"></span>
+      ${can("VM_WRITE", id) && html`<div class="row-actions wrap">${ACTIONS.map((a) => html`<${Button} key=${a.key} why=${blocked(a, vm)}
+        kind=${a.key === "delete" ? "danger-outline" : ""} onClick=${() => act(a)}>${a.label}<//>`)}</div>`}
+    </div>
+    <nav class="tabbar" aria-label="VM sections">
+      ${TABS.map(([key, label]) => html`<${Link} key=${key} to=${`vms/${id}/${key}`} aria-current=${key === tab ? "page" : undefined}>${label}<//>`)}
+    </nav>
+    <${Tab} vm=${vm} />
+    ${asking && html`<${Confirm} action=${asking} vms=${[vm]} onDone=${done} />`}
+  </section>`;
+}

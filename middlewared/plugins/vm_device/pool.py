@@ -50,12 +50,22 @@ def ensure_pool(conn: libvirt.virConnect, name: str, directory: str) -> None:
     pool = find_pool(conn, name)
     if pool is None:
         logger.info("creating libvirt storage pool %s (dir) at %s", name, directory)
-        pool = conn.storagePoolDefineXML(_dir_pool_xml(name, directory), 0)
+        try:
+            pool = conn.storagePoolDefineXML(_dir_pool_xml(name, directory), 0)
+        except libvirt.libvirtError:
+            # Two first calls at once (libvirt calls run in parallel threads): the other one defined it.
+            pool = find_pool(conn, name)
+            if pool is None:
+                raise
     if not pool.isActive():
         # build() creates a dir pool's directory (again, if someone removed it); other types keep theirs.
         if _pool_type(pool) == "dir" and not os.path.isdir(_pool_path(pool)):
             pool.build(0)
-        pool.create(0)
+        try:
+            pool.create(0)
+        except libvirt.libvirtError:
+            if not pool.isActive():
+                raise
     if not pool.autostart():
         pool.setAutostart(1)
 

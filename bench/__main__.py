@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-BENCHES = ("rpc", "vm", "all", "lifecycle", "data")  # lifecycle and data take minutes: not part of all
+BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity")  # the last three take minutes: not part of all
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -17,6 +17,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vms", type=int, default=1000, help="vm: how many VMs to define [1000]")
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
     parser.add_argument("--rounds", type=int, default=3, help="lifecycle, data: rounds on each side [3]")
+    parser.add_argument("--upload-gib", type=float, default=1.0, help="velocity: GiB uploaded [1]")
     parser.add_argument("--import-gib", type=float, default=2.0, help="data: GiB written in the imported image [2]")
     return parser.parse_args(argv)
 
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench == "lifecycle":
         from bench import lifecycle
         asyncio.run(lifecycle.run(rounds=args.rounds))
+    if args.bench == "velocity":
+        from bench import velocity
+        asyncio.run(velocity.run(vms=args.vms, upload_gib=args.upload_gib))
     if args.bench == "data":
         from bench import data
         asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds))

@@ -29,3 +29,8 @@ def test_dispatch_table_measures_both_callers(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(dispatch, "RUNS", 1)
     rendered = dispatch.dispatch_table().render()
     assert "root (unix socket)" in rendered and "anonymous (TCP)" in rendered
+
+
+def test_velocity_bench_is_offered() -> None:
+    from bench import velocity
+    assert callable(velocity.run) and parse_args(["velocity", "--upload-gib", "0.5"]).upload_gib == 0.5

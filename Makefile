@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 # The web UI's npm packages need npm: Debian's nodejs and npm, unless a nodejs that ships npm is installed.
 NPM_PACKAGES := $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
 # Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test;
-# systemd: systemd-analyze checks the installed unit).
+# systemd: systemd-analyze checks the installed unit; jq: the README's examples).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
-	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd \
+	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd jq \
 	$(NPM_PACKAGES)
 
 .PHONY: all deps apt venv ui services run test typecheck unit bench clean
@@ -80,3 +80,13 @@ install: apt
 
 uninstall:
 	@scripts/system-install uninstall
+
+# --- A guest ISO for the README's quick start ---------------------------------------------------
+# make guest-iso: the tests' tiny Linux guest (Debian's kernel and busybox, cached by content hash) copied to
+# GUEST_ISO, which must lie inside [storage] roots to be attached as a CDROM.
+GUEST_ISO ?= /mnt/iso/middlewared-guest.iso
+.PHONY: guest-iso
+
+guest-iso: deps
+	@iso=$$($(PY) -m tests.guest.build) && mkdir -p "$(dir $(GUEST_ISO))" && \
+		{ cmp -s "$$iso" "$(GUEST_ISO)" || cp "$$iso" "$(GUEST_ISO)"; } && echo "$(GUEST_ISO)"

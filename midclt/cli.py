@@ -267,14 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientException as exc:  # e.g. the connection dropped mid-call
         print(format_error(exc, debug=ns.debug), file=sys.stderr)
         return 1
-    except Exception as exc:
-        if ns.debug:
-            raise
-        print(f"midclt: {type(exc).__name__}: {exc} (--debug shows the traceback)", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: quietly stop, as other CLI tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug of midclt's own: one line unless --debug
+        if ns.debug:
+            raise
+        print(f"midclt: {type(exc).__name__}: {exc} (--debug shows the traceback)", file=sys.stderr)
+        return 1

@@ -237,3 +237,10 @@ def test_malformed_json_argument_is_an_error(daemon: Any) -> None:
     assert midclt(daemon, "call", "vm.query", f'[["name", "=", "{name}"]]').stdout == "[]\n"  # nothing was called
     # A plain word is still a string, as with TrueNAS' midclt.
     assert midclt(daemon, "call", "core.bulk", "core.ping", "[[]]").returncode == 0
+
+
+def test_reader_going_away_is_no_error(daemon: Any) -> None:
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c",
+                           f'"{sys.executable}" -m midclt -u "{daemon.unix_uri}" call core.get_methods | head -c 10'],
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, len(proc.stdout), proc.stderr) == (0, 10, "")

@@ -86,14 +86,18 @@ class VMLifecycleMixin(VMMemoryMixin, VMRecords):
             # A paused guest cannot react to the power button: let it run so it can shut down.
             await self.hypervisor.run(_domain_call, name, "resume")
         timeout = record.shutdown_timeout
-        job.set_progress(0, f"Sent ACPI shutdown to {record.name}; waiting up to {timeout} s")
+        # Only the guest's OS acts on the power button: firmware alone, or an OS without ACPI support, never
+        # does. Say so while waiting, and what happens at the end of the wait.
+        then = "then it is powered off" if force_after_timeout else "then the stop fails"
+        job.set_progress(0, f"Sent ACPI shutdown to {record.name}; waiting up to {timeout} s for the guest OS to "
+                            f"react (a guest without an OS ignores it), {then}")
         await self.hypervisor.run(_domain_call, name, "acpi")
         for elapsed in range(1, timeout + 1):
             if await self.hypervisor.wait_for(name, {VMState.STOPPED}, 1):
                 job.set_progress(100, f"{record.name} shut down after ACPI request")
                 return
-            job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name} to shut down "
-                                                      f"({elapsed}/{timeout} s)")
+            job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name}'s OS to react to ACPI shutdown "
+                                                      f"({elapsed}/{timeout} s, {then})")
         if force_after_timeout:
             await self._power_off(record, job, f"Powered off after {timeout} s without ACPI shutdown")
             return

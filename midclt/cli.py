@@ -222,8 +222,8 @@ def cmd_subscribe(ns: argparse.Namespace) -> int:
             return 1
         if sys.stderr.isatty():
             # A person sees what the silence is about; scripts read only stdout.
-            limit = "until interrupted" if ns.number is None else f"for {ns.number}"
-            print(f"Waiting {limit} {ns.event} event(s), printed as JSON lines (Ctrl-C to stop)", file=sys.stderr)
+            what = f"{ns.event} events" if ns.number is None else f"{ns.number} {ns.event} event(s)"
+            print(f"Waiting for {what}, printed as JSON lines (Ctrl-C to stop)", file=sys.stderr)
         while ns.number is None or received < ns.number:
             try:
                 item = events.get(timeout=None if deadline is None else max(deadline - time.monotonic(), 0))

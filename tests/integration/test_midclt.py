@@ -244,3 +244,18 @@ def test_reader_going_away_is_no_error(daemon: Any) -> None:
                            f'"{sys.executable}" -m midclt -u "{daemon.unix_uri}" call core.get_methods | head -c 10'],
                           capture_output=True, text=True, timeout=120)
     assert (proc.returncode, len(proc.stdout), proc.stderr) == (0, 10, "")
+
+
+def test_stop_of_a_guest_without_an_os_says_what_it_waits_for(daemon: Any) -> None:
+    created = json.loads(midclt(daemon, "call", "vm.create", json.dumps(
+        {"name": unique("noos"), "memory": 64, "autostart": False, "shutdown_timeout": 5})).stdout)
+    try:
+        assert midclt(daemon, "call", "vm.start", str(created["id"])).returncode == 0
+        proc = midclt(daemon, "call", "-j", "-jp", "description", "vm.stop", str(created["id"]),
+                      '{"force_after_timeout": true}')
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert "waiting up to 5 s for the guest OS to react (a guest without an OS ignores it)" in lines[0]
+        assert "then it is powered off" in lines[0] and lines[-1] == "Powered off after 5 s without ACPI shutdown"
+    finally:
+        midclt(daemon, "call", "vm.delete", str(created["id"]), '{"force": true}')

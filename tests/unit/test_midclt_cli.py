@@ -440,3 +440,18 @@ def test_cli_daemon_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_cli_waitready(server: tuple[ScriptedServer, str]) -> None:
     assert main(["-u", server[1], "waitready"]) == 0
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_subscribe_says_what_it_waits_for_on_a_terminal(server: tuple[ScriptedServer, str],
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    stderr = _Tty()
+    monkeypatch.setattr("sys.stderr", stderr)
+    assert main(["-u", server[1], "subscribe", "vm.query", "-n", "1"]) == 0
+    assert stderr.getvalue().startswith("Waiting for 1 vm.query event(s), printed as JSON lines")
+    assert json.loads(capsys.readouterr().out)["fields"] == {"id": "early"}  # stdout holds only the events

@@ -127,3 +127,14 @@ async def test_unknown_paths_answer_json_not_html(velocity_daemon: Daemon) -> No
         for path in ("/u", "/m/x", "/v/vm/list/extra"):
             answer = await v("POST", path)
             assert answer.status == 404 and answer.headers["Content-Type"].startswith("application/json")
+
+
+async def test_failed_logins_lock_the_name_as_over_json_rpc(velocity_daemon: Daemon) -> None:
+    async with as_root(velocity_daemon) as root:
+        uid, _ = await new_user(root)
+        name = (await root.ok("POST", "/u/user", {"uid": uid}))["name"]
+        anonymous = root.as_key(None)
+        for _ in range(10):
+            assert (await anonymous("POST", "/u/auth", {"username": name, "password": "wrong"})).code == 1100
+        locked = await anonymous("POST", "/u/auth", {"username": name, "password": "whatever"})
+        assert (locked.status, locked.code) == (403, 1101)

@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.integration.velocity_support import Client, as_root, nat_bridge, new_group, new_user, velocity_daemon
-from tests.support import Daemon, connect, unique
+from tests.support import Daemon, RpcError, connect, unique
 
 __all__ = ["velocity_daemon"]
 
@@ -187,6 +189,9 @@ async def test_quotas_inherited_never_surpassing_the_parent(velocity_daemon: Dae
         assert (await user("PATCH", "/u/group", {"gid": child, "quotas": {"cpus": 9}})).code == 5400
         async with connect(velocity_daemon) as rpc:  # the same quotas over JSON-RPC
             assert (await rpc.call("vm_group.get_instance", child))["quotas"] == {"cpus": 2, "memory_mib": None}
+            with pytest.raises(RpcError) as refused:
+                await rpc.call("vm_group.update", child, {"quotas": {"cpus": 5}})
+            assert "surpasses" in str(refused.value)
             vm = await rpc.call("vm.create", {"name": unique("rpc"), "memory": 64, "autostart": False})
             try:
                 await rpc.call("vm_group.update", child, {"vms": [first, vm["id"]]})

@@ -26,10 +26,12 @@ async def _issue(call: Call, row: dict[str, Any]) -> dict[str, Any]:
 
 async def auth_post(call: Call) -> dict[str, Any]:
     username = call.body.get("username", call.body.get("name", ""))
+    failures = policy(call.middleware).failures
+    if failures.locked(username):  # the JSON-RPC logins' rule: guesses spread over addresses stop too
+        raise call.error(1101)
     outcome = await check_password(call.middleware, username, call.body["password"])
     if outcome.credentials is None or outcome.credentials.user_id is None:
-        address = call.request.remote or "unknown"
-        await policy(call.middleware).failures.failed(address)
+        await failures.failed(call.request.remote or "unknown", username)
         raise call.error(1100)
     row = await accounts.user_row(call.middleware, outcome.credentials.user_id)
     assert row is not None
@@ -186,7 +188,9 @@ ENDPOINTS = [
                  "username": S.string("Login name."), "name": S.string("Login name (as the docs call it)."),
                  "password": S.string("Password.")}, ("password",)),
                  "anyOf": [{"required": ["username"]}, {"required": ["name"]}]},
-             response=AUTH_RESULT, errors=(Err(403, 1100, "Unknown user or wrong password"),), public=True),
+             response=AUTH_RESULT, errors=(Err(403, 1100, "Unknown user or wrong password"),
+                                           Err(403, 1101, "Too many failed logins for this user; try again later")),
+             public=True),
     Endpoint("PATCH", "/u/auth", "Refresh an authkey: the old one ends, a new one is returned.", auth_patch,
              request=S.request("The key, in the body or as a Bearer token.", {}), response=AUTH_RESULT,
              errors=(Err(403, 1400, "The authkey is unknown"), Err(403, 1401, "The authkey expired")), public=True),

@@ -3,16 +3,14 @@ and the ``{code, message}`` body of every error, malformed requests included."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 from typing import Iterator
 
 import aiohttp
 import pytest
 
-from tests.integration.velocity_support import (ROOT_PASSWORD, Client, as_root, new_user, remove_network, rest,
-                                                velocity_config, velocity_daemon)
-from tests.support import Daemon, cleanup_libvirt, connect, start_daemon, stop_daemon, unique
+from tests.integration.velocity_support import (ROOT_PASSWORD, Client, as_root, new_user, private_daemon, rest,
+                                                velocity_daemon)
+from tests.support import Daemon, connect, unique
 
 __all__ = ["velocity_daemon"]
 
@@ -96,16 +94,8 @@ async def test_keys_end_with_password_change_and_user_removal(velocity_daemon: D
 @pytest.fixture(scope="module")
 def short_keys(libvirtd: str) -> Iterator[Daemon]:
     """A daemon whose authkeys live 2 s after their last use."""
-    with tempfile.TemporaryDirectory(prefix="mwvelk-") as tmp:
-        path = Path(tmp)
-        (path / "storage").mkdir()
-        network = unique("mwvnat")
-        extra = velocity_config(path, network).replace("authkey_lifetime = 60", "authkey_lifetime = 2")
-        d = start_daemon(path, pool=unique("mwvelk"), extra=extra)
+    with private_daemon("mwvelk", lambda c: c.replace("authkey_lifetime = 60", "authkey_lifetime = 2")) as d:
         yield d
-        stop_daemon(d)
-        cleanup_libvirt(d.pool)
-        remove_network(network)
 
 
 async def test_expiry_slides_with_use(short_keys: Daemon) -> None:

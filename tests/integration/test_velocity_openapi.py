@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.velocity_support import as_root, new_group, remove_network, velocity_config
-from tests.support import Daemon, cleanup_libvirt, start_daemon, stop_daemon, unique
+from tests.integration.velocity_support import as_root, new_group, private_daemon
+from tests.support import Daemon
 
 ST = Path(sys.executable).parent / "st"
 # Beyond success, the answers Velocity documents for valid requests: quotas and transitions (406), a taken
@@ -25,15 +25,8 @@ expected-statuses = ["2xx", "401", "403", "404", "406", "409", "411", "413"]
 @pytest.fixture(scope="module")
 def st_daemon(libvirtd: str) -> Iterator[Daemon]:
     """A daemon of its own: schemathesis creates and removes users, groups and VMs at random."""
-    with tempfile.TemporaryDirectory(prefix="mwvelst-") as tmp:
-        path = Path(tmp)
-        (path / "storage").mkdir()
-        network = unique("mwvnat")
-        d = start_daemon(path, pool=unique("mwvelst"), extra=velocity_config(path, network))
+    with private_daemon("mwvelst") as d:
         yield d
-        stop_daemon(d)
-        cleanup_libvirt(d.pool, path / "db" / "middlewared.db")
-        remove_network(network)
 
 
 def schemathesis(daemon: Daemon, *args: str) -> str:

@@ -9,7 +9,7 @@ import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -52,19 +52,28 @@ description = "the NAT network's bridge"
 """
 
 
-@pytest.fixture(scope="session")
-def velocity_daemon(libvirtd: str) -> Iterator[Daemon]:
-    """A private daemon whose accounts and groups the Velocity tests change freely (root's password set)."""
-    with tempfile.TemporaryDirectory(prefix="mwvel-") as tmp:
+@contextlib.contextmanager
+def private_daemon(prefix: str, edit: Callable[[str], str] = lambda config: config) -> Iterator[Daemon]:
+    """A daemon of its own on velocity_config (changed by edit), removed with its domains and NAT network."""
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp:
         path = Path(tmp)
         (path / "storage").mkdir()
         network = unique("mwvnat")
-        d = start_daemon(path, pool=unique("mwvel"), extra=velocity_config(path, network))
+        d = start_daemon(path, pool=unique(prefix), extra=edit(velocity_config(path, network)))
         d.nat_network = network  # type: ignore[attr-defined]
+        try:
+            yield d
+        finally:
+            stop_daemon(d)
+            cleanup_libvirt(d.pool, path / "db" / "middlewared.db")
+            remove_network(network)
+
+
+@pytest.fixture(scope="session")
+def velocity_daemon(libvirtd: str) -> Iterator[Daemon]:
+    """A private daemon whose accounts and groups the Velocity tests change freely (root's password set)."""
+    with private_daemon("mwvel") as d:
         yield d
-        stop_daemon(d)
-        cleanup_libvirt(d.pool, path / "db" / "middlewared.db")
-        remove_network(network)
 
 
 def remove_network(name: str) -> None:

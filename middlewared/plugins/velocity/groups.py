@@ -6,7 +6,7 @@ from typing import Any
 
 from middlewared.errors import ValidationErrors
 from middlewared.plugins.auth.acl import VM_GROUP_FIELDS
-from middlewared.plugins.velocity import accounts, members
+from middlewared.plugins.velocity import accounts, mediastore, members
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity import schemas as S
 from middlewared.plugins.velocity.errors import ErrorSpec as Err
@@ -41,28 +41,29 @@ async def group_put(call: Call) -> dict[str, Any]:
     return {"gid": created["id"], "name": created["name"], "parent_gid": created["parent"] or P.ROOT_GID}
 
 
-async def group_delete(call: Call) -> None:
-    gid = call.body["gid"]
+def _subgroup(call: Call, base: int, root_code: int, why: str, permission: str) -> int:
+    """The body's gid, checked: not the root group, existing (base + 10), permission held on its parent (base)."""
+    gid: int = call.body["gid"]
     if gid == P.ROOT_GID:
-        raise call.error(5320, "The root group cannot be removed")
-    call.require_group(gid, 5310)
-    parent = call.velocity.index.parents.get(gid) or P.ROOT_GID
-    call.require("velocity.group.remove", parent, 5300)
+        raise call.error(root_code, why)
+    call.require_group(gid, base + 10)
+    call.require(permission, call.velocity.index.parents.get(gid) or P.ROOT_GID, base)
+    return gid
+
+
+async def group_delete(call: Call) -> None:
+    gid = _subgroup(call, 5300, 5320, "The root group cannot be removed", "velocity.group.remove")
     children = [g for g, p in call.velocity.index.parents.items() if p == gid]
     vms = [vm for vm, g in call.velocity.index.vm_group_of.items() if g == gid]
-    if children or vms:
-        raise call.error(5321, f"Group {gid} still has {len(children)} subgroup(s) and {len(vms)} VM(s): "
-                               "remove them first")
+    media = await mediastore.media(call.middleware, gid=gid)
+    if children or vms or media:
+        raise call.error(5321, f"Group {gid} still has {len(children)} subgroup(s), {len(vms)} VM(s) and "
+                               f"{len(media)} media: remove them first")
     await accounts.delete_group(call.middleware, gid)
 
 
 async def group_patch(call: Call) -> dict[str, Any]:
-    gid = call.body["gid"]
-    if gid == P.ROOT_GID:
-        raise call.error(5421, "The root group has no quotas: it is the whole host")
-    call.require_group(gid, 5410)
-    parent = call.velocity.index.parents.get(gid) or P.ROOT_GID
-    call.require("velocity.group.create", parent, 5400)
+    gid = _subgroup(call, 5400, 5421, "The root group has no quotas: it is the whole host", "velocity.group.create")
     try:
         changed = await accounts.set_quotas(call.middleware, gid, call.body["quotas"])
     except ValidationErrors as e:
@@ -107,7 +108,7 @@ ENDPOINTS = [
              group_delete, request=_GID_ONLY,
              errors=(Err(403, 5300, "velocity.group.remove is needed on the parent"), Err(404, 5310, "No such group"),
                      Err(409, 5320, "The root group cannot be removed"),
-                     Err(409, 5321, "The group still has subgroups or VMs"))),
+                     Err(409, 5321, "The group still has subgroups, VMs or media"))),
     Endpoint("PATCH", "/u/group", "Set a group's CPU and memory quotas (needs velocity.group.create on its "
              "parent): they bound the VMs of the group and its subgroups, and cannot exceed an ancestor's.",
              group_patch, request=S.request("The quotas.", {"gid": S.GID, "quotas": _QUOTAS}, ("gid", "quotas")),

@@ -17,6 +17,7 @@ def raw(cpu_ns: int, vcpu_ns: list[int], wr: int, rx: int, rss_kib: int = 1000) 
     }
     for i, ns in enumerate(vcpu_ns):
         out[f"vcpu.{i}.time"] = ns
+        out[f"vcpu.{i}.delay"] = ns // 2
     return out
 
 
@@ -34,7 +35,8 @@ def test_rates_per_vcpu_and_per_device() -> None:
     table.feed([(1, "a", raw(0, [0, 0], 0, 0))], at=0, wall=100)
     # 2 s later: one of two vCPUs was busy the whole time, QEMU used 2.2 s of host CPU.
     [entry] = table.feed([(1, "a", raw(22 * 10**8, [2 * 10**9, 0], 8192, 1000))], at=2, wall=102).values()
-    assert entry["cpu"] == {"vcpus": 2, "percent": 50.0, "host_percent": 110.0, "time_ns": 22 * 10**8}
+    assert entry["cpu"] == {"vcpus": 2, "percent": 50.0, "delay_percent": 25.0, "host_percent": 110.0,
+                            "time_ns": 22 * 10**8}
     assert entry["disks"][0]["write_bytes_per_s"] == 4096 and entry["disks"][0]["write_ops_per_s"] == 1
     assert entry["nics"][0]["rx_bytes_per_s"] == 500 and entry["nics"][0]["rx_packets_per_s"] == 5
     assert entry["interval"] == 2

@@ -47,18 +47,19 @@ def _indexed(raw: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, dict[st
         yield str(name), {k[len(head):]: v for k, v in raw.items() if k.startswith(head) and k != f"{head}name"}
 
 
-def _vcpu_time(raw: Mapping[str, Any]) -> int | None:
-    """Time spent by the vCPU threads (ns), summed: the guest's own work, without QEMU's I/O threads."""
+def _vcpu_sum(raw: Mapping[str, Any], what: str) -> int | None:
+    """A per-vCPU counter (ns) summed over the vCPUs: ``time`` spent running guest code, ``delay`` spent
+    ready to run but waiting for a host CPU (the guest's steal time)."""
     count = raw.get("vcpu.current")
-    if count is None:
+    if not count:
         return None
     total = 0
     for index in range(int(count)):
-        value = raw.get(f"vcpu.{index}.time")
+        value = raw.get(f"vcpu.{index}.{what}")
         if value is None:
             return None
         total += int(value)
-    return total if count else None
+    return total
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Raw:
     at: float
     cpu_time: int | None
     vcpu_time: int | None
+    vcpu_delay: int | None
     disks: dict[str, dict[str, int]]
     nets: dict[str, dict[str, int]]
 
@@ -75,7 +77,7 @@ class Raw:
 def parse(raw: Mapping[str, Any], at: float) -> Raw:
     """The counters this module uses from one domain's getAllDomainStats record."""
     cpu = raw.get("cpu.time")
-    return Raw(at, None if cpu is None else int(cpu), _vcpu_time(raw),
+    return Raw(at, None if cpu is None else int(cpu), _vcpu_sum(raw, "time"), _vcpu_sum(raw, "delay"),
                {name: c for name, c in _indexed(raw, "block")}, {name: c for name, c in _indexed(raw, "net")})
 
 
@@ -107,6 +109,7 @@ def compute(vm_id: int, name: str, raw: Mapping[str, Any], now: Raw, before: Raw
     vcpus = int(raw.get("vcpu.current") or 0)
     cpu_rate = _rate(now.vcpu_time, before.vcpu_time if before else None, seconds)
     host_rate = _rate(now.cpu_time, before.cpu_time if before else None, seconds)
+    delay_rate = _rate(now.vcpu_delay, before.vcpu_delay if before else None, seconds)
     rss = _kib(raw, "balloon.rss")
     available, unused = _kib(raw, "balloon.available"), _kib(raw, "balloon.unused")
     disks = _devices(now.disks, before.disks if before else None, seconds, _DISK_COUNTERS, ("path",))
@@ -117,6 +120,8 @@ def compute(vm_id: int, name: str, raw: Mapping[str, Any], now: Raw, before: Raw
             "vcpus": vcpus,
             # Of the VM's vCPUs together: 100 means every vCPU busy all the time (Proxmox' "CPU usage").
             "percent": None if cpu_rate is None or not vcpus else round(cpu_rate / 1e7 / vcpus, 2),
+            # Ready but waiting for a host CPU: percent + delay_percent is what the guest asked for.
+            "delay_percent": None if delay_rate is None or not vcpus else round(delay_rate / 1e7 / vcpus, 2),
             # QEMU's whole process (vCPUs, emulation, I/O threads) against one host CPU.
             "host_percent": None if host_rate is None else round(host_rate / 1e7, 2),
             "time_ns": now.cpu_time,

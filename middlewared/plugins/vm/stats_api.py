@@ -72,6 +72,9 @@ STATS_ENTRY: dict[str, Any] = {
             "vcpus": {"type": "integer", "description": "vCPUs the guest has."},
             "percent": {**_R, "description": "Busy time of the vCPUs, as a percentage of all of them together "
                                              "(100 = every vCPU busy)."},
+            "delay_percent": {**_R, "description": "Time the vCPUs were ready to run but waited for a host CPU "
+                                                   "(steal time as the guest sees it), same scale as percent; "
+                                                   "null when the host does not report it."},
             "host_percent": {**_R, "description": "CPU time of the whole QEMU process (vCPUs, emulation, I/O) "
                                                   "as a percentage of one host CPU."},
             "time_ns": {**_N, "description": "Total CPU time of the QEMU process, in nanoseconds."}}},

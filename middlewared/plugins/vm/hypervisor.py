@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -74,6 +75,9 @@ class Hypervisor:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.conn: libvirt.virConnect | None = None
+        # The second connection of run_bulk, opened on first use.
+        self._bulk: libvirt.virConnect | None = None
+        self._bulk_opening = asyncio.Lock()
         self.states: dict[str, str] = {}
         self.listeners: list[Listener] = []
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="libvirt")
@@ -115,6 +119,7 @@ class Hypervisor:
             except libvirt.libvirtError:
                 pass
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        await self._close_bulk()
         # Let calls under way finish while the loop still runs: a libvirt thread completing after
         # the loop has closed would fail to hand back its result ("Event loop is closed").
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -190,6 +195,33 @@ class Hypervisor:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn, *args)
         except libvirt.libvirtError as e:
             raise CallError(e.get_error_message() or str(e), _errno_of(e)) from e
+
+    async def run_bulk(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like run(), on a second connection kept for slow bulk reads (statistics of every domain).
+
+        Calls sharing a connection wait for one another: a getAllDomainStats that takes a second (QEMU
+        monitors answering slowly under load) held defineXML on the same connection to ~2/s, against
+        ~150/s on a connection of its own.
+        """
+        if self.conn is None:
+            raise CallError(f"libvirt at {self.uri} is not reachable", errno.ECONNREFUSED)
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._bulk_opening:
+                if self._bulk is None:
+                    self._bulk = await loop.run_in_executor(self._executor, libvirt.open, self.uri)
+                bulk = self._bulk
+            return await loop.run_in_executor(self._executor, fn, bulk, *args)
+        except libvirt.libvirtError as e:
+            # Reopened by the next call: after a libvirtd restart this one is dead.
+            await self._close_bulk()
+            raise CallError(e.get_error_message() or str(e), _errno_of(e)) from e
+
+    async def _close_bulk(self) -> None:
+        bulk, self._bulk = self._bulk, None
+        if bulk is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                await asyncio.get_running_loop().run_in_executor(self._executor, bulk.close)
 
     def lookup(self, conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
         """The domain with this name, or None (blocking; call inside run())."""

@@ -128,3 +128,19 @@ async def test_failed_logins_lock_the_name_as_over_json_rpc(velocity_daemon: Dae
             assert (await anonymous("POST", "/u/auth", {"username": name, "password": "wrong"})).code == 1100
         locked = await anonymous("POST", "/u/auth", {"username": name, "password": "whatever"})
         assert (locked.status, locked.code) == (403, 1101)
+
+
+async def test_browsers_on_other_origins_may_call(velocity_daemon: Daemon) -> None:
+    """Velocity's web interface runs on another origin: preflights pass and answers carry CORS headers."""
+    async with as_root(velocity_daemon) as root:
+        async with root.session.options(f"{root.base}/u/auth", headers={
+                "Origin": "http://localhost:4200", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"}) as preflight:
+            assert preflight.status == 204
+            assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+            assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+            assert "x-velocity-authkey" in preflight.headers["Access-Control-Allow-Headers"]
+        answer = await root("POST", "/u/user", headers={"Origin": "http://localhost:4200"})
+        assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
+        refused = await root.as_key(None)("POST", "/u/user")
+        assert refused.status == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"

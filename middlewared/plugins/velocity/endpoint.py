@@ -230,10 +230,12 @@ def route_table(velocity: Velocity, endpoints: list[Endpoint]) -> list[web.Route
         by_path.setdefault(endpoint.path, []).append(endpoint)
     out: list[web.RouteDef] = []
     for path, group in by_path.items():
+        methods = sorted(e.method for e in group)
         for route in (path, _SLASHES + path[1:]):
             for endpoint in group:
                 out.append(web.route(endpoint.method, route, _handler(velocity, endpoint)))
-            out.append(web.route("*", route, _not_allowed(sorted(e.method for e in group))))
+            out.append(web.route("OPTIONS", route, _preflight(methods)))
+            out.append(web.route("*", route, _not_allowed(methods)))
     for prefix in ("u", "m", "v"):
         out.append(web.route("*", _SLASHES.replace("+", "*") + prefix + "{tail:(/.*)?}", _no_route))
     return out
@@ -244,9 +246,27 @@ def route_table(velocity: Velocity, endpoints: list[Endpoint]) -> list[web.Route
 _SLASHES = "/{lead:/+}"
 
 
+# Velocity's web interface runs in a browser on another origin and sends the authkey in bodies and headers,
+# never in cookies: any origin may call, as Velocity's own server allowed.
+CORS = {"Access-Control-Allow-Origin": "*"}
+CORS_HEADERS = ", ".join(("Authorization", "Content-Type", "x-velocity-authkey", "x-velocity-mpid", "x-velocity-gid",
+                          "x-velocity-name", "x-velocity-type", "x-velocity-readonly"))
+
+
 def _handler(velocity: Velocity, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await serve(velocity, endpoint, request)
+        response = await serve(velocity, endpoint, request)
+        if not response.prepared:
+            response.headers.update(CORS)
+        return response
+    return handle
+
+
+def _preflight(methods: list[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204, headers={**CORS, "Access-Control-Allow-Methods": ", ".join(methods),
+                                                 "Access-Control-Allow-Headers": CORS_HEADERS,
+                                                 "Access-Control-Max-Age": "600"})
     return handle
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from middlewared.plugins.velocity import mediastore
 from middlewared.plugins.velocity import schemas as S
-from middlewared.plugins.velocity.endpoint import Call, Endpoint
+from middlewared.plugins.velocity.endpoint import CORS, Call, Endpoint
 from middlewared.plugins.velocity.errors import ErrorSpec as Err
 from middlewared.utils.upload import UploadError, stream_to_file
 
@@ -228,7 +228,7 @@ async def download_post(call: Call) -> web.StreamResponse:
     path = mediastore.file_path(call.velocity, row)
     if path is None or not os.path.isfile(path):
         raise call.error(20110, f"Media {row['mid']} has no file")
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+    response = web.StreamResponse(headers={**CORS, "Content-Type": "application/octet-stream",
                                            "Content-Disposition": f'attachment; filename="{row["mid"]}"'})
     response.content_length = os.stat(path).st_size
     await response.prepare(call.request)

@@ -16,6 +16,17 @@ Schema = Mapping[str, Any]
 _FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
 
+# An ejson time {"$date": milliseconds}. Clients decode any object with a "$date" key as a time, so a schema
+# must not name the key literally (core.get_methods would become undecodable): hence patternProperties.
+DATE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["$date"],
+    "patternProperties": {"^[$]date$": {"type": "integer", "description": "Milliseconds since the epoch."}},
+    "description": "A time as ejson {\"$date\": milliseconds since the epoch}.",
+}
+DATE_OR_NULL: dict[str, Any] = {**DATE, "type": ["object", "null"],
+                                "description": "A time as ejson {\"$date\": milliseconds}, or null for none."}
+
+
 def compile_schema(schema: Schema) -> Draft202012Validator:
     """The validator of a schema literal, built once.
 

@@ -45,3 +45,21 @@ def test_every_schema_is_valid_json_schema(middleware: Middleware) -> None:
     for name, method in middleware.methods.items():
         for schema in [*method.arguments.schemas(), method.spec.result]:
             Draft202012Validator.check_schema(schema)
+
+
+def _ejson_keys(value: object, path: str) -> list[str]:
+    """Paths of objects with a key clients decode specially ({"$date": ...} becomes a time)."""
+    if isinstance(value, dict):
+        found = [path] if "$date" in value else []
+        return found + [p for k, v in value.items() for p in _ejson_keys(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _ejson_keys(v, f"{path}[{i}]")]
+    return []
+
+
+def test_no_schema_names_an_ejson_key(middleware: Middleware) -> None:
+    # TrueNAS clients decode every object holding "$date" as a time: a schema naming that key literally
+    # would make core.get_methods undecodable for them.
+    found = [p for name, method in middleware.methods.items()
+             for schema in [*method.arguments.schemas(), method.spec.result] for p in _ejson_keys(schema, name)]
+    assert not found, found

@@ -3,13 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# A literal "$date" key would make this schema itself look like an ejson date to clients decoding
-# core.get_methods, hence patternProperties.
-DATE_OR_NULL: dict[str, Any] = {
-    "type": ["object", "null"], "additionalProperties": False, "required": ["$date"],
-    "patternProperties": {"^[$]date$": {"type": "integer", "description": "Milliseconds since the epoch."}},
-    "description": "A time as ejson {\"$date\": ms}, or null for none.",
-}
+from middlewared.schema import DATE_OR_NULL
+
 FIELDS: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Name, unique per user."},
     "username": {"type": "string", "description": "The user the key logs in as."},

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from middlewared.schema import DATE
+
 NAME: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 120,
                         "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:+ -]*$",
                         "description": "Name of the snapshot, unique among the VM's snapshots."}
@@ -23,8 +25,7 @@ ENTRY: dict[str, Any] = {
         "current": {"type": "boolean",
                     "description": "Whether the VM's state descends from this snapshot (the last taken or reverted "
                                    "to): the next snapshot becomes its child."},
-        "created": {"type": "object", "description": "When it was taken: {\"$date\": milliseconds since 1970}.",
-                    "properties": {"$date": {"type": "integer", "description": "Milliseconds since 1970."}}},
+        "created": {**DATE, "description": "When it was taken: {\"$date\": milliseconds since 1970}."},
         "memory": {"type": "boolean", "description": "Whether it holds the running guest's RAM (a revert resumes "
                                                      "the guest where it was)."},
         "vm_state": {"type": "string", "enum": ["RUNNING", "SUSPENDED", "STOPPED"],

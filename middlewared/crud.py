@@ -1,12 +1,14 @@
-"""CRUDService: query/get_instance/create/update/delete with automatic ``<ns>.query`` events."""
+"""CRUDService: the query/get_instance/create/update/delete a service over a collection builds its API methods
+on (each service declares them with @api_method and a docstring of its own), and their schemas."""
 from __future__ import annotations
 
 import errno
-from typing import Any, Awaitable, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from middlewared.errors import InstanceNotFound, MatchNotFound, ValidationError, ValidationErrors
-from middlewared.schema import Arguments, Schema
-from middlewared.service import GET_OPTIONS, QUERY_FILTERS, QUERY_OPTIONS, MethodSpec, Service, id_param
+from middlewared.schema import Schema
+from middlewared.service import GET_OPTIONS, QUERY_FILTERS, QUERY_OPTIONS, Service, id_param
 from middlewared.utils.filter_list import FilterError, OptionsError, filter_list
 
 
@@ -21,14 +23,14 @@ def query_rows(rows: list[dict[str, Any]], filters: Any, options: Any) -> Any:
 
 
 class CRUDService(Service):
-    """A service over a collection of records with ids; subclasses implement rows() and do_*()."""
+    """A service over a collection of records with ids; subclasses implement rows() and do_*(), and expose
+    query/get_instance/create/update/delete as API methods of their own over these implementations.
+
+    A `<namespace>.query` event is declared for every service with a role_prefix and an entry_schema."""
 
     verbose_name: ClassVar[str]
     role_prefix: ClassVar[str]
     entry_schema: ClassVar[Schema]
-    create_schema: ClassVar[Schema]
-    update_schema: ClassVar[Schema]
-    delete_params: ClassVar[tuple[Schema, ...]] = ()
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every record, extended (status, devices, ...), in id order."""
@@ -40,7 +42,7 @@ class CRUDService(Service):
     async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def do_delete(self, id_: int, *args: Any) -> bool:
+    async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         raise NotImplementedError
 
     async def visible_rows(self, app: Any) -> list[dict[str, Any]]:
@@ -87,44 +89,44 @@ class CRUDService(Service):
         self.middleware.send_event(f"{self.namespace}.query", "CHANGED", id=rv["id"], fields=rv)
         return rv
 
-    async def delete(self, id_: int, *args: Any) -> bool:
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Delete a record and announce it."""
-        rv = await self.do_delete(id_, *args)
+        rv = await self.do_delete(id_, options)
         self.middleware.send_event(f"{self.namespace}.query", "REMOVED", id=id_)
         return rv
 
-    def api_methods(self) -> list[tuple[str, MethodSpec, Arguments, Callable[..., Awaitable[Any]]]]:
-        out = super().api_methods()
-        cls = type(self)
-        # Compiled when the service is registered (start-up), once for the class actually served.
-        specs = cls.__dict__.get("_crud_specs")
-        if specs is None:
-            specs = _build_specs(cls)
-            setattr(cls, "_crud_specs", specs)
-        for short, (spec, arguments) in specs.items():
-            out.append((short, spec, arguments, getattr(self, short)))
-        return out
+
+@dataclass(frozen=True)
+class CrudSchemas:
+    """The schemas of one collection's query/get_instance/create/update/delete, for their @api_method lines."""
+
+    query: tuple[Schema, ...]
+    query_result: Schema
+    get_instance: tuple[Schema, ...]
+    entry: Schema
+    create: tuple[Schema, ...]
+    update: tuple[Schema, ...]
+    delete: tuple[Schema, ...]
+    deleted: Schema
+    read: tuple[str, ...]
+    write: tuple[str, ...]
 
 
-def _build_specs(cls: type[CRUDService]) -> dict[str, tuple[MethodSpec, Arguments]]:
-    prefix = cls.role_prefix
-    read, write = (f"{prefix}_READ",), (f"{prefix}_WRITE",)
-    base = cls.namespace.replace(".", "_")
-    entry = cls.entry_schema
-    what = cls.verbose_name
-    specs = {
-        "query": MethodSpec(
-            (QUERY_FILTERS, QUERY_OPTIONS),
-            {"title": "result", "description": f"{what} records, one record (get), or a count (count).",
-             "anyOf": [{"type": "array", "items": entry}, entry, {"type": "integer"}]}, read),
-        "get_instance": MethodSpec(
-            (id_param(), GET_OPTIONS), entry, read),
-        "create": MethodSpec(
-            ({**cls.create_schema, "title": f"{base}_create"},), entry, write),
-        "update": MethodSpec(
-            (id_param(), {**cls.update_schema, "title": f"{base}_update"}), entry, write),
-        "delete": MethodSpec(
-            (id_param(), *cls.delete_params),
-            {"title": "result", "type": "boolean", "description": "True once deleted."}, write),
-    }
-    return {name: (spec, Arguments(spec.params)) for name, spec in specs.items()}
+def crud_schemas(namespace: str, what: str, role_prefix: str, entry: Schema, create: Schema, update: Schema,
+                 delete_options: tuple[Schema, ...] = ()) -> CrudSchemas:
+    """The CRUD schemas of a collection; create/update parameters are titled `<namespace>_create|update` (the
+    prefix of their validation errors' attributes)."""
+    base = namespace.replace(".", "_")
+    return CrudSchemas(
+        query=(QUERY_FILTERS, QUERY_OPTIONS),
+        query_result={"title": "result", "description": f"{what} records, one record (get), or a count (count).",
+                      "anyOf": [{"type": "array", "items": entry}, entry, {"type": "integer"}]},
+        get_instance=(id_param(), GET_OPTIONS),
+        entry=entry,
+        create=({**create, "title": f"{base}_create"},),
+        update=(id_param(), {**update, "title": f"{base}_update"}),
+        delete=(id_param(), *delete_options),
+        deleted={"title": "result", "type": "boolean", "description": "True once deleted."},
+        read=(f"{role_prefix}_READ",),
+        write=(f"{role_prefix}_WRITE",),
+    )

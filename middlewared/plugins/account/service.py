@@ -9,6 +9,7 @@ from typing import Any
 
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.account import schemas as S
+from middlewared.crud import crud_schemas
 from middlewared.plugins.auth.acl import AccessCRUD
 from middlewared.plugins.auth.passwords import hash_password
 from middlewared.plugins.auth.scope import decode_roles
@@ -31,15 +32,47 @@ def _links(db: sqlite3.Connection, column: str, owner: int, others: list[int]) -
                    [(owner, o) for o in others])
 
 
+USER_CRUD = crud_schemas("user", "User", "ACCOUNT", S.USER_ENTRY, S.USER_CREATE, S.USER_UPDATE)
+GROUP_CRUD = crud_schemas("group", "Group", "ACCOUNT", S.GROUP_ENTRY, S.GROUP_CREATE, S.GROUP_UPDATE)
+
+
 class UserService(AccessCRUD):
     """user.*: accounts that log in with a password or API keys and hold roles."""
 
     namespace = "user"
     verbose_name = "User"
     table = "account_user"
-    entry_schema = S.USER_ENTRY
-    create_schema = S.USER_CREATE
-    update_schema = S.USER_UPDATE
+    entry_schema = USER_CRUD.entry
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=USER_CRUD.query, result=USER_CRUD.query_result, roles=USER_CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """Local accounts matching the filters, with their groups, roles and whether a password is set (never the
+        password hash)."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=USER_CRUD.get_instance, result=USER_CRUD.entry, roles=USER_CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One local account by id; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=USER_CRUD.create, result=USER_CRUD.entry, roles=USER_CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create a local account: name, password (stored hashed), groups, roles, enabled and locked flags."""
+        return await super().create(data)
+
+    @api_method(params=USER_CRUD.update, result=USER_CRUD.entry, roles=USER_CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change an account's name (not a built-in one's), password, groups, roles or flags; its sessions get the new
+        rights at once."""
+        return await super().update(id_, data)
+
+    @api_method(params=USER_CRUD.delete, result=USER_CRUD.deleted, roles=USER_CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Delete an account (built-in ones are refused with EPERM); its sessions end."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         ds = self.middleware.db
@@ -81,7 +114,7 @@ class UserService(AccessCRUD):
         await self.write(update, "user_update")
         return await self.get_instance(id_)
 
-    async def do_delete(self, id_: int, *args: Any) -> bool:
+    async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         if (await self.get_instance(id_))["builtin"]:
             raise CallError("Built-in accounts cannot be deleted", errno.EPERM)
         return await super().do_delete(id_)
@@ -98,9 +131,36 @@ class GroupService(AccessCRUD):
     namespace = "group"
     verbose_name = "Group"
     table = "account_group"
-    entry_schema = S.GROUP_ENTRY
-    create_schema = S.GROUP_CREATE
-    update_schema = S.GROUP_UPDATE
+    entry_schema = GROUP_CRUD.entry
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=GROUP_CRUD.query, result=GROUP_CRUD.query_result, roles=GROUP_CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """Account groups matching the filters, with their roles and member users."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=GROUP_CRUD.get_instance, result=GROUP_CRUD.entry, roles=GROUP_CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One account group by id; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=GROUP_CRUD.create, result=GROUP_CRUD.entry, roles=GROUP_CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an account group with roles and member users."""
+        return await super().create(data)
+
+    @api_method(params=GROUP_CRUD.update, result=GROUP_CRUD.entry, roles=GROUP_CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a group's name (not a built-in one's), roles or members; sessions of its members get the new rights
+        at once."""
+        return await super().update(id_, data)
+
+    @api_method(params=GROUP_CRUD.delete, result=GROUP_CRUD.deleted, roles=GROUP_CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Delete an account group (built-in ones are refused with EPERM); its members lose its roles at once."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         ds = self.middleware.db
@@ -132,7 +192,7 @@ class GroupService(AccessCRUD):
         await self.write(update, "group_update")
         return await self.get_instance(id_)
 
-    async def do_delete(self, id_: int, *args: Any) -> bool:
+    async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         if (await self.get_instance(id_))["builtin"]:
             raise CallError("Built-in groups cannot be deleted", errno.EPERM)
         return await super().do_delete(id_)

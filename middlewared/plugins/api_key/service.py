@@ -15,6 +15,7 @@ from middlewared import roles as roles_
 from middlewared.errors import ValidationErrors
 from middlewared.plugins.api_key import schemas as S
 from middlewared.plugins.auth import scram
+from middlewared.crud import crud_schemas
 from middlewared.plugins.auth.acl import AccessCRUD
 from middlewared.service import api_method
 
@@ -37,6 +38,9 @@ def _seconds(value: dict[str, Any] | None) -> float | None:
     return None if value is None else value["$date"] / 1000
 
 
+CRUD = crud_schemas("api_key", "API key", "API_KEY", S.ENTRY, S.CREATE, S.UPDATE)
+
+
 class ApiKeyService(AccessCRUD):
     """API keys of local users."""
 
@@ -44,9 +48,37 @@ class ApiKeyService(AccessCRUD):
     verbose_name = "API key"
     role_prefix = "API_KEY"
     table = "api_key"
-    entry_schema = S.ENTRY
-    create_schema = S.CREATE
-    update_schema = S.UPDATE
+    entry_schema = CRUD.entry
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=CRUD.query, result=CRUD.query_result, roles=CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """API keys matching the filters: name, owner, creation and expiry dates (never the key or its hash)."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=CRUD.get_instance, result=CRUD.entry, roles=CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One API key by id; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=CRUD.create, result=CRUD.entry, roles=CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an API key for a local user; the answer shows the key ("<id>-<secret>") once, with its SCRAM-SHA-512
+        data, and only its hash is stored."""
+        return await super().create(data)
+
+    @api_method(params=CRUD.update, result=CRUD.entry, roles=CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Rename an API key or change its expiry; with reset, a new secret is shown once and the old one's sessions
+        and tokens end."""
+        return await super().update(id_, data)
+
+    @api_method(params=CRUD.delete, result=CRUD.deleted, roles=CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Delete an API key; sessions that logged in with it end."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         ds = self.middleware.db

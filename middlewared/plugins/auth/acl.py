@@ -6,11 +6,12 @@ import sqlite3
 from typing import Any, Callable
 
 from middlewared import roles as roles_
-from middlewared.crud import CRUDService
+from middlewared.crud import CRUDService, crud_schemas
 from middlewared.errors import ValidationErrors
 from middlewared.plugins.auth import quotas
 from middlewared.plugins.auth.login import refresh_sessions
 from middlewared.plugins.auth.scope import policy
+from middlewared.service import api_method
 
 _ID_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
 
@@ -65,11 +66,18 @@ class AccessCRUD(CRUDService):
         await refresh_sessions(self.middleware)
         return result
 
-    async def do_delete(self, id_: int, *args: Any) -> bool:
+    async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         await self.get_instance(id_)
         table = self.table
         await self.write(lambda db: db.execute(f"DELETE FROM {table} WHERE id = ?", (id_,)), f"{self.namespace}.id")
         return True
+
+
+VM_GROUP_CRUD = crud_schemas(
+    "vm_group", "VM group", "ACCOUNT", _entry(VM_GROUP_FIELDS, "A VM group."),
+    {"type": "object", "additionalProperties": False, "required": ["name"], "description": "The new VM group.",
+     "properties": VM_GROUP_FIELDS},
+    {"type": "object", "additionalProperties": False, "description": "Fields to change.", "properties": VM_GROUP_FIELDS})
 
 
 class VMGroupService(AccessCRUD):
@@ -78,11 +86,37 @@ class VMGroupService(AccessCRUD):
     namespace = "vm_group"
     verbose_name = "VM group"
     table = "vm_group"
-    entry_schema = _entry(VM_GROUP_FIELDS, "A VM group.")
-    create_schema = {"type": "object", "additionalProperties": False, "required": ["name"],
-                     "description": "The new VM group.", "properties": VM_GROUP_FIELDS}
-    update_schema = {"type": "object", "additionalProperties": False, "description": "Fields to change.",
-                     "properties": VM_GROUP_FIELDS}
+    entry_schema = VM_GROUP_CRUD.entry
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=VM_GROUP_CRUD.query, result=VM_GROUP_CRUD.query_result, roles=VM_GROUP_CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """VM groups matching the filters, each with its parent, quotas and the VMs in it."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=VM_GROUP_CRUD.get_instance, result=VM_GROUP_CRUD.entry, roles=VM_GROUP_CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One VM group by id; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=VM_GROUP_CRUD.create, result=VM_GROUP_CRUD.entry, roles=VM_GROUP_CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create a VM group, optionally below a parent and holding VMs (a VM listed here leaves its former group);
+        refused when the VMs would break a quota on the way up."""
+        return await super().create(data)
+
+    @api_method(params=VM_GROUP_CRUD.update, result=VM_GROUP_CRUD.entry, roles=VM_GROUP_CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a VM group's name, parent, description, quotas or VMs (never placing it below itself); sessions get
+        the grants it implies at once."""
+        return await super().update(id_, data)
+
+    @api_method(params=VM_GROUP_CRUD.delete, result=VM_GROUP_CRUD.deleted, roles=VM_GROUP_CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Delete a VM group; the grants scoped to it go with it and its VMs belong to no group."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         ds = self.middleware.db
@@ -170,18 +204,49 @@ def _set_members(db: sqlite3.Connection, group_id: int, vms: list[int]) -> None:
         db.execute("INSERT OR REPLACE INTO vm_group_member (vm, vm_group) VALUES (?, ?)", (vm, group_id))
 
 
+ACL_CRUD = crud_schemas(
+    "acl", "Grant", "ACCOUNT", _entry(ACL_FIELDS, "A scoped grant."),
+    {"type": "object", "additionalProperties": False, "required": ["role"],
+     "description": "The new grant: one of user/group, one of vm_group/vm.", "properties": ACL_FIELDS},
+    {"type": "object", "additionalProperties": False, "description": "Fields to change.", "properties": ACL_FIELDS})
+
+
 class ACLService(AccessCRUD):
     """Grants of one scopable role to a user or account group, on a VM group (and below) or on one VM."""
 
     namespace = "acl"
     verbose_name = "Grant"
     table = "acl_grant"
-    entry_schema = _entry(ACL_FIELDS, "A scoped grant.")
-    create_schema = {"type": "object", "additionalProperties": False, "required": ["role"],
-                     "description": "The new grant: one of user/group, one of vm_group/vm.",
-                     "properties": ACL_FIELDS}
-    update_schema = {"type": "object", "additionalProperties": False, "description": "Fields to change.",
-                     "properties": ACL_FIELDS}
+    entry_schema = ACL_CRUD.entry
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=ACL_CRUD.query, result=ACL_CRUD.query_result, roles=ACL_CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """Grants matching the filters: who (user or account group) holds which role on which VM group or VM."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=ACL_CRUD.get_instance, result=ACL_CRUD.entry, roles=ACL_CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One grant by id; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=ACL_CRUD.create, result=ACL_CRUD.entry, roles=ACL_CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Grant a scopable role to one user or account group, on one VM group (and the groups below it) or on one VM;
+        sessions of those it reaches get it at once."""
+        return await super().create(data)
+
+    @api_method(params=ACL_CRUD.update, result=ACL_CRUD.entry, roles=ACL_CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a grant's holder, role or scope; sessions of those it reaches get the change at once."""
+        return await super().update(id_, data)
+
+    @api_method(params=ACL_CRUD.delete, result=ACL_CRUD.deleted, roles=ACL_CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Revoke a grant; sessions that held it lose it at once."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         ds = self.middleware.db

@@ -46,9 +46,6 @@ class VMRecords(CRUDService):
     verbose_name = "VM"
     role_prefix = "VM"
     entry_schema = S.VM_ENTRY
-    create_schema = S.VM_CREATE
-    update_schema = S.VM_UPDATE
-    delete_params = (S.DELETE_OPTIONS,)
 
     hypervisor: Hypervisor
     domain_type: DomainType = DomainType.QEMU

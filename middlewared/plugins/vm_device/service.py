@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from middlewared.crud import CRUDService
+from middlewared.crud import CRUDService, crud_schemas
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
 from middlewared.plugins.vm.devices_api import DeviceChange
 from middlewared.plugins.vm.records import VMRecords
@@ -13,6 +13,7 @@ from middlewared.plugins.vm_device import schemas as S
 from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
 from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
+from middlewared.service import api_method
 from middlewared.plugins.vm.model import VMState
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ _STORAGE_OPTIONS = {
 }
 
 
+CRUD = crud_schemas("vm.device", "VMDevice", "VM_DEVICE", S.DEVICE_ENTRY, S.DEVICE_CREATE, S.DEVICE_UPDATE,
+                    (S.DELETE_OPTIONS,))
+
+
 class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
     """vm.device.*: VM devices."""
 
@@ -32,9 +37,6 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
     verbose_name = "VMDevice"
     role_prefix = "VM_DEVICE"
     entry_schema = S.DEVICE_ENTRY
-    create_schema = S.DEVICE_CREATE
-    update_schema = S.DEVICE_UPDATE
-    delete_params = (S.DELETE_OPTIONS,)
 
     def __init__(self, middleware: "Middleware") -> None:
         super().__init__(middleware)
@@ -43,6 +45,36 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
         # Installed as soon as both services exist: no VM is validated, defined or started without its devices.
         self.vms.devices = self.manager
         self.vms.delete_hooks = (*self.vms.delete_hooks, self.manager.discard_files_of)
+
+    # -- the API -------------------------------------------------------------------------------------
+    @api_method(params=CRUD.query, result=CRUD.query_result, roles=CRUD.read)
+    async def query(self, filters: list[Any] | None = None, options: dict[str, Any] | None = None, *,
+                    app: Any = None) -> Any:
+        """Devices of the VMs the caller may see, matching the filters, in id order (display passwords masked)."""
+        return await super().query(filters, options, app=app)
+
+    @api_method(params=CRUD.get_instance, result=CRUD.entry, roles=CRUD.read)
+    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
+                           app: Any = None) -> dict[str, Any]:
+        """One device by id, as vm.device.query shows it; ENOENT when there is none."""
+        return await super().get_instance(id_, options, app=app)
+
+    @api_method(params=CRUD.create, result=CRUD.entry, roles=CRUD.write)
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add a device to a VM: validated against the host and the VM's other devices, its volume or file created if
+        asked, stored, and the VM's domain redefined (a running VM takes new devices only once stopped)."""
+        return await super().create(data)
+
+    @api_method(params=CRUD.update, result=CRUD.entry, roles=CRUD.write)
+    async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a device's attributes (merged over the stored ones) or order; a running VM takes only changes
+        libvirt can make live (CDROM media)."""
+        return await super().update(id_, data)
+
+    @api_method(params=CRUD.delete, result=CRUD.deleted, roles=CRUD.write)
+    async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
+        """Remove a device (from a running VM only with force), and with zvol or raw_file its volume or file."""
+        return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         devices = [d for r in (await self.vms.stored_vms()).values() for d in r["devices"]]

@@ -108,10 +108,10 @@ class FakeVMs:
 
 async def test_check_memory() -> None:
     host = FakeVMs([])
-    await memory.VMMemoryMixin.check_memory(host, {"name": "small", "memory": 1, "min_memory": None}, False)
+    await memory.check_memory(host, {"name": "small", "memory": 1, "min_memory": None}, False)
     huge = psutil.virtual_memory().total // MiB
     with pytest.raises(CallError) as e:
-        await memory.VMMemoryMixin.check_memory(host, {"name": "big", "memory": huge, "min_memory": None}, True)
+        await memory.check_memory(host, {"name": "big", "memory": huge, "min_memory": None}, True)
     assert e.value.errno == errno.ENOMEM
     assert e.value.errmsg == "Cannot guarantee memory for guest big"
 
@@ -127,5 +127,5 @@ def test_running_guests_reserve_what_they_may_still_grow_into() -> None:
 
 async def test_available_memory_with_overcommit_ignores_running_guests() -> None:
     host = FakeVMs([{"memory": 10**6, "status": {"state": "RUNNING", "pid": None}}])
-    assert await memory.VMMemoryMixin.get_available_memory(host, False) == 0
-    assert await memory.VMMemoryMixin.get_available_memory(host, True) > 0
+    assert await memory.get_available_memory(host, False) == 0
+    assert await memory.get_available_memory(host, True) > 0

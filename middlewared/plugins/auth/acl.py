@@ -77,7 +77,8 @@ VM_GROUP_CRUD = crud_schemas(
     "vm_group", "VM group", "ACCOUNT", _entry(VM_GROUP_FIELDS, "A VM group."),
     {"type": "object", "additionalProperties": False, "required": ["name"], "description": "The new VM group.",
      "properties": VM_GROUP_FIELDS},
-    {"type": "object", "additionalProperties": False, "description": "Fields to change.", "properties": VM_GROUP_FIELDS})
+    {"type": "object", "additionalProperties": False, "description": "Fields to change.",
+     "properties": VM_GROUP_FIELDS})
 
 
 class VMGroupService(AccessCRUD):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middlewared.errors import CallError
-from middlewared.plugins.vm.lifecycle_schemas import ID
-from middlewared.plugins.vm.records import VMRecords
-from middlewared.plugins.vm.schemas import FIELDS, VM_ENTRY
-from middlewared.service import api_method
+from middlewared.plugins.vm.schemas import FIELDS
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
 
 CLONE_NAME: dict[str, Any] = {
     "title": "name", "type": ["string", "null"], "default": None, "pattern": FIELDS["name"]["pattern"],
@@ -24,25 +24,21 @@ def clone_name(name: str, taken: set[str]) -> str:
     return f"{name}_clone{n}"
 
 
-class VMCloneMixin(VMRecords):
-    """vm.clone."""
-
-    @api_method(params=[ID, CLONE_NAME], result=VM_ENTRY, roles=("VM_WRITE",))
-    async def clone(self, id_: int, name: str | None) -> dict[str, Any]:
-        """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
-        vm = await self.get_instance(id_)
-        taken = {r["name"] for r in (await self._records()).values()}
-        if name is None:
-            name = clone_name(vm["name"], taken)
-        elif name in taken:
-            raise CallError(f"A VM named {name} already exists", errno.EEXIST)
-        devices = await self.devices.prepare_clone(vm, name)
-        data = {k: vm[k] for k in FIELDS}
-        data.update(name=name, uuid=None, devices=devices)
-        try:
-            new = await self.do_create(data)
-        except BaseException:
-            await self.devices.delete_volumes(devices)
-            raise
-        self.middleware.send_event("vm.query", "ADDED", id=new["id"], fields=new)
-        return new
+async def clone(vms: "VMService", id_: int, name: str | None) -> dict[str, Any]:
+    """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
+    vm = await vms.get_instance(id_)
+    taken = {r["name"] for r in (await vms._records()).values()}
+    if name is None:
+        name = clone_name(vm["name"], taken)
+    elif name in taken:
+        raise CallError(f"A VM named {name} already exists", errno.EEXIST)
+    devices = await vms.devices.prepare_clone(vm, name)
+    data = {k: vm[k] for k in FIELDS}
+    data.update(name=name, uuid=None, devices=devices)
+    try:
+        new = await vms.do_create(data)
+    except BaseException:
+        await vms.devices.delete_volumes(devices)
+        raise
+    vms.middleware.send_event("vm.query", "ADDED", id=new["id"], fields=new)
+    return new

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from middlewared.plugins.vm.lifecycle_schemas import ID
-from middlewared.plugins.vm.model import DomainContext, VMRecord
-from middlewared.service import api_method
+from middlewared.plugins.vm.model import VMRecord
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
 
 CHUNK = 65536
 CONSOLE_LOG_OPTIONS: dict[str, Any] = {
@@ -54,23 +55,11 @@ def read_log(path: str, tail: int | None) -> bytes:
         return last_lines(data, tail)
 
 
-class ConsoleHost(Protocol):
-    """What VMConsoleMixin needs of the vm service it is part of."""
-
-    async def get_instance(self, id_: int, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-    def domain_context(self, vm: VMRecord) -> DomainContext: ...
-
-
-class VMConsoleMixin:
-    """The serial console log of the vm service."""
-
-    @api_method(params=[ID, CONSOLE_LOG_OPTIONS], result=CONSOLE_LOG_RESULT, roles=("VM_READ",))
-    async def console_log(self: ConsoleHost, id_: int, options: dict[str, Any]) -> str:
-        """What the VM's guest printed on its serial console (firmware, boot loader, kernel, getty), across
-        boots: every domain's serial port is logged to a file by libvirt's virtlogd."""
-        path = self.domain_context(VMRecord.from_row(await self.get_instance(id_))).serial_log_path
-        if path is None:
-            return ""
-        data = await asyncio.to_thread(read_log, path, options["tail"])
-        return data.decode("utf-8", errors="replace")
+async def console_log(vms: "VMService", id_: int, options: dict[str, Any]) -> str:
+    """What the VM's guest printed on its serial console (firmware, boot loader, kernel, getty), across
+    boots: every domain's serial port is logged to a file by libvirt's virtlogd."""
+    path = vms.domain_context(VMRecord.from_row(await vms.get_instance(id_))).serial_log_path
+    if path is None:
+        return ""
+    data = await asyncio.to_thread(read_log, path, options["tail"])
+    return data.decode("utf-8", errors="replace")

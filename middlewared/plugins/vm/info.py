@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from typing import TYPE_CHECKING, Any, BinaryIO, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Mapping
 
 from middlewared import credentials as creds
 from middlewared.errors import CallError
@@ -12,18 +12,15 @@ from middlewared.job import Job
 from middlewared.pipe import OutputPipe
 from middlewared.plugins.vm import capabilities
 from middlewared.plugins.vm import web_console as W
-from middlewared.plugins.vm.devices_api import DeviceSupport
-from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.kvm import cached_probe_kvm
-from middlewared.plugins.vm.memory import VMQuery
 from middlewared.plugins.vm.model import VMRecord
 from middlewared.plugins.vm.records import OVMF_DIR, qemu_log_path
 from middlewared.plugins.vm.schemas import RESOLUTIONS
-from middlewared.service import NULL_RESULT, JobOptions, api_method, id_param
+from middlewared.service import id_param
 
 if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
     from middlewared.api.rpc import RpcConnection
-    from middlewared.middleware import Middleware
 
 READ = ("VM_READ",)
 CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
@@ -110,134 +107,101 @@ async def copy_to_pipe(path: str, pipe: OutputPipe) -> None:
         await pipe.close()
 
 
-class VMHost(VMQuery, Protocol):
-    """What VMInfoMixin needs of the vm service it is part of."""
-
-    @property
-    def middleware(self) -> "Middleware": ...
-
-    @property
-    def hypervisor(self) -> Hypervisor: ...
-
-    @property
-    def devices(self) -> DeviceSupport: ...
-
-    @property
-    def web_consoles(self) -> W.ConsoleTable: ...
-
-    async def get_instance(self, id_: int, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-    async def stored_vms(self) -> dict[int, dict[str, Any]]: ...
+async def random_mac(vms: "VMService") -> str:
+    """A random MAC address in the 00:a0:98 prefix."""
+    return vms.devices.random_mac()
 
 
-class VMInfoMixin:
-    """Informational and helper methods of the vm service."""
+async def port_wizard(vms: "VMService") -> dict[str, int]:
+    """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
+    ports = await vms.devices.free_display_ports(2, {vms.middleware.config.server.port})
+    if len(ports) < 2:
+        raise CallError("No free ports left for a display device")
+    return {"port": ports[0], "web": ports[1]}
 
-    _web_consoles: W.ConsoleTable | None = None
 
-    @property
-    def web_consoles(self) -> W.ConsoleTable:
-        """The web console bridges of this daemon (the HTTP side opens and closes them)."""
-        if self._web_consoles is None:
-            self._web_consoles = W.ConsoleTable()
-        return self._web_consoles
+async def maximum_supported_vcpus(vms: "VMService") -> int:
+    """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
+    return await capabilities.max_vcpus(vms.hypervisor)
 
-    @api_method(result=RANDOM_MAC_RESULT, roles=READ)
-    async def random_mac(self: VMHost) -> str:
-        """A random MAC address in the 00:a0:98 prefix."""
-        return self.devices.random_mac()
 
-    @api_method(result=PORT_WIZARD_RESULT, roles=READ)
-    async def port_wizard(self: VMHost) -> dict[str, int]:
-        """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
-        ports = await self.devices.free_display_ports(2, {self.middleware.config.server.port})
-        if len(ports) < 2:
-            raise CallError("No free ports left for a display device")
-        return {"port": ports[0], "web": ports[1]}
+async def virtualization_details(vms: "VMService") -> dict[str, Any]:
+    """Whether QEMU can really run guests with KVM here (a probe guest is run once), and why not."""
+    probe = await cached_probe_kvm()
+    return {"supported": probe.usable, "error": probe.error}
 
-    @api_method(result=MAX_VCPUS_RESULT, roles=READ)
-    async def maximum_supported_vcpus(self: VMHost) -> int:
-        """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
-        return await capabilities.max_vcpus(self.hypervisor)
 
-    @api_method(result=VIRT_RESULT, roles=READ)
-    async def virtualization_details(self: VMHost) -> dict[str, Any]:
-        """Whether QEMU can really run guests with KVM here (a probe guest is run once), and why not."""
-        probe = await cached_probe_kvm()
-        return {"supported": probe.usable, "error": probe.error}
+async def bootloader_options(vms: "VMService") -> dict[str, str]:
+    """Bootloader choices: UEFI, or legacy BIOS (UEFI_CSM)."""
+    return {"UEFI": "UEFI", "UEFI_CSM": "Legacy BIOS"}
 
-    @api_method(result=BOOTLOADER_RESULT, roles=READ)
-    async def bootloader_options(self: VMHost) -> dict[str, str]:
-        """Bootloader choices: UEFI, or legacy BIOS (UEFI_CSM)."""
-        return {"UEFI": "UEFI", "UEFI_CSM": "Legacy BIOS"}
 
-    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
-    async def bootloader_ovmf_choices(self: VMHost) -> dict[str, str]:
-        """OVMF code files (OVMF_CODE*.fd) installed on the host."""
-        return {f: f for f in await asyncio.to_thread(_ovmf_files)}
+async def bootloader_ovmf_choices(vms: "VMService") -> dict[str, str]:
+    """OVMF code files (OVMF_CODE*.fd) installed on the host."""
+    return {f: f for f in await asyncio.to_thread(_ovmf_files)}
 
-    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
-    async def cpu_model_choices(self: VMHost) -> dict[str, str]:
-        """CPU models libvirt knows for the host architecture (for cpu_mode CUSTOM)."""
-        return {m: m for m in sorted(await capabilities.cpu_models(self.hypervisor))}
 
-    @api_method(result=CHOICES_RESULT, roles=CHOICES_READ)
-    async def resolution_choices(self: VMHost) -> dict[str, str]:
-        """Screen resolutions of DISPLAY devices."""
-        return {r: r for r in RESOLUTIONS}
+async def cpu_model_choices(vms: "VMService") -> dict[str, str]:
+    """CPU models libvirt knows for the host architecture (for cpu_mode CUSTOM)."""
+    return {m: m for m in sorted(await capabilities.cpu_models(vms.hypervisor))}
 
-    @api_method(result=ARCH_RESULT, roles=CHOICES_READ)
-    async def guest_architecture_and_machine_choices(self: VMHost) -> dict[str, list[str]]:
-        """Guest architectures libvirt can run here, each with its machine types."""
-        return capabilities.arch_machines(
-            await capabilities.host_fact(self.hypervisor, "capabilities", capabilities.capabilities_xml))
 
-    @api_method(params=[VM_ID], result=DISPLAY_DEVICES_RESULT, roles=READ)
-    async def get_display_devices(self: VMHost, id_: int) -> list[dict[str, Any]]:
-        """The VM's DISPLAY devices, with password_configured instead of the password."""
-        vm = await self.get_instance(id_)
-        return [display_view(d) for d in vm["devices"] if d["attributes"].get("dtype") == "DISPLAY"]
+async def resolution_choices(vms: "VMService") -> dict[str, str]:
+    """Screen resolutions of DISPLAY devices."""
+    return {r: r for r in RESOLUTIONS}
 
-    @api_method(params=[VM_ID, HOST, WEB_URI_OPTIONS], result=WEB_URI_RESULT, roles=READ)
-    async def get_display_web_uri(self: VMHost, id_: int, host: str, options: dict[str, Any], *,
-                                  app: "RpcConnection | None" = None) -> dict[str, str | None]:
-        """The web (spice-html5) console URI of a running VM's web-enabled SPICE display.
 
-        The URI carries a single-use ticket valid for 5 minutes, and the display's password only for
-        callers who may change the VM (VM_WRITE on it); others type the password in the page.
-        """
-        vm = await self.get_instance(id_)
-        device, error = W.web_display(vm)
-        if device is None:
-            return {"error": error, "uri": None}
-        credentials = app.credentials if app is not None else creds.root("INTERNAL")
-        stored = next(d for d in (await self.stored_vms())[id_]["devices"] if d["id"] == device["id"])
-        password = stored["attributes"].get("password") or None
-        if password and not await W.may_call(self.middleware, "vm.update", credentials, id_):
-            password = None
-        server = self.middleware.config.server
-        netloc = W.authority(host or W.local_host(app and app.ws.get_extra_info("sockname"), server.host),
-                             server.port)
-        ticket = W.issue(self.middleware.tokens, credentials, id_, device["id"], W.TICKET)
-        return {"error": None, "uri": W.console_uri(options["protocol"], netloc, device["id"], ticket,
-                                                    vm["name"], password)}
+async def guest_architecture_and_machine_choices(vms: "VMService") -> dict[str, list[str]]:
+    """Guest architectures libvirt can run here, each with its machine types."""
+    return capabilities.arch_machines(
+        await capabilities.host_fact(vms.hypervisor, "capabilities", capabilities.capabilities_xml))
 
-    @api_method(params=[VM_ID], result=W.CONNECTIONS_RESULT, roles=READ)
-    async def get_display_connections(self: VMHost, id_: int) -> dict[str, Any]:
-        """The VM's web console bridges: how many are open, were opened and closed, and the bytes relayed."""
-        await self.get_instance(id_)
-        return self.web_consoles.report(id_)
 
-    @api_method(params=[VM_ID], result=NULL_RESULT, roles=READ, job=JobOptions(pipes=("output",)))
-    async def log_file_download(self: VMHost, id_: int, *, job: Job) -> None:
-        """Stream the VM's QEMU log (empty if none) into the job's output pipe; fetch it with core.download."""
-        vm = await self.get_instance(id_)
-        if job.pipes_output is None:
-            raise CallError("vm.log_file_download needs an output pipe")
-        await copy_to_pipe(qemu_log_path(VMRecord.from_row(vm).domain_name), job.pipes_output)
+async def get_display_devices(vms: "VMService", id_: int) -> list[dict[str, Any]]:
+    """The VM's DISPLAY devices, with password_configured instead of the password."""
+    vm = await vms.get_instance(id_)
+    return [display_view(d) for d in vm["devices"] if d["attributes"].get("dtype") == "DISPLAY"]
 
-    @api_method(params=[VM_ID], result=LOG_PATH_RESULT, roles=READ)
-    async def log_file_path(self: VMHost, id_: int) -> str | None:
-        """Path of the VM's QEMU log, or null when it does not exist."""
-        path = qemu_log_path(VMRecord.from_row(await self.get_instance(id_)).domain_name)
-        return path if await asyncio.to_thread(os.path.exists, path) else None
+
+async def get_display_web_uri(vms: "VMService", id_: int, host: str, options: dict[str, Any], *,
+                              app: "RpcConnection | None" = None) -> dict[str, str | None]:
+    """The web (spice-html5) console URI of a running VM's web-enabled SPICE display.
+
+    The URI carries a single-use ticket valid for 5 minutes, and the display's password only for
+    callers who may change the VM (VM_WRITE on it); others type the password in the page.
+    """
+    vm = await vms.get_instance(id_)
+    device, error = W.web_display(vm)
+    if device is None:
+        return {"error": error, "uri": None}
+    credentials = app.credentials if app is not None else creds.root("INTERNAL")
+    stored = next(d for d in (await vms.stored_vms())[id_]["devices"] if d["id"] == device["id"])
+    password = stored["attributes"].get("password") or None
+    if password and not await W.may_call(vms.middleware, "vm.update", credentials, id_):
+        password = None
+    server = vms.middleware.config.server
+    netloc = W.authority(host or W.local_host(app and app.ws.get_extra_info("sockname"), server.host),
+                         server.port)
+    ticket = W.issue(vms.middleware.tokens, credentials, id_, device["id"], W.TICKET)
+    return {"error": None, "uri": W.console_uri(options["protocol"], netloc, device["id"], ticket,
+                                                vm["name"], password)}
+
+
+async def get_display_connections(vms: "VMService", id_: int) -> dict[str, Any]:
+    """The VM's web console bridges: how many are open, were opened and closed, and the bytes relayed."""
+    await vms.get_instance(id_)
+    return vms.web_consoles.report(id_)
+
+
+async def log_file_download(vms: "VMService", id_: int, *, job: Job) -> None:
+    """Stream the VM's QEMU log (empty if none) into the job's output pipe; fetch it with core.download."""
+    vm = await vms.get_instance(id_)
+    if job.pipes_output is None:
+        raise CallError("vm.log_file_download needs an output pipe")
+    await copy_to_pipe(qemu_log_path(VMRecord.from_row(vm).domain_name), job.pipes_output)
+
+
+async def log_file_path(vms: "VMService", id_: int) -> str | None:
+    """Path of the VM's QEMU log, or null when it does not exist."""
+    path = qemu_log_path(VMRecord.from_row(await vms.get_instance(id_)).domain_name)
+    return path if await asyncio.to_thread(os.path.exists, path) else None

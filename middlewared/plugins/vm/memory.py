@@ -8,8 +8,8 @@ from typing import Any, Iterable, Mapping, Protocol
 import psutil
 
 from middlewared.errors import CallError
-from middlewared.service import api_method
 from middlewared.plugins.vm.model import VMState
+
 
 MiB = 1024 * 1024
 # Keep 10% of MemAvailable for the host, as upstream does.
@@ -94,20 +94,17 @@ async def _available(service: VMQuery, overcommit: bool) -> int:
     return available_bytes(mem_available, ungrown, overcommit)
 
 
-class VMMemoryMixin:
-    """Memory accounting of the vm service."""
+async def get_available_memory(vms: VMQuery, overcommit: bool = False) -> int:
+    """Bytes a new guest can get: 90% of MemAvailable, less what running guests may still grow into."""
+    return await _available(vms, overcommit)
 
-    @api_method(params=[OVERCOMMIT], result=AVAILABLE_RESULT, roles=("VM_READ",))
-    async def get_available_memory(self: VMQuery, overcommit: bool = False) -> int:
-        """Bytes a new guest can get: 90% of MemAvailable, less what running guests may still grow into."""
-        return await _available(self, overcommit)
 
-    @api_method(result=IN_USE_RESULT, roles=("VM_READ",))
-    async def get_vmemory_in_use(self: VMQuery) -> dict[str, int]:
-        """Configured memory of running VMs (RNP, RPRD) and of stopped autostart VMs (PRD), in bytes."""
-        return vmemory_in_use(await self.query())
+async def get_vmemory_in_use(vms: VMQuery) -> dict[str, int]:
+    """Configured memory of running VMs (RNP, RPRD) and of stopped autostart VMs (PRD), in bytes."""
+    return vmemory_in_use(await vms.query())
 
-    async def check_memory(self: VMQuery, vm: Mapping[str, Any], overcommit: bool) -> None:
-        """Raise ENOMEM when the host cannot guarantee the VM's memory (vm.start without overcommit)."""
-        if requested_bytes(vm) > await _available(self, overcommit):
-            raise CallError(f"Cannot guarantee memory for guest {vm['name']}", errno.ENOMEM)
+
+async def check_memory(vms: VMQuery, vm: Mapping[str, Any], overcommit: bool) -> None:
+    """Raise ENOMEM when the host cannot guarantee the VM's memory (vm.start without overcommit)."""
+    if requested_bytes(vm) > await _available(vms, overcommit):
+        raise CallError(f"Cannot guarantee memory for guest {vm['name']}", errno.ENOMEM)

@@ -7,15 +7,16 @@ import os
 import shutil
 import threading
 import uuid
-from typing import Any, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm import ova
-from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.schemas import VM_CREATE, VM_ENTRY
 from middlewared.schema import apply_defaults
-from middlewared.service import JobOptions, api_method
+
+if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
 
 IMPORT_OVA: dict[str, Any] = {
     "title": "data", "type": "object", "required": ["path"], "additionalProperties": False,
@@ -50,67 +51,63 @@ class VolumeImporter(Protocol):
                             progress: Callable[[float], None]) -> dict[str, Any]: ...
 
 
-class VMImportMixin(VMRecords):
-    """vm.import_ova."""
+async def import_ova(vms: "VMService", data: dict[str, Any], *, job: Job) -> dict[str, Any]:
+    """Create a VM from an OVA: its CPUs, memory, disks (converted into new qcow2 volumes, with qemu-img's
+    percentages) and NICs. What the OVF describes beyond that is listed in `unknown` and the job log. An
+    abort or a failure leaves no volume and no VM behind."""
+    # Imported here: vm_device's package imports this plugin's.
+    from middlewared.plugins.vm_device.paths import PathError, confine, real_roots
+    storage = vms.middleware.config.storage
+    roots = real_roots(storage.roots)
+    try:
+        path = confine(data["path"], roots)
+        system = ova.parse(await asyncio.to_thread(ova.read_descriptor, path))
+    except (PathError, ova.OvfError, OSError) as e:
+        raise CallError(f"{data['path']}: {e}", errno.EINVAL) from e
+    name = data["name"] or ova.vm_name(system.name)
+    if name in {r["name"] for r in (await vms._records()).values()}:
+        raise CallError(f"A VM named {name} already exists", errno.EEXIST)
+    for line in system.unknown:
+        job.log(line)
+    workdir = os.path.join(roots[0], f".ova-import-{uuid.uuid4().hex[:12]}")
+    await asyncio.to_thread(os.mkdir, workdir, 0o700)
+    volumes: list[dict[str, Any]] = []
+    try:
+        await _import_disks(vms, job, path, system, workdir, f"{data['pool'] or storage.pool}/{name}", volumes)
+        devices = [{"attributes": {"dtype": "DISK", "zvol_name": v["zvol_name"], "type": "AHCI"},
+                    "order": 1001 + i} for i, v in enumerate(volumes)]
+        devices += [{"attributes": {"dtype": "NIC", "type": ova.nic_model(model),
+                                    "nic_attach": data["nic_attach"]}} for model in system.nics]
+        job.set_progress(97, f"Creating VM {name}")
+        vm = await vms.create(apply_defaults(VM_CREATE, {
+            "name": name, "vcpus": system.vcpus, "memory": system.memory_mib, "autostart": False,
+            "devices": devices}))
+    except BaseException:
+        await vms.devices.delete_volumes([{"attributes": {"dtype": "DISK", **v}} for v in volumes])
+        raise
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+    return {"vm": vm, "unknown": system.unknown}
 
-    @api_method(params=[IMPORT_OVA], result=IMPORTED, roles=("VM_DEVICE_WRITE",),
-                job=JobOptions(abortable=True, logs=True, description=lambda a: f"Importing {a[0]['path']}"))
-    async def import_ova(self, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
-        """Create a VM from an OVA: its CPUs, memory, disks (converted into new qcow2 volumes, with qemu-img's
-        percentages) and NICs. What the OVF describes beyond that is listed in `unknown` and the job log. An
-        abort or a failure leaves no volume and no VM behind."""
-        # Imported here: vm_device's package imports this plugin's.
-        from middlewared.plugins.vm_device.paths import PathError, confine, real_roots
-        storage = self.middleware.config.storage
-        roots = real_roots(storage.roots)
+
+async def _import_disks(vms: "VMService", job: Job, archive: str, system: ova.OvfSystem, workdir: str, prefix: str,
+                        volumes: list[dict[str, Any]]) -> None:
+    """Extract and convert each disk; volumes gets each new volume at once (for the caller's clean-up)."""
+    importer = cast(VolumeImporter, vms.middleware.service("vm.device"))
+    total = sum(max(d.capacity, 1) for d in system.disks) or 1
+    done = 0
+    for i, disk in enumerate(system.disks):
+        local, weight = os.path.join(workdir, f"disk{i}"), max(disk.capacity, 1)
+        job.set_progress(95 * done / total, f"Extracting {disk.href}")
+        stop = threading.Event()
         try:
-            path = confine(data["path"], roots)
-            system = ova.parse(await asyncio.to_thread(ova.read_descriptor, path))
-        except (PathError, ova.OvfError, OSError) as e:
-            raise CallError(f"{data['path']}: {e}", errno.EINVAL) from e
-        name = data["name"] or ova.vm_name(system.name)
-        if name in {r["name"] for r in (await self._records()).values()}:
-            raise CallError(f"A VM named {name} already exists", errno.EEXIST)
-        for line in system.unknown:
-            job.log(line)
-        workdir = os.path.join(roots[0], f".ova-import-{uuid.uuid4().hex[:12]}")
-        await asyncio.to_thread(os.mkdir, workdir, 0o700)
-        volumes: list[dict[str, Any]] = []
-        try:
-            await self._import_disks(job, path, system, workdir, f"{data['pool'] or storage.pool}/{name}", volumes)
-            devices = [{"attributes": {"dtype": "DISK", "zvol_name": v["zvol_name"], "type": "AHCI"},
-                        "order": 1001 + i} for i, v in enumerate(volumes)]
-            devices += [{"attributes": {"dtype": "NIC", "type": ova.nic_model(model),
-                                        "nic_attach": data["nic_attach"]}} for model in system.nics]
-            job.set_progress(97, f"Creating VM {name}")
-            vm = await self.create(apply_defaults(VM_CREATE, {
-                "name": name, "vcpus": system.vcpus, "memory": system.memory_mib, "autostart": False,
-                "devices": devices}))
+            await asyncio.to_thread(ova.extract, archive, disk.href, local, stop.is_set)
         except BaseException:
-            await self.devices.delete_volumes([{"attributes": {"dtype": "DISK", **v}} for v in volumes])
+            stop.set()
             raise
-        finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
-        return {"vm": vm, "unknown": system.unknown}
 
-    async def _import_disks(self, job: Job, archive: str, system: ova.OvfSystem, workdir: str, prefix: str,
-                            volumes: list[dict[str, Any]]) -> None:
-        """Extract and convert each disk; volumes gets each new volume at once (for the caller's clean-up)."""
-        importer = cast(VolumeImporter, self.middleware.service("vm.device"))
-        total = sum(max(d.capacity, 1) for d in system.disks) or 1
-        done = 0
-        for i, disk in enumerate(system.disks):
-            local, weight = os.path.join(workdir, f"disk{i}"), max(disk.capacity, 1)
-            job.set_progress(95 * done / total, f"Extracting {disk.href}")
-            stop = threading.Event()
-            try:
-                await asyncio.to_thread(ova.extract, archive, disk.href, local, stop.is_set)
-            except BaseException:
-                stop.set()
-                raise
-
-            def progress(percent: float, before: int = done, weight: int = weight, href: str = disk.href) -> None:
-                job.set_progress(95 * (before + weight * percent / 100) / total, f"Converting {href}")
-            volumes.append(await importer.import_volume(local, None, f"{prefix}-disk{i}", "qcow2", progress))
-            await asyncio.to_thread(os.unlink, local)
-            done += weight
+        def progress(percent: float, before: int = done, weight: int = weight, href: str = disk.href) -> None:
+            job.set_progress(95 * (before + weight * percent / 100) / total, f"Converting {href}")
+        volumes.append(await importer.import_volume(local, None, f"{prefix}-disk{i}", "qcow2", progress))
+        await asyncio.to_thread(os.unlink, local)
+        done += weight

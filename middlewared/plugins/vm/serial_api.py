@@ -19,9 +19,10 @@ from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.hypervisor import API_STATES, Hypervisor
 from middlewared.plugins.vm.model import DomainContext, VMRecord
 from middlewared.plugins.vm.serial_console import SerialHub, SerialSession, Viewer, read_tail
-from middlewared.service import api_method, id_param
+from middlewared.service import id_param
 
 if TYPE_CHECKING:
+    from middlewared.plugins.vm.service import VMService
     import libvirt
 
     from middlewared.api.rpc import RpcConnection
@@ -142,41 +143,35 @@ def follow_states(service: SerialHost) -> None:
     service.hypervisor.listeners.append(on_state)
 
 
-class VMSerialMixin:
-    """Serial console methods of the vm service."""
+async def get_console_web_uri(vms: "VMService", id_: int, host: str, options: dict[str, Any], *,
+                              app: "RpcConnection | None" = None) -> str:
+    """A WebSocket URI for the VM's serial console (running or not: output starts when it runs).
 
-    serial_consoles: SerialHub
+    Several viewers may connect; the first that may type holds the keyboard, the others are told who
+    does, and the keyboard passes on when its holder leaves. The last 64 KiB of output are replayed.
+    """
+    await vms.get_instance(id_)
+    credentials = app.credentials if app is not None else creds.root("INTERNAL")
+    server = vms.middleware.config.server
+    netloc = W.authority(host or W.local_host(app and app.ws.get_extra_info("sockname"), server.host),
+                         server.port)
+    ticket = vms.middleware.tokens.create(credentials, TICKET_TTL, single_use=True, attrs={
+        W.TOKEN_ATTR: TOKEN_KIND, "vm": id_, "read_only": options["read_only"]})
+    scheme = "wss" if options["protocol"] == "HTTPS" else "ws"
+    return f"{scheme}://{netloc}/vm/serial/{id_}?auth_token={ticket}"
 
-    @api_method(params=[VM_ID, HOST, URI_OPTIONS], result=URI_RESULT, roles=CONSOLE)
-    async def get_console_web_uri(self: SerialHost, id_: int, host: str, options: dict[str, Any], *,
-                                  app: "RpcConnection | None" = None) -> str:
-        """A WebSocket URI for the VM's serial console (running or not: output starts when it runs).
 
-        Several viewers may connect; the first that may type holds the keyboard, the others are told who
-        does, and the keyboard passes on when its holder leaves. The last 64 KiB of output are replayed.
-        """
-        await self.get_instance(id_)
-        credentials = app.credentials if app is not None else creds.root("INTERNAL")
-        server = self.middleware.config.server
-        netloc = W.authority(host or W.local_host(app and app.ws.get_extra_info("sockname"), server.host),
-                             server.port)
-        ticket = self.middleware.tokens.create(credentials, TICKET_TTL, single_use=True, attrs={
-            W.TOKEN_ATTR: TOKEN_KIND, "vm": id_, "read_only": options["read_only"]})
-        scheme = "wss" if options["protocol"] == "HTTPS" else "ws"
-        return f"{scheme}://{netloc}/vm/serial/{id_}?auth_token={ticket}"
-
-    @api_method(params=[VM_ID], result=VIEWERS_RESULT, roles=("VM_READ",))
-    async def get_console_viewers(self: SerialHost, id_: int) -> dict[str, Any]:
-        """Who watches the VM's serial console and who holds its keyboard."""
-        await self.get_instance(id_)
-        session = self.serial_consoles.sessions.get(id_)
-        if session is None:
-            return {"attached": False, "typist": None, "viewers": [], "bytes_to_guest": 0, "bytes_from_guest": 0}
-        return {"attached": session.fd is not None,
-                "typist": session.typist.username if session.typist else None,
-                "viewers": [{"id": v.id, "username": v.username, "read_only": not v.may_type}
-                            for v in session.viewers],
-                "bytes_to_guest": session.bytes_in, "bytes_from_guest": session.bytes_out}
+async def get_console_viewers(vms: "VMService", id_: int) -> dict[str, Any]:
+    """Who watches the VM's serial console and who holds its keyboard."""
+    await vms.get_instance(id_)
+    session = vms.serial_consoles.sessions.get(id_)
+    if session is None:
+        return {"attached": False, "typist": None, "viewers": [], "bytes_to_guest": 0, "bytes_from_guest": 0}
+    return {"attached": session.fd is not None,
+            "typist": session.typist.username if session.typist else None,
+            "viewers": [{"id": v.id, "username": v.username, "read_only": not v.may_type}
+                        for v in session.viewers],
+            "bytes_to_guest": session.bytes_in, "bytes_from_guest": session.bytes_out}
 
 
 async def _relay(ws: web.WebSocketResponse, session: SerialSession, viewer: Viewer) -> None:

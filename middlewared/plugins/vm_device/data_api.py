@@ -5,20 +5,17 @@ import asyncio
 import errno
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm.model import VMRecord, VMState
-from middlewared.plugins.vm_device import import_export as io, resize
+from middlewared.plugins.vm_device import import_export as io
+from middlewared.plugins.vm_device import resize as growth
 from middlewared.plugins.vm_device.disk import ZVOL_NAME
-from middlewared.plugins.vm_device.schemas import DEVICE_ENTRY
-from middlewared.service import JobOptions, api_method
 
 if TYPE_CHECKING:
-    from middlewared.middleware import Middleware
-    from middlewared.plugins.vm.records import VMRecords
-    from middlewared.plugins.vm_device.manager import DeviceManager
+    from middlewared.plugins.vm_device.service import VMDeviceService
 
 WRITE, READ = ("VM_DEVICE_WRITE",), ("VM_DEVICE_READ",)
 DEVICE_ID: dict[str, Any] = {"title": "id", "type": "integer", "description": "Id of the device."}
@@ -72,103 +69,76 @@ VIRTUAL_SIZE: dict[str, Any] = {
 }
 
 
-class DataHost(Protocol):
-    """What the disk data methods need of the service they are part of."""
+async def resize(service: "VMDeviceService", id_: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Grow a DISK volume or RAW file (never shrink it), after checking the free space where it lives; a
+    running guest is told at once and sees the new size without a restart."""
+    device = await service._stored(id_)
+    a = device["attributes"]
+    if a["dtype"] not in ("DISK", "RAW"):
+        raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be resized", errno.EINVAL)
+    vm = await service.vms.get_instance(device["vm"])
+    storage = await growth.storage_of(a, await service.manager.host(vm["id"]))
+    size = options["size"]
+    growth.check_growth(storage, size)
+    running = vm["status"]["state"] != VMState.STOPPED
+    await growth.grow(service.vms.hypervisor, VMRecord.from_row(vm).domain_name, running, storage, size)
+    if a["dtype"] == "RAW":
+        # The stored size follows the file: a later update must not read it as a shrink.
+        attributes = json.dumps({**a, "size": size})
 
-    middleware: "Middleware"
-
-    @property
-    def manager(self) -> "DeviceManager": ...
-
-    @property
-    def vms(self) -> "VMRecords": ...
-
-    async def _stored(self, id_: int) -> dict[str, Any]: ...
-
-    async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
-                            progress: Callable[[float], None]) -> dict[str, Any]: ...
-
-    async def get_instance(self, id_: int, options: dict[str, Any] | None = None, *,
-                           app: Any = None) -> dict[str, Any]: ...
+        def store(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE vm_device SET attributes = ? WHERE id = ?", (attributes, id_))
+        await service.vms._write(store, device["vm"])
+    entry = await service.get_instance(id_)
+    service.middleware.send_event("vm.device.query", "CHANGED", id=id_, fields=entry)
+    service.middleware.send_event("vm.query", "CHANGED", id=vm["id"], fields=await service.vms.get_instance(vm["id"]))
+    return entry
 
 
-class DeviceDataMixin:
-    """Disk data methods of vm.device."""
+async def import_disk(service: "VMDeviceService", data: dict[str, Any], *, job: Job) -> dict[str, Any]:
+    """Copy a disk image (qcow2, VMDK, VHDX, VDI or raw, under the storage roots) into a new volume of a
+    storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure
+    leaves no volume behind."""
+    job.set_progress(0, f"Importing {data['source']}")
+    return await service.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
+                                    lambda percent: job.set_progress(percent, f"Copying {data['source']}"))
 
-    @api_method(params=[DEVICE_ID, RESIZE], result=DEVICE_ENTRY, roles=WRITE)
-    async def resize(self: DataHost, id_: int, options: dict[str, Any]) -> dict[str, Any]:
-        """Grow a DISK volume or RAW file (never shrink it), after checking the free space where it lives; a
-        running guest is told at once and sees the new size without a restart."""
-        device = await self._stored(id_)
-        a = device["attributes"]
-        if a["dtype"] not in ("DISK", "RAW"):
-            raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be resized", errno.EINVAL)
-        vm = await self.vms.get_instance(device["vm"])
-        storage = await resize.storage_of(a, await self.manager.host(vm["id"]))
-        size = options["size"]
-        resize.check_growth(storage, size)
-        running = vm["status"]["state"] != VMState.STOPPED
-        await resize.grow(self.vms.hypervisor, VMRecord.from_row(vm).domain_name, running, storage, size)
-        if a["dtype"] == "RAW":
-            # The stored size follows the file: a later update must not read it as a shrink.
-            attributes = json.dumps({**a, "size": size})
 
-            def store(db: sqlite3.Connection) -> None:
-                db.execute("UPDATE vm_device SET attributes = ? WHERE id = ?", (attributes, id_))
-            await self.vms._write(store, device["vm"])
-        entry = await self.get_instance(id_)
-        self.middleware.send_event("vm.device.query", "CHANGED", id=id_, fields=entry)
-        self.middleware.send_event("vm.query", "CHANGED", id=vm["id"], fields=await self.vms.get_instance(vm["id"]))
-        return entry
+async def import_volume(service: "VMDeviceService", source: str, source_format: str | None, zvol_name: str, fmt: str,
+                        progress: Callable[[float], None]) -> dict[str, Any]:
+    """Copy an image under the storage roots into a new volume (import_disk's work, also for vm.import_ova)."""
+    host = await service.manager.host()
+    source = io.confined(source, host.roots, "source")
+    image = await asyncio.to_thread(io.inspect, source, source_format)
+    pool_name, _, name = zvol_name.partition("/")
+    if not await host.pool_active(pool_name):
+        raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
+    volume = await io.import_image(service.vms.hypervisor, image, pool_name, name, fmt, progress)
+    return {"zvol_name": volume.zvol_name, "path": volume.path, "format": fmt, "size": volume.capacity,
+            "source": io.describe(image)}
 
-    @api_method(params=[IMPORT], result=IMPORTED, roles=WRITE,
-                job=JobOptions(abortable=True, description=lambda a: f"Importing {a[0]['source']}"))
-    async def import_disk(self: DataHost, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
-        """Copy a disk image (qcow2, VMDK, VHDX, VDI or raw, under the storage roots) into a new volume of a
-        storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure
-        leaves no volume behind."""
-        job.set_progress(0, f"Importing {data['source']}")
-        return await self.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
-                                        lambda percent: job.set_progress(percent, f"Copying {data['source']}"))
 
-    async def import_volume(self: DataHost, source: str, source_format: str | None, zvol_name: str, fmt: str,
-                            progress: Callable[[float], None]) -> dict[str, Any]:
-        """Copy an image under the storage roots into a new volume (import_disk's work, also for vm.import_ova)."""
-        host = await self.manager.host()
-        source = io.confined(source, host.roots, "source")
-        image = await asyncio.to_thread(io.inspect, source, source_format)
-        pool_name, _, name = zvol_name.partition("/")
-        if not await host.pool_active(pool_name):
-            raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
-        volume = await io.import_image(self.vms.hypervisor, image, pool_name, name, fmt, progress)
-        return {"zvol_name": volume.zvol_name, "path": volume.path, "format": fmt, "size": volume.capacity,
-                "source": io.describe(image)}
+async def export_disk(service: "VMDeviceService", id_: int, options: dict[str, Any], *, job: Job) -> str:
+    """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
+    qemu-img's percentage; an abort or a failure leaves no file behind."""
+    device = await service._stored(id_)
+    a = device["attributes"]
+    if a["dtype"] not in ("DISK", "RAW"):
+        raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be exported", errno.EINVAL)
+    vm = await service.vms.get_instance(device["vm"])
+    if vm["status"]["state"] != VMState.STOPPED:
+        raise CallError(f"VM {vm['name']} is running: stop it for a consistent copy", errno.EBUSY)
+    host = await service.manager.host(vm["id"])
+    target = io.confined(options["path"], host.roots, "path")
+    storage = await growth.storage_of(a, host)
+    fmt = storage.volume.format if storage.volume is not None else "raw"
+    await io.export_image(storage.path, fmt, target, options["format"],
+                          lambda percent: job.set_progress(percent, f"Copying to {target}"))
+    return target
 
-    @api_method(params=[DEVICE_ID, EXPORT], result={"title": "result", "type": "string",
-                                                    "description": "Path of the copy."},
-                roles=WRITE, job=JobOptions(abortable=True, description=lambda a: f"Exporting device {a[0]}"))
-    async def export_disk(self: DataHost, id_: int, options: dict[str, Any], *, job: Job) -> str:
-        """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
-        qemu-img's percentage; an abort or a failure leaves no file behind."""
-        device = await self._stored(id_)
-        a = device["attributes"]
-        if a["dtype"] not in ("DISK", "RAW"):
-            raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be exported", errno.EINVAL)
-        vm = await self.vms.get_instance(device["vm"])
-        if vm["status"]["state"] != VMState.STOPPED:
-            raise CallError(f"VM {vm['name']} is running: stop it for a consistent copy", errno.EBUSY)
-        host = await self.manager.host(vm["id"])
-        target = io.confined(options["path"], host.roots, "path")
-        storage = await resize.storage_of(a, host)
-        fmt = storage.volume.format if storage.volume is not None else "raw"
-        await io.export_image(storage.path, fmt, target, options["format"],
-                              lambda percent: job.set_progress(percent, f"Copying to {target}"))
-        return target
 
-    @api_method(params=[VIRTUAL_SIZE], result={"title": "result", "type": "integer",
-                                               "description": "Virtual size in bytes."}, roles=READ)
-    async def virtual_size(self: DataHost, data: dict[str, Any]) -> int:
-        """The size in bytes a guest sees of a disk image under the storage roots (format detected)."""
-        host = await self.manager.host()
-        path = io.confined(data["path"], host.roots, "path")
-        return (await asyncio.to_thread(io.inspect, path, None)).virtual_size
+async def virtual_size(service: "VMDeviceService", data: dict[str, Any]) -> int:
+    """The size in bytes a guest sees of a disk image under the storage roots (format detected)."""
+    host = await service.manager.host()
+    path = io.confined(data["path"], host.roots, "path")
+    return (await asyncio.to_thread(io.inspect, path, None)).virtual_size

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from middlewared.crud import CRUDService, crud_schemas
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
+from middlewared.job import Job
 from middlewared.plugins.vm.devices_api import DeviceChange
+from middlewared.plugins.vm.model import VMState
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.service import VMService
+from middlewared.plugins.vm_device import choices, data_api
 from middlewared.plugins.vm_device import schemas as S
-from middlewared.plugins.vm_device.choices import DeviceChoicesMixin
-from middlewared.plugins.vm_device.data_api import DeviceDataMixin
 from middlewared.plugins.vm_device.manager import DeviceManager
-from middlewared.service import api_method
-from middlewared.plugins.vm.model import VMState
+from middlewared.service import JobOptions, api_method
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -30,7 +30,7 @@ CRUD = crud_schemas("vm.device", "VMDevice", "VM_DEVICE", S.DEVICE_ENTRY, S.DEVI
                     (S.DELETE_OPTIONS,))
 
 
-class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
+class VMDeviceService(CRUDService):
     """vm.device.*: VM devices."""
 
     namespace = "vm.device"
@@ -143,3 +143,79 @@ class VMDeviceService(DeviceChoicesMixin, DeviceDataMixin, CRUDService):
                     raise CallError(f"Device {id_} was deleted, but not its storage: {e.errmsg}", e.errno) from e
         self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
         return True
+
+    async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
+                            progress: Callable[[float], None]) -> dict[str, Any]:
+        """Convert an image file into a new volume (for the vm plugin's OVA import)."""
+        return await data_api.import_volume(self, source, source_format, zvol_name, fmt, progress)
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    @api_method(result=S.string_map("Address -> address."), roles=choices.ROLES)
+    async def bind_choices(self) -> dict[str, str]:
+        """Addresses a DISPLAY may listen on: the host's addresses, 0.0.0.0 and ::."""
+        return await choices.bind_choices(self)
+
+    @api_method(result=S.string_map("Volume path -> \"<pool>/<volume>\"."), roles=choices.ROLES)
+    async def disk_choices(self) -> dict[str, str]:
+        """Volumes of the active storage pools that no DISK device uses."""
+        return await choices.disk_choices(self)
+
+    @api_method(result=S.string_map("Pool name -> pool name (the configured pool first)."), roles=choices.ROLES)
+    async def pool_choices(self) -> dict[str, str]:
+        """Active storage pools a new DISK volume may be created in (zvol_name "<pool>/<volume>")."""
+        return await choices.pool_choices(self)
+
+    @api_method(result=S.string_map("Name -> name."), roles=choices.ROLES)
+    async def nic_attach_choices(self) -> dict[str, str]:
+        """Host bridges, other host interfaces and active libvirt networks a NIC may attach to."""
+        return await choices.nic_attach_choices(self)
+
+    @api_method(result=S.details_map("PCI address -> details.", S.PCI_DETAILS), roles=choices.ROLES)
+    async def passthrough_device_choices(self) -> dict[str, dict[str, Any]]:
+        """Host PCI devices with their IOMMU group, driver and whether they can be passed through."""
+        return await choices.passthrough_device_choices(self)
+
+    @api_method(result=S.details_map("Node device name -> details.", S.USB_DETAILS), roles=choices.ROLES)
+    async def usb_passthrough_choices(self) -> dict[str, dict[str, Any]]:
+        """Host USB devices (libvirt node devices), and whether a running VM already uses each."""
+        return await choices.usb_passthrough_choices(self)
+
+    @api_method(result=S.string_map("Model -> model."), roles=choices.ROLES)
+    async def usb_controller_choices(self) -> dict[str, str]:
+        """Models of the guest USB controller a USB device is plugged into."""
+        return await choices.usb_controller_choices(self)
+
+    @api_method(result=S.string_map("I/O type -> I/O type."), roles=choices.ROLES)
+    async def iotype_choices(self) -> dict[str, str]:
+        """I/O backends of DISK and RAW devices."""
+        return await choices.iotype_choices(self)
+
+    # -- data_api --------------------------------------------------------------------------------------------
+    @api_method(params=[data_api.DEVICE_ID, data_api.RESIZE], result=S.DEVICE_ENTRY, roles=data_api.WRITE)
+    async def resize(self, id_: int, options: dict[str, Any]) -> dict[str, Any]:
+        """Grow a DISK volume or RAW file (never shrink it), after checking the free space where it lives; a
+        running guest is told at once and sees the new size without a restart."""
+        return await data_api.resize(self, id_, options)
+
+    @api_method(params=[data_api.IMPORT], result=data_api.IMPORTED, roles=data_api.WRITE,
+                job=JobOptions(abortable=True, description=lambda a: f"Importing {a[0]['source']}"))
+    async def import_disk(self, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
+        """Copy a disk image (qcow2, VMDK, VHDX, VDI or raw, under the storage roots) into a new volume of a
+        storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure
+        leaves no volume behind."""
+        return await data_api.import_disk(self, data, job=job)
+
+    @api_method(params=[data_api.DEVICE_ID, data_api.EXPORT],
+                result={"title": "result", "type": "string", "description": "Path of the copy."},
+                roles=data_api.WRITE, job=JobOptions(abortable=True, description=lambda a: f"Exporting device {a[0]}"))
+    async def export_disk(self, id_: int, options: dict[str, Any], *, job: Job) -> str:
+        """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
+        qemu-img's percentage; an abort or a failure leaves no file behind."""
+        return await data_api.export_disk(self, id_, options, job=job)
+
+    @api_method(params=[data_api.VIRTUAL_SIZE],
+                result={"title": "result", "type": "integer", "description": "Virtual size in bytes."},
+                roles=data_api.READ)
+    async def virtual_size(self, data: dict[str, Any]) -> int:
+        """The size in bytes a guest sees of a disk image under the storage roots (format detected)."""
+        return await data_api.virtual_size(self, data)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Protocol, Sequence
 
@@ -58,6 +59,23 @@ class DeviceSupport(Protocol):
                    force: bool = False) -> DevicePlan:
         """Validate changes to the stored devices `current` of vm (errors into verrors); fill defaults,
         choose MACs and ports. No host changes yet: `provision` makes them."""
+        ...
+
+    def changes_of_update(self, current: Sequence[Mapping[str, Any]], devices_in: Sequence[Mapping[str, Any]],
+                          verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
+        """vm.update's device list as changes (with an id: that device; without: a new one) and the ids of the
+        stored devices it leaves out (removed); errors into verrors."""
+        ...
+
+    def store(self, db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Store a plan's rows and deletions inside the VM's transaction (blocking); return every device of the VM
+        in order and the stored rows of the plan."""
+        ...
+
+    def announce(self, before: Sequence[Mapping[str, Any]], stored: Sequence[Mapping[str, Any]],
+                 removed: Sequence[int]) -> None:
+        """Send the vm.device.query events of a stored change."""
         ...
 
     async def provision(self, plan: DevicePlan) -> None:

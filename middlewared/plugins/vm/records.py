@@ -230,7 +230,7 @@ class VMRecords(CRUDService):
                     verrors.add(f"vm_create.{unique}", f"This {unique} already exists.", errno.EEXIST)
                     raise verrors from None
                 vm_id = int(cur.lastrowid or 0)
-                devices = _apply_device_plan(db, vm_id, [], plan)[0] if plan is not None else []
+                devices = self.devices.store(db, vm_id, [], plan)[0] if plan is not None else []
                 # Without devices the XML needs no host facts.
                 host = plan.host if plan is not None else DeviceHost()
                 conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices, host))
@@ -254,7 +254,7 @@ class VMRecords(CRUDService):
             verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
         plan = None
         if devices_in is not None:
-            changes, remove = _reconcile(current, devices_in, verrors)
+            changes, remove = self.devices.changes_of_update(current, devices_in, verrors)
             plan = await self.devices.plan({**new, "id": id_, "status": old["status"]}, current, changes, remove,
                                            verrors)
         verrors.check()
@@ -276,7 +276,7 @@ class VMRecords(CRUDService):
             return stored
         stored = await self._provisioned(plan, write, id_)
         if plan is not None:
-            self._announce_devices(current, stored, plan.remove)
+            self.devices.announce(current, stored, plan.remove)
         return await self.get_instance(id_)
 
     async def change_devices(self, vm_id: int, changes: Sequence[DeviceChange], remove: Sequence[int] = (), *,
@@ -309,7 +309,7 @@ class VMRecords(CRUDService):
         """Apply a plan's rows inside a transaction and its live changes to the running domain.
 
         Returns (every device of the VM after the change, the stored rows of the plan)."""
-        devices, stored = _apply_device_plan(db, vm.id, current, plan)
+        devices, stored = self.devices.store(db, vm.id, current, plan)
         if plan.live:
             dom = conn.lookupByName(vm.domain_name)
             flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -317,19 +317,6 @@ class VMRecords(CRUDService):
                 for xml in self.devices.live_xml(devices, device_id, plan.host):
                     dom.updateDeviceFlags(xml, flags)
         return devices, stored
-
-    def _announce_devices(self, before: list[dict[str, Any]], stored: list[dict[str, Any]],
-                          removed: Sequence[int]) -> None:
-        """vm.device.query events for the devices vm.update's reconciliation touched."""
-        old = {d["id"]: self.devices.public(d) for d in before}
-        for row in stored:
-            public = self.devices.public(row)
-            if row["id"] not in old:
-                self.middleware.send_event("vm.device.query", "ADDED", id=row["id"], fields=public)
-            elif old[row["id"]] != public:
-                self.middleware.send_event("vm.device.query", "CHANGED", id=row["id"], fields=public)
-        for device_id in removed:
-            self.middleware.send_event("vm.device.query", "REMOVED", id=device_id)
 
     async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Remove the record, its domain and NVRAM, and (zvols) its DISK volumes."""
@@ -358,47 +345,6 @@ class VMRecords(CRUDService):
         if options.get("zvols"):
             await self.devices.delete_volumes(vm["devices"])
         return True
-
-
-def _reconcile(current: Sequence[dict[str, Any]], devices_in: Sequence[dict[str, Any]],
-               verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
-    """vm.update's devices: entries with an id change that device, without one create a device, and
-    stored devices left out are removed."""
-    existing = {d["id"] for d in current}
-    changes, seen = [], set()
-    for index, dev in enumerate(devices_in):
-        attribute = f"vm_update.devices.{index}"
-        device_id = dev.get("id")
-        if device_id is not None and device_id not in existing:
-            verrors.add(f"{attribute}.id", f"This VM has no device {device_id}", errno.ENOENT)
-            continue
-        if device_id is not None and device_id in seen:
-            verrors.add(f"{attribute}.id", f"Device {device_id} is listed twice", errno.EINVAL)
-            continue
-        seen.add(device_id)
-        changes.append(DeviceChange(attribute, dev))
-    return changes, [i for i in sorted(existing) if i not in seen]
-
-
-def _apply_device_plan(db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
-                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Store a plan's rows and deletions; return (all devices of the VM in order, the stored rows)."""
-    for device_id in plan.remove:
-        db.execute("DELETE FROM vm_device WHERE id = ? AND vm = ?", (device_id, vm_id))
-    stored = []
-    for row in plan.rows:
-        values = (row["attributes"]["dtype"], json.dumps(row["attributes"]), row.get("order"))
-        if row.get("id") is None:
-            cur = db.execute('INSERT INTO vm_device (dtype, attributes, "order", vm) VALUES (?, ?, ?, ?)',
-                             (*values, vm_id))
-            stored.append({**row, "id": cur.lastrowid, "vm": vm_id})
-        else:
-            db.execute('UPDATE vm_device SET dtype = ?, attributes = ?, "order" = ? WHERE id = ? AND vm = ?',
-                       (*values, row["id"], vm_id))
-            stored.append({**row, "vm": vm_id})
-    replaced = set(plan.remove) | {row["id"] for row in stored}
-    devices = [d for d in current if d["id"] not in replaced] + stored
-    return sorted(devices, key=device_order), stored
 
 
 def _destroy(conn: libvirt.virConnect, name: str) -> None:

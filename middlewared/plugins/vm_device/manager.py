@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import sqlite3
 import logging
 import os
 from typing import Any, Collection, Mapping, Sequence
@@ -15,7 +16,7 @@ from middlewared.plugins.vm.devices_api import DeviceChange, DeviceHost, DeviceP
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import VMState, device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
-from middlewared.plugins.vm_device import display, layout, nic
+from middlewared.plugins.vm_device import display, layout, nic, rows
 from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.model import HostSnapshot
 from middlewared.plugins.vm_device.planning import make_plan
@@ -69,6 +70,21 @@ class DeviceManager:
         plan = await make_plan(self.types, vm, current, changes, remove, verrors, host, elsewhere, force)
         plan.host = await host.snapshot()
         return plan
+
+    def changes_of_update(self, current: Sequence[Mapping[str, Any]], devices_in: Sequence[Mapping[str, Any]],
+                          verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
+        """vm.update's device list as changes (see DeviceSupport.changes_of_update)."""
+        return rows.changes_of_update(current, devices_in, verrors)
+
+    def store(self, db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Store a plan's rows in the VM's transaction (see DeviceSupport.store)."""
+        return rows.store_plan(db, vm_id, current, plan)
+
+    def announce(self, before: Sequence[Mapping[str, Any]], stored: Sequence[Mapping[str, Any]],
+                 removed: Sequence[int]) -> None:
+        """The vm.device.query events of a stored change."""
+        rows.announce(self.vms.middleware, self.public, before, stored, removed)
 
     async def provision(self, plan: DevicePlan) -> None:
         """Create the plan's volumes and files."""

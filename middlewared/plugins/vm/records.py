@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import sqlite3
@@ -21,7 +20,7 @@ from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, DeviceHost
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
-from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, device_order, domain_name
+from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, domain_name
 from middlewared.plugins.vm.record_cache import RecordCache, read_all, read_one
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 

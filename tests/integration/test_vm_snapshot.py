@@ -185,7 +185,12 @@ async def test_clone_gets_its_own_disks_and_seed(unix_rpc: Rpc, daemon: Daemon, 
     async with vm_with(unix_rpc, disk, {"dtype": "CLOUD_INIT", "hostname": "h"}) as vm:
         write(disk_path(vm), 4)
         await job(unix_rpc, "vm.snapshot.create", {"vm": vm["id"], "name": "a"})
-        clone = await unix_rpc.call("vm.clone", vm["id"])
+        await unix_rpc.call("vm.start", vm["id"])
+        try:
+            # The running guest holds its qcow2 image locked: the copy reads it shared.
+            clone = await unix_rpc.call("vm.clone", vm["id"])
+        finally:
+            await unix_rpc.call("vm.poweroff", vm["id"])
         try:
             assert clone["snapshot_count"] == 0
             path = disk_path(clone)

@@ -9,6 +9,7 @@ import libvirt
 from lxml import etree
 
 from middlewared.plugins.vm.xml_helpers import sub
+from middlewared.plugins.vm_device import qemu_img
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,21 @@ def create_volume(conn: libvirt.virConnect, pool_name: str, name: str, capacity:
 
 
 def clone_volume(conn: libvirt.virConnect, source: Volume, name: str) -> Volume:
-    """Copy a volume into a new one of the same pool and format (libvirt copies the current data; a qcow2
-    copy holds none of the original's snapshots)."""
+    """Copy a volume into a new one of the same pool and format (the current data: a qcow2 copy holds none of
+    the original's snapshots)."""
     pool = conn.storagePoolLookupByName(source.pool)
-    original = pool.storageVolLookupByName(source.name)
-    return _volume(pool, pool.createXMLFrom(_volume_xml(name, source.capacity, source.format), original, 0))
+    if source.format != "qcow2":
+        original = pool.storageVolLookupByName(source.name)
+        return _volume(pool, pool.createXMLFrom(_volume_xml(name, source.capacity, source.format), original, 0))
+    # libvirt copies qcow2 with qemu-img, which the image lock of a running guest refuses: the copy reads it
+    # shared, as libvirt's own copy of a raw volume does, into a volume libvirt made.
+    copy = _volume(pool, pool.createXML(_volume_xml(name, source.capacity, "qcow2"), 0))
+    try:
+        qemu_img.copy_shared(source.path, copy.path)
+    except BaseException:
+        delete_volume(conn, source.pool, name)
+        raise
+    return copy
 
 
 def delete_volume(conn: libvirt.virConnect, pool_name: str, name: str) -> bool:

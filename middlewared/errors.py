@@ -89,7 +89,8 @@ class ValidationErrors(MiddlewareError):
 
 
 class InstanceNotFound(ValidationErrors):
-    """``get_instance`` on a missing id: a validation error without attribute, errno ENOENT."""
+    """``get_instance`` on a missing id: a validation error without attribute, errno ENOENT (on the wire a
+    call error, -32001 with errno ENOENT: clients read an errno there only)."""
 
     def __init__(self, errmsg: str) -> None:
         super().__init__([ValidationError(None, errmsg, errno.ENOENT)])

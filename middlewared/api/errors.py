@@ -48,8 +48,9 @@ def truenas_error(code: int, reason: str, trace: dict[str, Any] | None = None, e
     return {"error": code, "errname": errname(code), "reason": reason, "trace": trace, "extra": extra}
 
 
-def error_object(exc: BaseException, method: str | None = None, trace: bool = True) -> dict[str, Any]:
-    """Map an exception raised by a call to the JSON-RPC ``error`` member (trace: include the traceback)."""
+def error_object(exc: BaseException, method: str | None = None, trace: bool = False) -> dict[str, Any]:
+    """Map an exception raised by a call to the JSON-RPC ``error`` member (trace: include the traceback,
+    for callers that sees_traces())."""
     if isinstance(exc, InstanceNotFound):
         # A failed lookup, not a bad parameter: a call error carrying ENOENT, which is where TrueNAS
         # clients read an errno from (they give -32602 errors no errno of their own).

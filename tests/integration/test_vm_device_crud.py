@@ -9,7 +9,7 @@ import pytest
 from tests.integration.test_vm_device_fixtures import (  # noqa: F401 (fixtures)
     bridge, by_dtype, expect_call_error, expect_invalid, media, nat_network, storage, virsh, vm_with, volumes,
 )
-from tests.support import Daemon, Rpc, unique
+from tests.support import Daemon, Rpc, RpcError, unique
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -214,7 +214,9 @@ async def test_choices(unix_rpc: Rpc, daemon: Daemon, bridge: str, nat_network: 
 async def test_wrong_ids(unix_rpc: Rpc) -> None:
     for method, params in (("vm.device.get_instance", (987654,)), ("vm.device.update", (987654, {})),
                            ("vm.device.delete", (987654,))):
-        assert (await expect_invalid(unix_rpc, method, *params)) == [(None, 2)], method
+        with pytest.raises(RpcError) as e:
+            await unix_rpc.call(method, *params)
+        assert (e.value.code, e.value.errno) == (-32001, 2), method  # a failed lookup: ENOENT
     assert await expect_invalid(unix_rpc, "vm.device.create", {"vm": 987654, "attributes": {"dtype": "DISPLAY"}}) \
         == [("vm_device_create.vm", 2)]
 

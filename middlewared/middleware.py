@@ -13,6 +13,7 @@ from middlewared.call_stats import CallStats
 from middlewared.config import Config
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError, not_authenticated, not_authorized
+from middlewared.event_log import EventLog
 from middlewared.job import Job
 from middlewared.jobs import JobManager
 from middlewared.plugin import EventSpec, Plugin
@@ -116,6 +117,7 @@ class Middleware:
         self.jobs = JobManager(self, config.jobs.logs_dir)
         self.tokens = TokenManager()
         self.call_stats = CallStats()
+        self.event_log = EventLog()
         self.datastore: Datastore | None = None
         self.policy: AccessPolicy | None = None
         self.audit_log: AuditLog | None = None
@@ -318,17 +320,29 @@ class Middleware:
             payload["fields"] = fields
         if kwargs:
             payload["extra"] = kwargs
+        event = self.events.get(name)
+        self.event_log.stamp(name, kind, payload, keep=event is None or event.replay)
         for conn in list(self.connections):
             # Filtered here, for every transport: scoped credentials see only their VMs' events.
             view = self.event_view(name, payload, conn.credentials)
             if view is not None:
                 conn.send_event(name, kind, view, None)
 
+    def replay_events(self, conn: Connection, name: str, since: int) -> None:
+        """Send a (just subscribed) connection the kept events of name numbered after since, as they were sent
+        and as its credentials may see them; CallError when the log no longer reaches back to since."""
+        for logged in self.event_log.since(since, name):
+            if logged.job is not None:
+                conn.send_event(logged.name, logged.kind, logged.payload, logged.job)
+                continue
+            view = self.event_view(logged.name, logged.payload, conn.credentials)
+            if view is not None:
+                conn.send_event(logged.name, logged.kind, view, None)
+
     def send_job_event(self, kind: str, job: Job) -> None:
         """Announce a job change on core.get_jobs to the connections allowed to see the job."""
-        if not self.connections:
-            return
         payload = {"msg": kind.lower(), "collection": "core.get_jobs", "id": job.id, "fields": job.encode()}
+        self.event_log.stamp("core.get_jobs", kind, payload, job)
         for conn in list(self.connections):
             conn.send_event("core.get_jobs", kind, payload, job)
 

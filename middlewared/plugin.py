@@ -35,6 +35,8 @@ class EventSpec:
     description: str
     roles: tuple[str, ...]
     scoped_view: ScopedView | None = None
+    # Whether core.subscribe's "since" replays it (not for periodic samples, which the next one replaces).
+    replay: bool = True
 
 
 @dataclass(frozen=True)

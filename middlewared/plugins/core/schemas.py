@@ -29,6 +29,16 @@ JOBS_RESULT: dict[str, Any] = {"title": "result", "description": "Job records, o
 ANY_RESULT: dict[str, Any] = {"title": "result", "description": "The awaited job's result."}
 EVENT_NAME: dict[str, Any] = {"title": "name", "type": "string", "minLength": 1,
                               "description": "Event name (e.g. vm.query, core.get_jobs) or \"*\" for all."}
+SUBSCRIBE_OPTIONS: dict[str, Any] = {
+    "title": "options", "type": "object", "default": {}, "additionalProperties": False,
+    "description": "Subscription options.",
+    "properties": {"since": {
+        "type": ["integer", "null"], "minimum": 0, "default": None,
+        "description": "The seq of the last event this client saw (every notification carries one beside "
+                       "fields): the daemon first sends the kept events of this name numbered after it, then "
+                       "the live ones. An error when the daemon no longer keeps them all (it keeps the last "
+                       "4096; periodic samples such as vm.stats are not kept) or never sent that number."}},
+}
 IDENT: dict[str, Any] = {"title": "id", "type": "string", "description": "A subscription id from core.subscribe."}
 IDENT_RESULT: dict[str, Any] = {"title": "result", "type": "string", "description": "The subscription id."}
 

@@ -102,9 +102,13 @@ class CoreService(Service):
             raise CallError(f"Not allowed to abort job {job_id}", errno.EPERM)
         job.abort()
 
-    @api_method(params=[S.EVENT_NAME], result=S.IDENT_RESULT, roles=ANY_ROLE)
-    async def subscribe(self, name: str, *, app: "RpcConnection | None" = None) -> str:
-        """Subscribe this connection to an event ('*' for all); return the subscription id."""
+    @api_method(params=[S.EVENT_NAME, S.SUBSCRIBE_OPTIONS], result=S.IDENT_RESULT, roles=ANY_ROLE)
+    async def subscribe(self, name: str, options: dict[str, Any], *, app: "RpcConnection | None" = None) -> str:
+        """Subscribe this connection to an event ('*' for all); return the subscription id.
+
+        With ``since``, the events missed since that sequence number are sent first (a reconnecting client
+        loses nothing), or the call fails when they are no longer all kept.
+        """
         if app is None:
             raise CallError("subscribe needs a connection", errno.EINVAL)
         if name != "*" and name not in self.middleware.events:
@@ -113,8 +117,13 @@ class CoreService(Service):
             raise verrors
         if not self.middleware.can_subscribe(name, app.credentials):
             raise CallError("Not authorized", errno.EACCES)
+        since = options["since"]
+        if since is not None:
+            self.middleware.event_log.check(since)  # before subscribing: a refused replay subscribes nothing
         ident = str(uuid.uuid4())
         app.subscribe(ident, name)
+        if since is not None:
+            self.middleware.replay_events(app, name, since)
         return ident
 
     @api_method(params=[S.IDENT], result=NULL_RESULT, roles=ANY_ROLE)

@@ -135,7 +135,7 @@ def scoped_view(middleware: "Middleware", payload: dict[str, Any], credentials: 
 
 EVENT = EventSpec(STATS_EVENT, "Live statistics of every running VM the subscriber may see, one message per "
                                "interval: fields {time, interval, vms: [vm.get_stats entries]}.", READ,
-                  scoped_view)
+                  scoped_view, replay=False)
 
 
 class StatsHost(Protocol):

@@ -1,8 +1,7 @@
 """The official TrueNAS API client (``truenas_api_client``), unmodified, in a virtual environment of its own.
 
 It ships a ``midclt`` of its own, like this project: a separate venv keeps the two apart. The client's
-source lives beside the repository, in ``../shared/vendor`` (the first ``shared/vendor`` found going up
-from the checkout). Without it the tests that need it are skipped, except under CI (``CI=true``), where a
+source lives beside the repository, in ``../shared/vendor``. Without it the tests that need it are skipped, except under CI (``CI=true``), where a
 missing client is a failure.
 """
 from __future__ import annotations
@@ -32,10 +31,23 @@ ARGS = json.loads(sys.argv[1])
 """
 
 
+def _checkouts() -> list[Path]:
+    """This checkout, and the repository's main checkout when this one is a git worktree."""
+    roots = [ROOT]
+    try:
+        common = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return roots
+    main = Path(common).parent
+    return roots if main == ROOT else [*roots, main]
+
+
 def vendor_source() -> Path | None:
-    """The client's source tree: ``shared/vendor/truenas_api_client`` beside the checkout or above it."""
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "vendor" / PACKAGE
+    """The client's source tree: ``../shared/vendor/truenas_api_client`` beside the checkout (or beside the
+    main checkout, for a git worktree)."""
+    for root in _checkouts():
+        candidate = root.parent / "shared" / "vendor" / PACKAGE
         if (candidate / "pyproject.toml").is_file():
             return candidate
     return None

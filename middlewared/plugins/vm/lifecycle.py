@@ -10,7 +10,7 @@ import libvirt
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm import lifecycle_schemas as S
-from middlewared.plugins.vm import memory
+from middlewared.plugins.vm import guest_agent, memory
 from middlewared.plugins.vm.model import VMRecord, VMState
 
 if TYPE_CHECKING:
@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 WRITE = ("VM_WRITE",)
 READ = ("VM_READ",)
+
+
+ASKED = " and to the guest agent's shutdown request"
 
 
 def vm_lock(args: list[Any]) -> str:
@@ -90,12 +93,18 @@ async def _acpi_stop(vms: "VMService", vm: dict[str, Any], record: VMRecord, job
     job.set_progress(0, f"Sent ACPI shutdown to {record.name}; waiting up to {timeout} s for the guest OS to "
                         f"react (a guest without an OS ignores it), {then}")
     await vms.hypervisor.run(_domain_call, name, "acpi")
+    # Halfway, a guest that ignores the power button is asked through its guest agent, if it runs one.
+    agent_at, agent = max(1, timeout // 2), ""
     for elapsed in range(1, timeout + 1):
         if await vms.hypervisor.wait_for(name, {VMState.STOPPED}, 1):
-            job.set_progress(100, f"{record.name} shut down after ACPI request")
+            job.set_progress(100, f"{record.name} shut down after {'guest agent' if agent == ASKED else 'ACPI'} "
+                                  "request")
             return
-        job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name}'s OS to react to ACPI shutdown "
-                                                  f"({elapsed}/{timeout} s, {then})")
+        if elapsed == agent_at:
+            why = await guest_agent.ask_shutdown(vms, record)
+            agent = ASKED if why is None else f"; no guest agent to ask ({why})"
+        job.set_progress(100 * elapsed / timeout, f"Waiting for {record.name}'s OS to react to ACPI shutdown"
+                                                  f"{agent} ({elapsed}/{timeout} s, {then})")
     if force_after_timeout:
         await _power_off(vms, record, job, f"Powered off after {timeout} s without ACPI shutdown")
         return

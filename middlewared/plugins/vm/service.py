@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from middlewared.crud import crud_schemas
 from middlewared.job import Job
-from middlewared.plugins.vm import clone, console, info, lifecycle, memory, ova_api, serial_api, stats_api
+from middlewared.plugins.vm import (
+    clone, console, guest_agent, info, lifecycle, memory, ova_api, serial_api, stats_api,
+)
 from middlewared.plugins.vm import lifecycle_schemas as L
 from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm import web_console as W
@@ -241,6 +243,14 @@ class VMService(VMRecords):
     async def get_console_viewers(self, id_: int) -> dict[str, Any]:
         """Who watches the VM's serial console and who holds its keyboard."""
         return await serial_api.get_console_viewers(self, id_)
+
+    # -- guest agent ---------------------------------------------------------------------------------------------
+    @api_method(params=[serial_api.VM_ID], result=guest_agent.GUEST_INFO_RESULT, roles=("VM_READ",))
+    async def get_guest_info(self, id_: int) -> dict[str, Any]:
+        """What the QEMU guest agent in the running guest reports: OS, host name, time zone, IP addresses per
+        interface, filesystems. Without an answering agent (none installed, not started yet, VM stopped) the
+        fields are null and reason says why."""
+        return await guest_agent.get_guest_info(self, id_)
 
     # -- OVA import ---------------------------------------------------------------------------------------------
     @api_method(params=[ova_api.IMPORT_OVA], result=ova_api.IMPORTED, roles=("VM_DEVICE_WRITE",),

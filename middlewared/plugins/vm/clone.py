@@ -8,7 +8,7 @@ from middlewared.errors import CallError
 from middlewared.plugins.vm.schemas import FIELDS
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
 
 CLONE_NAME: dict[str, Any] = {
     "title": "name", "type": ["string", "null"], "default": None, "pattern": FIELDS["name"]["pattern"],
@@ -24,7 +24,7 @@ def clone_name(name: str, taken: set[str]) -> str:
     return f"{name}_clone{n}"
 
 
-async def clone(vms: "VMService", id_: int, name: str | None) -> dict[str, Any]:
+async def clone(vms: "VMRecords", id_: int, name: str | None) -> dict[str, Any]:
     """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
     vm = await vms.get_instance(id_)
     taken = {r["name"] for r in (await vms._records()).values()}

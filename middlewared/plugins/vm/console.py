@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from middlewared.plugins.vm.model import VMRecord
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
 
 CHUNK = 65536
 CONSOLE_LOG_OPTIONS: dict[str, Any] = {
@@ -55,7 +55,7 @@ def read_log(path: str, tail: int | None) -> bytes:
         return last_lines(data, tail)
 
 
-async def console_log(vms: "VMService", id_: int, options: dict[str, Any]) -> str:
+async def console_log(vms: "VMRecords", id_: int, options: dict[str, Any]) -> str:
     """What the VM's guest printed on its serial console (firmware, boot loader, kernel, getty), across
     boots: every domain's serial port is logged to a file by libvirt's virtlogd."""
     path = vms.domain_context(VMRecord.from_row(await vms.get_instance(id_))).serial_log_path

@@ -19,8 +19,8 @@ from middlewared.plugins.vm.schemas import RESOLUTIONS
 from middlewared.service import id_param
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
     from middlewared.api.rpc import RpcConnection
+    from middlewared.plugins.vm.records import VMRecords
 
 READ = ("VM_READ",)
 CHOICES_READ = ("VM_READ", "READONLY_ADMIN")
@@ -107,12 +107,12 @@ async def copy_to_pipe(path: str, pipe: OutputPipe) -> None:
         await pipe.close()
 
 
-async def random_mac(vms: "VMService") -> str:
+async def random_mac(vms: "VMRecords") -> str:
     """A random MAC address in the 00:a0:98 prefix."""
     return vms.devices.random_mac()
 
 
-async def port_wizard(vms: "VMService") -> dict[str, int]:
+async def port_wizard(vms: "VMRecords") -> dict[str, int]:
     """The two lowest ports from 5900 used by no DISPLAY device and no listening socket."""
     ports = await vms.devices.free_display_ports(2, {vms.middleware.config.server.port})
     if len(ports) < 2:
@@ -120,50 +120,50 @@ async def port_wizard(vms: "VMService") -> dict[str, int]:
     return {"port": ports[0], "web": ports[1]}
 
 
-async def maximum_supported_vcpus(vms: "VMService") -> int:
+async def maximum_supported_vcpus(vms: "VMRecords") -> int:
     """Most vCPUs a guest may have: the default machine type's limit as libvirt reports it."""
     return await capabilities.max_vcpus(vms.hypervisor)
 
 
-async def virtualization_details(vms: "VMService") -> dict[str, Any]:
+async def virtualization_details(vms: "VMRecords") -> dict[str, Any]:
     """Whether QEMU can really run guests with KVM here (a probe guest is run once), and why not."""
     probe = await cached_probe_kvm()
     return {"supported": probe.usable, "error": probe.error}
 
 
-async def bootloader_options(vms: "VMService") -> dict[str, str]:
+async def bootloader_options(vms: "VMRecords") -> dict[str, str]:
     """Bootloader choices: UEFI, or legacy BIOS (UEFI_CSM)."""
     return {"UEFI": "UEFI", "UEFI_CSM": "Legacy BIOS"}
 
 
-async def bootloader_ovmf_choices(vms: "VMService") -> dict[str, str]:
+async def bootloader_ovmf_choices(vms: "VMRecords") -> dict[str, str]:
     """OVMF code files (OVMF_CODE*.fd) installed on the host."""
     return {f: f for f in await asyncio.to_thread(_ovmf_files)}
 
 
-async def cpu_model_choices(vms: "VMService") -> dict[str, str]:
+async def cpu_model_choices(vms: "VMRecords") -> dict[str, str]:
     """CPU models libvirt knows for the host architecture (for cpu_mode CUSTOM)."""
     return {m: m for m in sorted(await capabilities.cpu_models(vms.hypervisor))}
 
 
-async def resolution_choices(vms: "VMService") -> dict[str, str]:
+async def resolution_choices(vms: "VMRecords") -> dict[str, str]:
     """Screen resolutions of DISPLAY devices."""
     return {r: r for r in RESOLUTIONS}
 
 
-async def guest_architecture_and_machine_choices(vms: "VMService") -> dict[str, list[str]]:
+async def guest_architecture_and_machine_choices(vms: "VMRecords") -> dict[str, list[str]]:
     """Guest architectures libvirt can run here, each with its machine types."""
     return capabilities.arch_machines(
         await capabilities.host_fact(vms.hypervisor, "capabilities", capabilities.capabilities_xml))
 
 
-async def get_display_devices(vms: "VMService", id_: int) -> list[dict[str, Any]]:
+async def get_display_devices(vms: "VMRecords", id_: int) -> list[dict[str, Any]]:
     """The VM's DISPLAY devices, with password_configured instead of the password."""
     vm = await vms.get_instance(id_)
     return [display_view(d) for d in vm["devices"] if d["attributes"].get("dtype") == "DISPLAY"]
 
 
-async def get_display_web_uri(vms: "VMService", id_: int, host: str, options: dict[str, Any], *,
+async def get_display_web_uri(vms: "VMRecords", id_: int, host: str, options: dict[str, Any], *,
                               app: "RpcConnection | None" = None) -> dict[str, str | None]:
     """The web (spice-html5) console URI of a running VM's web-enabled SPICE display.
 
@@ -187,13 +187,13 @@ async def get_display_web_uri(vms: "VMService", id_: int, host: str, options: di
                                                 vm["name"], password)}
 
 
-async def get_display_connections(vms: "VMService", id_: int) -> dict[str, Any]:
+async def get_display_connections(vms: "VMRecords", table: W.ConsoleTable, id_: int) -> dict[str, Any]:
     """The VM's web console bridges: how many are open, were opened and closed, and the bytes relayed."""
     await vms.get_instance(id_)
-    return vms.web_consoles.report(id_)
+    return table.report(id_)
 
 
-async def log_file_download(vms: "VMService", id_: int, *, job: Job) -> None:
+async def log_file_download(vms: "VMRecords", id_: int, *, job: Job) -> None:
     """Stream the VM's QEMU log (empty if none) into the job's output pipe; fetch it with core.download."""
     vm = await vms.get_instance(id_)
     if job.pipes_output is None:
@@ -201,7 +201,7 @@ async def log_file_download(vms: "VMService", id_: int, *, job: Job) -> None:
     await copy_to_pipe(qemu_log_path(VMRecord.from_row(vm).domain_name), job.pipes_output)
 
 
-async def log_file_path(vms: "VMService", id_: int) -> str | None:
+async def log_file_path(vms: "VMRecords", id_: int) -> str | None:
     """Path of the VM's QEMU log, or null when it does not exist."""
     path = qemu_log_path(VMRecord.from_row(await vms.get_instance(id_)).domain_name)
     return path if await asyncio.to_thread(os.path.exists, path) else None

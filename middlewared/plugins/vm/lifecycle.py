@@ -14,7 +14,7 @@ from middlewared.plugins.vm import guest_agent, memory
 from middlewared.plugins.vm.model import VMRecord, VMState
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def _domain_call(conn: libvirt.virConnect, name: str, action: str) -> None:
         raise ValueError(action)
 
 
-async def _vm(vms: "VMService", id_: int) -> tuple[dict[str, Any], VMRecord]:
+async def _vm(vms: "VMRecords", id_: int) -> tuple[dict[str, Any], VMRecord]:
     vm = await vms.get_instance(id_)
     return vm, VMRecord.from_row(vm)
 
 
-async def start(vms: "VMService", id_: int, options: dict[str, Any]) -> None:
+async def start(vms: "VMRecords", id_: int, options: dict[str, Any]) -> None:
     """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
     vm, record = await _vm(vms, id_)
     state = vm["status"]["state"]
@@ -69,7 +69,7 @@ async def start(vms: "VMService", id_: int, options: dict[str, Any]) -> None:
     await vms.hypervisor.wait_for(record.domain_name, {VMState.RUNNING, VMState.SUSPENDED}, 5)
 
 
-async def stop(vms: "VMService", id_: int, options: dict[str, Any], *, job: Job) -> None:
+async def stop(vms: "VMRecords", id_: int, options: dict[str, Any], *, job: Job) -> None:
     """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
     vm, record = await _vm(vms, id_)
     if vm["status"]["state"] == VMState.STOPPED:
@@ -80,7 +80,7 @@ async def stop(vms: "VMService", id_: int, options: dict[str, Any], *, job: Job)
     await _acpi_stop(vms, vm, record, job, options["force_after_timeout"])
 
 
-async def _acpi_stop(vms: "VMService", vm: dict[str, Any], record: VMRecord, job: Job,
+async def _acpi_stop(vms: "VMRecords", vm: dict[str, Any], record: VMRecord, job: Job,
                      force_after_timeout: bool) -> None:
     name = record.domain_name
     if vm["status"]["state"] == VMState.SUSPENDED:
@@ -112,7 +112,7 @@ async def _acpi_stop(vms: "VMService", vm: dict[str, Any], record: VMRecord, job
                     "running (use force or force_after_timeout)", errno.ETIMEDOUT)
 
 
-async def _power_off(vms: "VMService", record: VMRecord, job: Job | None, what: str) -> None:
+async def _power_off(vms: "VMRecords", record: VMRecord, job: Job | None, what: str) -> None:
     try:
         await vms.hypervisor.run(_domain_call, record.domain_name, "destroy")
     except CallError:
@@ -123,7 +123,7 @@ async def _power_off(vms: "VMService", record: VMRecord, job: Job | None, what: 
         job.set_progress(100, what)
 
 
-async def poweroff(vms: "VMService", id_: int) -> None:
+async def poweroff(vms: "VMRecords", id_: int) -> None:
     """Power a VM off at once, without asking the guest."""
     vm, record = await _vm(vms, id_)
     if vm["status"]["state"] == VMState.STOPPED:
@@ -131,28 +131,28 @@ async def poweroff(vms: "VMService", id_: int) -> None:
     await _power_off(vms, record, None, "Powered off")
 
 
-async def restart(vms: "VMService", id_: int, *, job: Job) -> None:
+async def restart(vms: "VMRecords", id_: int, *, job: Job) -> None:
     """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
     vm, record = await _vm(vms, id_)
     if vm["status"]["state"] == VMState.STOPPED:
         raise CallError(f"VM {record.name} is not running", errno.EINVAL)
     await _acpi_stop(vms, vm, record, job, True)
     job.set_progress(90, f"Starting {record.name}")
-    await vms.start(id_, {"overcommit": True})
+    await start(vms, id_, {"overcommit": True})
     job.set_progress(100, f"{record.name} restarted")
 
 
-async def suspend(vms: "VMService", id_: int) -> None:
+async def suspend(vms: "VMRecords", id_: int) -> None:
     """Pause a running VM (its memory stays allocated)."""
     await _pause_or_resume(vms, id_, VMState.RUNNING, "suspend", VMState.SUSPENDED)
 
 
-async def resume(vms: "VMService", id_: int) -> None:
+async def resume(vms: "VMRecords", id_: int) -> None:
     """Resume a suspended VM."""
     await _pause_or_resume(vms, id_, VMState.SUSPENDED, "resume", VMState.RUNNING)
 
 
-async def _pause_or_resume(vms: "VMService", id_: int, needed: VMState, action: str, result: VMState) -> None:
+async def _pause_or_resume(vms: "VMRecords", id_: int, needed: VMState, action: str, result: VMState) -> None:
     vm, record = await _vm(vms, id_)
     state = vm["status"]["state"]
     if state != needed:
@@ -162,7 +162,7 @@ async def _pause_or_resume(vms: "VMService", id_: int, needed: VMState, action: 
     await vms.hypervisor.wait_for(record.domain_name, {result}, 5)
 
 
-async def status(vms: "VMService", id_: int) -> dict[str, Any]:
+async def status(vms: "VMRecords", id_: int) -> dict[str, Any]:
     """The VM's live state: {state, pid, domain_state}."""
     vm = await vms.get_instance(id_)
     result: dict[str, Any] = vm["status"]

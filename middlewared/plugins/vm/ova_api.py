@@ -16,7 +16,7 @@ from middlewared.plugins.vm.schemas import VM_CREATE, VM_ENTRY
 from middlewared.schema import apply_defaults
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
 
 IMPORT_OVA: dict[str, Any] = {
     "title": "data", "type": "object", "required": ["path"], "additionalProperties": False,
@@ -51,7 +51,7 @@ class VolumeImporter(Protocol):
                             progress: Callable[[float], None]) -> dict[str, Any]: ...
 
 
-async def import_ova(vms: "VMService", data: dict[str, Any], *, job: Job) -> dict[str, Any]:
+async def import_ova(vms: "VMRecords", data: dict[str, Any], *, job: Job) -> dict[str, Any]:
     """Create a VM from an OVA: its CPUs, memory, disks (converted into new qcow2 volumes, with qemu-img's
     percentages) and NICs. What the OVF describes beyond that is listed in `unknown` and the job log. An
     abort or a failure leaves no volume and no VM behind."""
@@ -90,7 +90,7 @@ async def import_ova(vms: "VMService", data: dict[str, Any], *, job: Job) -> dic
     return {"vm": vm, "unknown": system.unknown}
 
 
-async def _import_disks(vms: "VMService", job: Job, archive: str, system: ova.OvfSystem, workdir: str, prefix: str,
+async def _import_disks(vms: "VMRecords", job: Job, archive: str, system: ova.OvfSystem, workdir: str, prefix: str,
                         volumes: list[dict[str, Any]]) -> None:
     """Extract and convert each disk; volumes gets each new volume at once (for the caller's clean-up)."""
     importer = cast(VolumeImporter, vms.middleware.service("vm.device"))

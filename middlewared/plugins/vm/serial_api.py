@@ -22,7 +22,7 @@ from middlewared.plugins.vm.serial_console import SerialHub, SerialSession, View
 from middlewared.service import id_param
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
     import libvirt
 
     from middlewared.api.rpc import RpcConnection
@@ -143,7 +143,7 @@ def follow_states(service: SerialHost) -> None:
     service.hypervisor.listeners.append(on_state)
 
 
-async def get_console_web_uri(vms: "VMService", id_: int, host: str, options: dict[str, Any], *,
+async def get_console_web_uri(vms: "VMRecords", id_: int, host: str, options: dict[str, Any], *,
                               app: "RpcConnection | None" = None) -> str:
     """A WebSocket URI for the VM's serial console (running or not: output starts when it runs).
 
@@ -161,10 +161,10 @@ async def get_console_web_uri(vms: "VMService", id_: int, host: str, options: di
     return f"{scheme}://{netloc}/vm/serial/{id_}?auth_token={ticket}"
 
 
-async def get_console_viewers(vms: "VMService", id_: int) -> dict[str, Any]:
+async def get_console_viewers(vms: "VMRecords", hub: SerialHub, id_: int) -> dict[str, Any]:
     """Who watches the VM's serial console and who holds its keyboard."""
     await vms.get_instance(id_)
-    session = vms.serial_consoles.sessions.get(id_)
+    session = hub.sessions.get(id_)
     if session is None:
         return {"attached": False, "typist": None, "viewers": [], "bytes_to_guest": 0, "bytes_from_guest": 0}
     return {"attached": session.fd is not None,

@@ -177,7 +177,7 @@ class VMService(VMRecords):
     @api_method(params=[info.VM_ID], result=W.CONNECTIONS_RESULT, roles=info.READ)
     async def get_display_connections(self, id_: int) -> dict[str, Any]:
         """The VM's web console bridges: how many are open, were opened and closed, and the bytes relayed."""
-        return await info.get_display_connections(self, id_)
+        return await info.get_display_connections(self, self.web_consoles, id_)
 
     @api_method(params=[info.VM_ID], result=NULL_RESULT, roles=info.READ, job=JobOptions(pipes=("output",)))
     async def log_file_download(self, id_: int, *, job: Job) -> None:
@@ -218,14 +218,14 @@ class VMService(VMRecords):
     async def get_stats(self, ids: list[int] | None, *, app: "RpcConnection | None" = None) -> list[Any]:
         """The latest statistics of running VMs (CPU, memory, per-disk and per-NIC counters and rates),
         sampled every 2 seconds by the daemon; the same entries the vm.stats event carries."""
-        return await stats_api.get_stats(self, ids, app=app)
+        return await stats_api.get_stats(self, self.stats_sampler, ids, app=app)
 
     @api_method(params=[stats_api.HISTORY_ID, stats_api.SINCE], result=stats_api.HISTORY_RESULT, roles=stats_api.READ)
     async def get_stats_history(self, id_: int, since: float, *,
                                 app: "RpcConnection | None" = None) -> list[dict[str, Any]]:
         """The VM's statistics of the last hour (one point per interval while it ran), for a graph that
         shows at once; follow it live with the vm.stats event."""
-        return await stats_api.get_stats_history(self, id_, since, app=app)
+        return await stats_api.get_stats_history(self, self.stats_sampler, id_, since, app=app)
 
     # -- serial console ------------------------------------------------------------------------------------------
     @api_method(params=[serial_api.VM_ID, serial_api.HOST, serial_api.URI_OPTIONS], result=serial_api.URI_RESULT,
@@ -242,7 +242,7 @@ class VMService(VMRecords):
     @api_method(params=[serial_api.VM_ID], result=serial_api.VIEWERS_RESULT, roles=("VM_READ",))
     async def get_console_viewers(self, id_: int) -> dict[str, Any]:
         """Who watches the VM's serial console and who holds its keyboard."""
-        return await serial_api.get_console_viewers(self, id_)
+        return await serial_api.get_console_viewers(self, self.serial_consoles, id_)
 
     # -- guest agent ---------------------------------------------------------------------------------------------
     @api_method(params=[serial_api.VM_ID], result=guest_agent.GUEST_INFO_RESULT, roles=("VM_READ",))

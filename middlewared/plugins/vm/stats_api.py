@@ -16,12 +16,13 @@ import libvirt
 from middlewared.credentials import Credentials
 from middlewared.plugin import EventSpec
 from middlewared.plugins.vm.hypervisor import Hypervisor
+from middlewared.plugins.vm.model import domain_name
 from middlewared.plugins.vm.stats import HISTORY_FIELDS, StatsTable
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
     from middlewared.api.rpc import RpcConnection
     from middlewared.middleware import Middleware
+    from middlewared.plugins.vm.records import VMRecords
 
 logger = logging.getLogger(__name__)
 
@@ -190,23 +191,24 @@ class Sampler:
             await asyncio.sleep(max(0.05, self.table.interval - self.last_cost))
 
 
-async def get_stats(vms: "VMService", ids: list[int] | None, *, app: "RpcConnection | None" = None) -> list[Any]:
+async def get_stats(vms: "VMRecords", sampler: Sampler, ids: list[int] | None, *,
+                    app: "RpcConnection | None" = None) -> list[Any]:
     """The latest statistics of running VMs (CPU, memory, per-disk and per-NIC counters and rates),
     sampled every 2 seconds by the daemon; the same entries the vm.stats event carries."""
-    latest: Mapping[int, dict[str, Any]] = vms.stats_sampler.table.latest
+    latest: Mapping[int, dict[str, Any]] = sampler.table.latest
     # A VM that stopped since the last sample is left out at once.
     rows = [latest[i] for i in (sorted(latest) if ids is None else dict.fromkeys(ids)) if i in latest
-            and vms.hypervisor.status(f"{i}_{latest[i]['name']}").state in ("RUNNING", "SUSPENDED")]
+            and vms.hypervisor.status(domain_name(i, latest[i]["name"])).state.active]
     if app is None:
         return rows
     return [r for r in rows if vms.middleware.visible_rows("vm.query", READ, [{"id": r["id"]}],
                                                               app.credentials)]
 
 
-async def get_stats_history(vms: "VMService", id_: int, since: float, *,
+async def get_stats_history(vms: "VMRecords", sampler: Sampler, id_: int, since: float, *,
                             app: "RpcConnection | None" = None) -> list[dict[str, Any]]:
     """The VM's statistics of the last hour (one point per interval while it ran), for a graph that
     shows at once; follow it live with the vm.stats event."""
     await vms.get_instance(id_, app=app)
-    points: list[dict[str, Any]] = vms.stats_sampler.table.since(id_, since)
+    points: list[dict[str, Any]] = sampler.table.since(id_, since)
     return points

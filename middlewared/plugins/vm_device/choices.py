@@ -9,44 +9,44 @@ from middlewared.plugins.vm_device.storage import IoType
 from middlewared.plugins.vm_device.usb import CONTROLLER_TYPES, Usb
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm_device.service import VMDeviceService
+    from middlewared.plugins.vm_device.manager import DeviceManager
 
 ROLES = ("VM_DEVICE_READ", "READONLY_ADMIN")
 
 
-async def bind_choices(service: "VMDeviceService") -> dict[str, str]:
+async def bind_choices(manager: "DeviceManager") -> dict[str, str]:
     """Addresses a DISPLAY may listen on: the host's addresses, 0.0.0.0 and ::."""
-    return {a: a for a in await (await service.manager.host()).bind_addresses()}
+    return {a: a for a in await (await manager.host()).bind_addresses()}
 
 
-async def disk_choices(service: "VMDeviceService") -> dict[str, str]:
+async def disk_choices(manager: "DeviceManager") -> dict[str, str]:
     """Volumes of the active storage pools that no DISK device uses."""
-    host = await service.manager.host()
+    host = await manager.host()
     await host.ensure_pool()
-    used = {device.volume() for r in (await service.manager.vms.stored_vms()).values() for d in r["devices"]
-            if (device := service.manager.types.typed(d["attributes"])) is not None}
-    volumes = await service.manager.hv.run(pool.all_volumes)
+    used = {device.volume() for r in (await manager.vms.stored_vms()).values() for d in r["devices"]
+            if (device := manager.types.typed(d["attributes"])) is not None}
+    volumes = await manager.hv.run(pool.all_volumes)
     return {v.path: v.zvol_name for v in volumes if v.zvol_name not in used}
 
 
-async def pool_choices(service: "VMDeviceService") -> dict[str, str]:
+async def pool_choices(manager: "DeviceManager") -> dict[str, str]:
     """Active storage pools a new DISK volume may be created in (zvol_name "<pool>/<volume>")."""
-    host = await service.manager.host()
+    host = await manager.host()
     await host.ensure_pool()
-    names = [str(p.name()) for p in await service.manager.hv.run(pool.active_pools)]
+    names = [str(p.name()) for p in await manager.hv.run(pool.active_pools)]
     ordered = [host.pool] + [n for n in names if n != host.pool]
     return {n: n for n in ordered if n in names}
 
 
-async def nic_attach_choices(service: "VMDeviceService") -> dict[str, str]:
+async def nic_attach_choices(manager: "DeviceManager") -> dict[str, str]:
     """Host bridges, other host interfaces and active libvirt networks a NIC may attach to."""
-    networks = await (await service.manager.host()).networks()
+    networks = await (await manager.host()).networks()
     return {name: name for name in sorted(networks.kinds()) if not networks.inactive(name)}
 
 
-async def passthrough_device_choices(service: "VMDeviceService") -> dict[str, dict[str, Any]]:
+async def passthrough_device_choices(manager: "DeviceManager") -> dict[str, dict[str, Any]]:
     """Host PCI devices with their IOMMU group, driver and whether they can be passed through."""
-    devices, iommu = await (await service.manager.host()).pci_devices()
+    devices, iommu = await (await manager.host()).pci_devices()
     out = {}
     for d in devices:
         problem = "critical for the host (a PCI bridge)" if d.critical else \
@@ -58,9 +58,9 @@ async def passthrough_device_choices(service: "VMDeviceService") -> dict[str, di
     return out
 
 
-async def usb_passthrough_choices(service: "VMDeviceService") -> dict[str, dict[str, Any]]:
+async def usb_passthrough_choices(manager: "DeviceManager") -> dict[str, dict[str, Any]]:
     """Host USB devices (libvirt node devices), and whether a running VM already uses each."""
-    host = await service.manager.host()
+    host = await manager.host()
     out = {}
     for d in await host.usb_devices():
         used = any(isinstance(other, Usb) and other.uses(d) for other in host.running_elsewhere)
@@ -71,11 +71,11 @@ async def usb_passthrough_choices(service: "VMDeviceService") -> dict[str, dict[
     return out
 
 
-async def usb_controller_choices(service: "VMDeviceService") -> dict[str, str]:
+async def usb_controller_choices(manager: "DeviceManager") -> dict[str, str]:
     """Models of the guest USB controller a USB device is plugged into."""
     return {c: c for c in CONTROLLER_TYPES}
 
 
-async def iotype_choices(service: "VMDeviceService") -> dict[str, str]:
+async def iotype_choices(manager: "DeviceManager") -> dict[str, str]:
     """I/O backends of DISK and RAW devices."""
     return {t.value: t.value for t in IoType}

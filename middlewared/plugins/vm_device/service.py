@@ -153,42 +153,42 @@ class VMDeviceService(CRUDService):
     @api_method(result=S.string_map("Address -> address."), roles=choices.ROLES)
     async def bind_choices(self) -> dict[str, str]:
         """Addresses a DISPLAY may listen on: the host's addresses, 0.0.0.0 and ::."""
-        return await choices.bind_choices(self)
+        return await choices.bind_choices(self.manager)
 
     @api_method(result=S.string_map("Volume path -> \"<pool>/<volume>\"."), roles=choices.ROLES)
     async def disk_choices(self) -> dict[str, str]:
         """Volumes of the active storage pools that no DISK device uses."""
-        return await choices.disk_choices(self)
+        return await choices.disk_choices(self.manager)
 
     @api_method(result=S.string_map("Pool name -> pool name (the configured pool first)."), roles=choices.ROLES)
     async def pool_choices(self) -> dict[str, str]:
         """Active storage pools a new DISK volume may be created in (zvol_name "<pool>/<volume>")."""
-        return await choices.pool_choices(self)
+        return await choices.pool_choices(self.manager)
 
     @api_method(result=S.string_map("Name -> name."), roles=choices.ROLES)
     async def nic_attach_choices(self) -> dict[str, str]:
         """Host bridges, other host interfaces and active libvirt networks a NIC may attach to."""
-        return await choices.nic_attach_choices(self)
+        return await choices.nic_attach_choices(self.manager)
 
     @api_method(result=S.details_map("PCI address -> details.", S.PCI_DETAILS), roles=choices.ROLES)
     async def passthrough_device_choices(self) -> dict[str, dict[str, Any]]:
         """Host PCI devices with their IOMMU group, driver and whether they can be passed through."""
-        return await choices.passthrough_device_choices(self)
+        return await choices.passthrough_device_choices(self.manager)
 
     @api_method(result=S.details_map("Node device name -> details.", S.USB_DETAILS), roles=choices.ROLES)
     async def usb_passthrough_choices(self) -> dict[str, dict[str, Any]]:
         """Host USB devices (libvirt node devices), and whether a running VM already uses each."""
-        return await choices.usb_passthrough_choices(self)
+        return await choices.usb_passthrough_choices(self.manager)
 
     @api_method(result=S.string_map("Model -> model."), roles=choices.ROLES)
     async def usb_controller_choices(self) -> dict[str, str]:
         """Models of the guest USB controller a USB device is plugged into."""
-        return await choices.usb_controller_choices(self)
+        return await choices.usb_controller_choices(self.manager)
 
     @api_method(result=S.string_map("I/O type -> I/O type."), roles=choices.ROLES)
     async def iotype_choices(self) -> dict[str, str]:
         """I/O backends of DISK and RAW devices."""
-        return await choices.iotype_choices(self)
+        return await choices.iotype_choices(self.manager)
 
     # -- data_api --------------------------------------------------------------------------------------------
     @api_method(params=[data_api.DEVICE_ID, data_api.RESIZE], result=S.DEVICE_ENTRY, roles=data_api.WRITE)

@@ -3,6 +3,9 @@ have a connection of their own."""
 from __future__ import annotations
 
 import asyncio
+
+import libvirt
+import pytest
 import errno
 
 import libvirt
@@ -49,3 +52,15 @@ async def test_bulk_reads_use_a_connection_of_their_own() -> None:
     finally:
         await hypervisor.stop()
     assert hypervisor._bulk is None
+
+
+async def test_expected_libvirt_errors_are_not_printed(capfd: "pytest.CaptureFixture[str]") -> None:
+    hypervisor = Hypervisor("test:///default")
+    await hypervisor.start()
+    try:
+        assert hypervisor.conn is not None
+        with pytest.raises(libvirt.libvirtError):
+            hypervisor.conn.lookupByName("no-such-domain")
+    finally:
+        await hypervisor.stop()
+    assert "no-such-domain" not in capfd.readouterr().err

@@ -49,7 +49,14 @@ def _register_event_impl() -> None:
     global _aio_registered
     if not _aio_registered:
         libvirtaio.virEventRegisterAsyncIOImpl()
+        # libvirt's default handler prints every error to stderr ("metadata not found" for each untagged
+        # domain...), even those the caller expects and handles; they reach callers as exceptions anyway.
+        libvirt.registerErrorHandler(_ignore_error, None)
         _aio_registered = True
+
+
+def _ignore_error(ctx: Any, error: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)

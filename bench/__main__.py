@@ -1,4 +1,4 @@
-"""`python -m bench [rpc|vm|all|lifecycle|data]`: run the benchmarks and print each figure beside its raw baseline."""
+"""`python -m bench [rpc|vm|all|lifecycle|data|velocity|ui]`: run the benchmarks and print each figure beside its raw baseline."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity")  # the last three take minutes: not part of all
+BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity", "ui")  # all but the first three take minutes: not in all
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -14,7 +14,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("bench", nargs="?", choices=BENCHES, default="all", help="which bench to run [all]")
     parser.add_argument("--duration", type=float, default=1.5,
                         help="rpc: seconds each throughput figure is measured for, split in rounds [1.5]")
-    parser.add_argument("--vms", type=int, default=1000, help="vm: how many VMs to define [1000]")
+    parser.add_argument("--vms", type=int, default=1000, help="vm, ui: how many VMs to define [1000]")
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
     parser.add_argument("--rounds", type=int, default=3, help="lifecycle, data: rounds on each side [3]")
     parser.add_argument("--upload-gib", type=float, default=1.0, help="velocity: GiB uploaded [1]")
@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench == "data":
         from bench import data
         asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds))
+    if args.bench == "ui":
+        from bench import ui
+        asyncio.run(ui.run(vms=args.vms))
     return 0
 
 

@@ -30,6 +30,7 @@ export class Client {
     this.subscriptions = new Map(); // collection -> {handlers: Set, resync: Set, ident}
     this.status = store("connecting"); // connecting | open | closed
     this.onOpen = async () => {};
+    this.onEnded = () => {}; // the server ended the session on purpose (close code 1008)
     this.backoff = 1000;
     this.ready = false;
     this.everOpened = false;
@@ -40,7 +41,7 @@ export class Client {
     this.ws = ws;
     ws.onopen = () => this.opened(ws);
     ws.onmessage = (e) => this.message(JSON.parse(e.data));
-    ws.onclose = () => this.closed(ws);
+    ws.onclose = (e) => this.closed(ws, e.code, e.reason);
   }
 
   async opened(ws) {
@@ -61,9 +62,12 @@ export class Client {
     this.pinger = setInterval(() => this.call("core.ping").catch(() => {}), PING_EVERY);
   }
 
-  closed(ws) {
+  closed(ws, code, reason) {
     if (ws !== this.ws) return;
     this.ready = false;
+    // 1008: the session was terminated, its key revoked or its user disabled; the page must not log
+    // back in with its token, but it reconnects (anonymous) so that one may log in again.
+    if (code === 1008) this.onEnded(reason);
     clearInterval(this.pinger);
     this.status.set(this.everOpened ? "closed" : "connecting");
     for (const [, p] of this.pending) p.reject(new RpcError({ message: "Connection lost" }));

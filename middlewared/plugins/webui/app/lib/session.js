@@ -55,16 +55,21 @@ client.onOpen = async (reconnected) => {
   if (await tokenLogin()) {
     await established(reconnected);
   } else {
-    leave();
+    leave(session.get().notice);
   }
 };
 
-function leave() {
+client.onEnded = (reason) => {
+  localStorage.removeItem(TOKEN_KEY);
+  leave(reason || "The server ended this session.");
+};
+
+function leave(notice = null) {
   clearInterval(renewer);
   for (const stop of stops) stop();
   stops = [];
   client.reset();
-  session.set({ state: "out", me: null });
+  session.set({ state: "out", me: null, notice });
 }
 
 // Log in; returns null on success or a message for the form.

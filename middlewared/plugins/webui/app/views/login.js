@@ -1,6 +1,7 @@
 // Log in with a username and password, or with an API key.
 import { html, useState } from "../lib/html.js";
-import { login } from "../lib/session.js";
+import { login, session } from "../lib/session.js";
+import { useStore } from "../lib/store.js";
 import { Fields } from "../lib/widgets.js";
 
 const PASSWORD = [
@@ -18,6 +19,7 @@ export function Login() {
   const [data, setData] = useState({});
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  const { notice } = useStore(session);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
@@ -34,6 +36,7 @@ export function Login() {
   return html`<main id="main" class="login">
     <form class="card" onSubmit=${submit} aria-labelledby="login-title">
       <h1 id="login-title">Log in</h1>
+      ${notice && html`<p class="notice" role="status">${notice}</p>`}
       <div class="tabs" role="group" aria-label="Log in with">
         <button type="button" class="btn" aria-pressed=${mode === "password"} onClick=${() => setMode("password")}>Password</button>
         <button type="button" class="btn" aria-pressed=${mode === "key"} onClick=${() => setMode("key")}>API key</button>

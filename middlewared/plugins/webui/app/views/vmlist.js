@@ -1,14 +1,16 @@
 // The VM list: live state from events, search, state filter, sorting, per-row and bulk actions, the jobs
 // running on each VM. Rows are rendered incrementally (more as one scrolls), so 1,000 VMs stay quick.
-import { html, useState, useMemo, useEffect, useRef } from "../lib/html.js";
+import { html, useState, useMemo, useEffect, useRef, useCallback, Component } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
 import { vms, groups } from "../lib/vms.js";
 import { jobs, jobsByVm } from "../lib/jobs.js";
-import { can } from "../lib/session.js";
+import { stats } from "../lib/stats.js";
+import { Sparkline } from "../lib/chart.js";
+import { can, session } from "../lib/session.js";
 import { Link, navigate } from "../lib/router.js";
 import { ACTIONS, byKey, blocked, runOne, runBulk, Confirm } from "../lib/vmactions.js";
 import { Button, Progress, Empty } from "../lib/widgets.js";
-import { mib, topology } from "../lib/format.js";
+import { mib, bytes, topology } from "../lib/format.js";
 
 const PAGE = 100;
 const COLUMNS = [
@@ -16,6 +18,7 @@ const COLUMNS = [
   { key: "state", label: "State", value: (vm) => vm.status?.state || "" },
   { key: "vcpus", label: "vCPUs", value: (vm) => vm.vcpus * vm.cores * vm.threads },
   { key: "memory", label: "Memory", value: (vm) => vm.memory },
+  { key: "usage", label: "CPU · memory use", value: (vm, g, st) => (st.get(vm.id) || []).slice(-1)[0]?.cpu ?? -1 },
   { key: "autostart", label: "Autostart", value: (vm) => (vm.autostart ? 1 : 0) },
   { key: "group", label: "Group", value: (vm, g) => g.get(vm.id) || "" },
 ];
@@ -42,7 +45,29 @@ function RowActions({ vm, ask }) {
   </div>`;
 }
 
-function Row({ vm, group, running, selected, toggle, ask }) {
+function Usage({ points, vm }) {
+  if (!points || !points.length || vm.status?.state !== "RUNNING") return html`<span class="muted">—</span>`;
+  const last = points[points.length - 1];
+  return html`<span class="usage"><${Sparkline} values=${points.map((p) => p.cpu)} max=${100} label=${`CPU of ${vm.name}, last minutes`} />
+    <span class="small">${last.cpu == null ? "—" : `${last.cpu.toFixed(0)}%`}</span>
+    <${Sparkline} values=${points.map((p) => p.mem)} max=${vm.memory * 2 ** 20} label=${`Memory of ${vm.name}, last minutes`} />
+    <span class="small">${last.mem == null ? "—" : bytes(last.mem)}</span></span>`;
+}
+
+const NONE = [];
+
+// A row renders again only when one of its props changed: an event about one VM redraws one row.
+class Row extends Component {
+  shouldComponentUpdate(next) {
+    return Object.keys(next).some((k) => next[k] !== this.props[k]);
+  }
+
+  render() {
+    return rowHtml(this.props);
+  }
+}
+
+function rowHtml({ vm, group, running, selected, toggle, ask, usage }) {
   return html`<tr data-vm=${vm.name} class=${selected ? "selected" : ""}>
     <td class="sel"><input type="checkbox" checked=${selected} onChange=${() => toggle(vm.id)} aria-label=${`Select ${vm.name}`} /></td>
     <td class="name" data-label="Name"><${Link} to=${`vms/${vm.id}`}>${vm.name}<//>
@@ -51,6 +76,7 @@ function Row({ vm, group, running, selected, toggle, ask }) {
       ${running.map((job) => html`<${Progress} key=${job.id} job=${job} />`)}</td>
     <td data-label="vCPUs" class="num">${topology(vm)}</td>
     <td data-label="Memory" class="num">${mib(vm.memory)}</td>
+    <td data-label="Use"><${Usage} points=${usage} vm=${vm} /></td>
     <td data-label="Autostart">${vm.autostart ? "Yes" : "No"}</td>
     <td data-label="Group">${group || html`<span class="muted">—</span>`}</td>
     <td class="acts">${can("VM_WRITE", vm.id) ? html`<${RowActions} vm=${vm} ask=${ask} />`
@@ -77,6 +103,8 @@ export function VmList() {
   const all = useStore(vms);
   const g = useStore(groups);
   const jobMap = useStore(jobs);
+  const st = useStore(stats);
+  const { me } = useStore(session); // rows re-render when the session's grants change
   const [prefs, setPrefs] = useState(loadPrefs);
   const [selected, setSelected] = useState(new Set());
   const [asking, setAsking] = useState(null);
@@ -89,13 +117,13 @@ export function VmList() {
     return [...all.values()]
       .filter((vm) => (!state || vm.status?.state === state)
         && (!needle || vm.name.toLowerCase().includes(needle) || (vm.description || "").toLowerCase().includes(needle)))
-      .sort((a, b) => { const x = col.value(a, g); const y = col.value(b, g); return (x < y ? -1 : x > y ? 1 : a.id - b.id) * dir; });
-  }, [all, g, q, state, sort, dir]);
+      .sort((a, b) => { const x = col.value(a, g, st); const y = col.value(b, g, st); return (x < y ? -1 : x > y ? 1 : a.id - b.id) * dir; });
+  }, [all, g, q, state, sort, dir, sort === "usage" ? st : null]);
   const [limit, sentinel] = useIncremental(rows.length, `${q}|${state}|${sort}|${dir}`);
   const chosen = rows.filter((vm) => selected.has(vm.id));
-  const toggle = (id) => setSelected((s) => { const n = new Set(s); if (n.has(id)) n.delete(id); else n.add(id); return n; });
+  const toggle = useCallback((id) => setSelected((s) => { const n = new Set(s); if (n.has(id)) n.delete(id); else n.add(id); return n; }), []);
   const allChosen = rows.length > 0 && chosen.length === rows.length;
-  const ask = (action, list) => setAsking({ action, list });
+  const ask = useCallback((action, list) => setAsking({ action, list }), []);
   const bulk = (a) => (a.confirm ? ask(a, chosen) : runBulk(a, chosen));
   const busy = useMemo(() => jobsByVm(jobMap), [jobMap]);
   const counts = useMemo(() => {
@@ -142,7 +170,7 @@ export function VmList() {
         <th><span class="sr-only">Actions</span></th>
       </tr></thead>
       <tbody>
-        ${rows.slice(0, limit).map((vm) => html`<${Row} key=${vm.id} vm=${vm} group=${g.get(vm.id)} running=${busy.get(vm.id) || []}
+        ${rows.slice(0, limit).map((vm) => html`<${Row} key=${vm.id} vm=${vm} group=${g.get(vm.id)} running=${busy.get(vm.id) || NONE} usage=${st.get(vm.id)} me=${me}
           selected=${selected.has(vm.id)} toggle=${toggle} ask=${ask} />`)}
       </tbody>
     </table>

@@ -24,8 +24,9 @@ VM_OWNED = {"vm.device": "vm_device", "vm.snapshot": "vm_snapshot"}
 # Namespaces whose records belong to VMs. A method of these whose first argument is an integer takes
 # the id of one record; for VM-owned records a first argument object names its VM in "vm".
 SCOPED_NAMESPACES = ("vm", *VM_OWNED)
-# Unauthenticated methods the rate limit leaves alone (clients call it first on every connection).
-UNLIMITED = frozenset({"core.set_options"})
+# Unauthenticated methods the rate limit leaves alone: clients call them first on every connection (the
+# official client asks auth.mechanism_choices before each API key login), and they reveal and cost nothing.
+UNLIMITED = frozenset({"core.set_options", "auth.mechanism_choices"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity", "ui")  # all but the first three take minutes: not in all
+BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity", "ui", "stats")  # all but the first three take minutes: not in all
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -14,8 +14,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("bench", nargs="?", choices=BENCHES, default="all", help="which bench to run [all]")
     parser.add_argument("--duration", type=float, default=1.5,
                         help="rpc: seconds each throughput figure is measured for, split in rounds [1.5]")
-    parser.add_argument("--vms", type=int, default=1000, help="vm, ui: how many VMs to define [1000]")
+    parser.add_argument("--vms", type=int, default=1000, help="vm, ui, stats: how many VMs to define [1000]")
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
+    parser.add_argument("--running", type=int, default=10, help="stats: how many of the VMs run [10]")
+    parser.add_argument("--intervals", type=int, default=10, help="stats: 2 s intervals each CPU figure spans [10]")
     parser.add_argument("--rounds", type=int, default=3, help="lifecycle, data: rounds on each side [3]")
     parser.add_argument("--upload-gib", type=float, default=1.0, help="velocity: GiB uploaded [1]")
     parser.add_argument("--import-gib", type=float, default=2.0, help="data: GiB written in the imported image [2]")
@@ -36,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench == "velocity":
         from bench import velocity
         asyncio.run(velocity.run(vms=args.vms, upload_gib=args.upload_gib))
+    if args.bench == "stats":
+        from bench import stats
+        asyncio.run(stats.run(vms=args.vms, running=args.running, intervals=args.intervals))
     if args.bench == "data":
         from bench import data
         asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds))

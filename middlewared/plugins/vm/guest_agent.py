@@ -15,7 +15,7 @@ from middlewared.errors import CallError
 from middlewared.plugins.vm.model import VMRecord
 
 if TYPE_CHECKING:
-    from middlewared.plugins.vm.service import VMService
+    from middlewared.plugins.vm.records import VMRecords
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _agent_shutdown(conn: libvirt.virConnect, name: str) -> None:
     conn.lookupByName(name).shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
 
 
-async def get_guest_info(vms: "VMService", id_: int) -> dict[str, Any]:
+async def get_guest_info(vms: "VMRecords", id_: int) -> dict[str, Any]:
     """vm.get_guest_info: OS, host name, addresses and filesystems from the guest agent, or why not."""
     record = VMRecord.from_row(await vms.get_instance(id_))
     if vms.hypervisor.status(record.domain_name).state != "RUNNING":
@@ -99,7 +99,7 @@ async def get_guest_info(vms: "VMService", id_: int) -> dict[str, Any]:
     return parse_info(info, addresses)
 
 
-async def ask_shutdown(vms: "VMService", record: VMRecord) -> str | None:
+async def ask_shutdown(vms: "VMRecords", record: VMRecord) -> str | None:
     """Ask the guest agent to shut the guest down; None when it took the request, else why not."""
     try:
         await vms.hypervisor.run(_agent_shutdown, record.domain_name)

@@ -20,6 +20,7 @@ from middlewared.schema import apply_defaults, compile_schema, validation_errors
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.host import Host
     from middlewared.plugins.vm_device.planning import Check
+    from middlewared.plugins.vm_device.resize import Storage
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,6 +42,8 @@ class Device:
     regenerated: ClassVar[tuple[str, ...]] = ()
     # The vm.device.delete option that also removes the device's storage ("zvol", "raw_file"), if any.
     delete_option: ClassVar[str | None] = None
+    # Whether the device owns a disk image that vm.device.resize may grow and vm.device.export_disk copy.
+    has_image: ClassVar[bool] = False
     schema: ClassVar[dict[str, Any]]
     validator: ClassVar[Draft202012Validator]
     _converters: ClassVar[dict[str, Callable[[Any], Any]]]
@@ -127,6 +130,14 @@ class Device:
                                host: "Host") -> dict[str, Any] | None:
         """The attributes of this device in a clone named new_name (None: left out of the clone)."""
         return {**attributes, **{key: None for key in self.regenerated}}
+
+    async def image(self, host: "Host") -> "Storage":
+        """The disk image the device owns, its size and the free space where it lives (has_image types)."""
+        raise NotImplementedError(f"{self.dtype} devices have no disk image")
+
+    def resized(self, attributes: Mapping[str, Any], size: int) -> dict[str, Any] | None:
+        """Attributes to store once the image has grown to size bytes (None: nothing to store)."""
+        return None
 
     async def storage_missing(self, host: "Host") -> str | None:
         """Why the storage delete_option would remove is not there (None: it is)."""

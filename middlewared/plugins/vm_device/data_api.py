@@ -5,12 +5,13 @@ import asyncio
 import errno
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm.model import VMRecord, VMState
 from middlewared.plugins.vm_device import import_export as io
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device import resize as growth
 from middlewared.plugins.vm_device.disk import ZVOL_NAME
 
@@ -74,17 +75,16 @@ async def resize(service: "VMDeviceService", id_: int, options: dict[str, Any]) 
     running guest is told at once and sees the new size without a restart."""
     device = await service._stored(id_)
     a = device["attributes"]
-    if a["dtype"] not in ("DISK", "RAW"):
-        raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be resized", errno.EINVAL)
+    typed = _with_image(service, id_, a, "resized")
     vm = await service.vms.get_instance(device["vm"])
-    storage = await growth.storage_of(a, await service.manager.host(vm["id"]))
+    storage = await typed.image(await service.manager.host(vm["id"]))
     size = options["size"]
     growth.check_growth(storage, size)
     running = vm["status"]["state"] != VMState.STOPPED
     await growth.grow(service.vms.hypervisor, VMRecord.from_row(vm).domain_name, running, storage, size)
-    if a["dtype"] == "RAW":
-        # The stored size follows the file: a later update must not read it as a shrink.
-        attributes = json.dumps({**a, "size": size})
+    stored = typed.resized(a, size)
+    if stored is not None:
+        attributes = json.dumps(stored)
 
         def store(db: sqlite3.Connection) -> None:
             db.execute("UPDATE vm_device SET attributes = ? WHERE id = ?", (attributes, id_))
@@ -122,15 +122,13 @@ async def export_disk(service: "VMDeviceService", id_: int, options: dict[str, A
     """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
     qemu-img's percentage; an abort or a failure leaves no file behind."""
     device = await service._stored(id_)
-    a = device["attributes"]
-    if a["dtype"] not in ("DISK", "RAW"):
-        raise CallError(f"Device {id_} is a {a['dtype']}: only DISK and RAW devices can be exported", errno.EINVAL)
+    typed = _with_image(service, id_, device["attributes"], "exported")
     vm = await service.vms.get_instance(device["vm"])
     if vm["status"]["state"] != VMState.STOPPED:
         raise CallError(f"VM {vm['name']} is running: stop it for a consistent copy", errno.EBUSY)
     host = await service.manager.host(vm["id"])
     target = io.confined(options["path"], host.roots, "path")
-    storage = await growth.storage_of(a, host)
+    storage = await typed.image(host)
     fmt = storage.volume.format if storage.volume is not None else "raw"
     await io.export_image(storage.path, fmt, target, options["format"],
                           lambda percent: job.set_progress(percent, f"Copying to {target}"))
@@ -142,3 +140,12 @@ async def virtual_size(service: "VMDeviceService", data: dict[str, Any]) -> int:
     host = await service.manager.host()
     path = io.confined(data["path"], host.roots, "path")
     return (await asyncio.to_thread(io.inspect, path, None)).virtual_size
+
+
+def _with_image(service: "VMDeviceService", id_: int, attributes: Mapping[str, Any], done: str) -> Device:
+    """The typed device of stored attributes, refused (EINVAL) unless its type owns a disk image."""
+    typed = service.manager.types.typed(attributes)
+    if typed is None or not typed.has_image:
+        kinds = " and ".join(t.dtype for t in service.manager.types if t.has_image)
+        raise CallError(f"Device {id_} is a {attributes['dtype']}: only {kinds} devices can be {done}", errno.EINVAL)
+    return typed

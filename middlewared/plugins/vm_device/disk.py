@@ -11,6 +11,7 @@ from middlewared.errors import CallError
 from middlewared.plugins.vm_device import pool
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import reachability_error
+from middlewared.plugins.vm_device.resize import Storage, volume_storage
 from middlewared.plugins.vm_device.resources import CreateVolume
 from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice
 
@@ -35,6 +36,7 @@ class Disk(StorageDevice):
 
     dtype = "DISK"
     delete_option = "zvol"
+    has_image = True
     description = "A disk backed by a volume of a libvirt storage pool."
     properties = {
         "path": {**PATH, "type": ["string", "null"], "default": None,
@@ -154,6 +156,9 @@ class Disk(StorageDevice):
             name = f"{source.name}_{new_name}_{n}"
         copy = await host.hv.run(pool.clone_volume, source, name)
         return {**copied, "path": copy.path, "zvol_name": copy.zvol_name}
+
+    async def image(self, host: "Host") -> "Storage":
+        return await volume_storage(str(self.zvol_name), host)
 
     async def storage_missing(self, host: "Host") -> str | None:
         if await host.volume(str(self.zvol_name)) is None:

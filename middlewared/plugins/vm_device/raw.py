@@ -13,6 +13,7 @@ from lxml import etree
 from middlewared.errors import CallError
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import PathError, confine, reachability_error
+from middlewared.plugins.vm_device.resize import Storage, file_storage
 from middlewared.plugins.vm_device.resources import CreateFile, GrowFile
 from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice, confined_path
 
@@ -42,6 +43,7 @@ class Raw(StorageDevice):
 
     dtype = "RAW"
     delete_option = "raw_file"
+    has_image = True
     description = "A disk backed by a raw image file under the storage roots."
     required = ("path",)
     properties = {
@@ -116,6 +118,13 @@ class Raw(StorageDevice):
                                host: "Host") -> dict[str, Any] | None:
         logger.info("RAW disks must be copied manually: %s is left out of clone %s", self.path, new_name)
         return None
+
+    async def image(self, host: "Host") -> "Storage":
+        return await file_storage(self.path, host)
+
+    def resized(self, attributes: Mapping[str, Any], size: int) -> dict[str, Any] | None:
+        # The stored size follows the file: a later update must not read it as a shrink.
+        return {**attributes, "size": size}
 
     async def storage_missing(self, host: "Host") -> str | None:
         if not await asyncio.to_thread(os.path.isfile, self.path):

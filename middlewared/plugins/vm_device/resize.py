@@ -5,7 +5,6 @@ import asyncio
 import errno
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import libvirt
 from lxml import etree
@@ -27,18 +26,21 @@ class Storage:
     volume: pool.Volume | None
 
 
-async def storage_of(attributes: Mapping[str, Any], host: Host) -> Storage:
-    """The image of a DISK (its volume) or RAW device (its file), its size and the free bytes where it lives."""
-    if attributes["dtype"] == "DISK":
-        volume = await host.volume(attributes["zvol_name"])
-        if volume is None:
-            raise CallError(f"Volume {attributes['zvol_name']} does not exist", errno.ENOENT)
-        free = await host.hv.run(_pool_free, volume.pool)
-        return Storage(volume.path, volume.capacity, free, volume)
+async def volume_storage(zvol_name: str, host: Host) -> Storage:
+    """A volume "<pool>/<name>" as an image: its size and the free bytes of its pool."""
+    volume = await host.volume(zvol_name)
+    if volume is None:
+        raise CallError(f"Volume {zvol_name} does not exist", errno.ENOENT)
+    free = await host.hv.run(_pool_free, volume.pool)
+    return Storage(volume.path, volume.capacity, free, volume)
+
+
+async def file_storage(given: str, host: Host) -> Storage:
+    """An image file inside the storage roots: its size and the free bytes of its file system."""
     try:
-        path = confine(attributes["path"], host.roots)
+        path = confine(given, host.roots)
     except PathError as e:
-        raise CallError(f"{attributes['path']}: {e}", errno.EINVAL) from e
+        raise CallError(f"{given}: {e}", errno.EINVAL) from e
     if not os.path.isfile(path):
         raise CallError(f"{path} does not exist", errno.ENOENT)
     st, vfs = await asyncio.to_thread(lambda: (os.stat(path), os.statvfs(path)))

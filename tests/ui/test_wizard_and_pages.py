@@ -3,6 +3,7 @@ serial console, administration; axe-core on every page and a screenshot of each.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from typing import Any
 
@@ -131,3 +132,32 @@ def test_administration_pages_and_api_key_shown_once(browser: Any, ui_daemon: Da
     page.get_by_role("button", name="Done").click()
     assert page.get_by_text(key).count() == 0
     context.close()
+
+
+def test_wizard_imports_a_disk_image_and_the_disk_grows(page: Any, ui_daemon: Daemon) -> None:
+    name = unique("imp")
+    image = ui_daemon.storage / f"{unique('img')}.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
+    login(page)
+    page.get_by_role("button", name="Create VM").click()
+    page.get_by_role("textbox", name="Name", exact=True).fill(name)
+    for _ in range(4):
+        next_step(page)
+    page.get_by_label("Disk", exact=True).select_option("import")
+    page.get_by_role("button", name=re.compile(re.escape(image.name))).click()
+    shot(page, "wizard-import")
+    for _ in range(3):
+        next_step(page)
+    page.get_by_role("button", name="Create VM").click()
+    page.wait_for_url(re.compile(r"/ui/vms/\d+$"))
+    page.get_by_role("link", name="Hardware").click()
+    page.locator('tr[data-device="DISK"]').wait_for(timeout=60000)  # after the import job
+    page.locator('tr[data-device="DISK"]').get_by_role("button", name="Grow").click()
+    page.get_by_label("New size (GiB)").fill("1")
+    page.get_by_role("button", name="Grow", exact=True).last.click()
+    page.get_by_text("Disk grown").wait_for()
+    with root(ui_daemon) as c:
+        vm = c.call("vm.query", [["name", "=", name]], {"get": True})
+        disk = next(d for d in vm["devices"] if d["attributes"]["dtype"] == "DISK")
+        assert disk["attributes"]["zvol_name"].endswith(f"{name}-disk0")
+        assert c.call("vm.device.virtual_size", {"path": disk["attributes"]["path"]}) == 2**30

@@ -68,3 +68,18 @@ export async function abort(jobId) {
     toast(`Abort failed: ${e.message}`, "error");
   }
 }
+
+// The job's end: its result, or an error carrying its message (from core.get_jobs events, no polling).
+export function waitJob(jobId) {
+  return new Promise((resolve, reject) => {
+    const check = (map) => {
+      const job = map.get(jobId);
+      if (!job || running(job)) return false;
+      off();
+      if (job.state === "SUCCESS") resolve(job.result); else reject(new Error(job.error || job.state));
+      return true;
+    };
+    const off = jobs.subscribe(check);
+    check(jobs.get());
+  });
+}

@@ -4,7 +4,7 @@
 import { html, useState, useEffect } from "../lib/html.js";
 import { client, can } from "../lib/session.js";
 import { toast } from "../lib/toasts.js";
-import { Button, Dialog, Fields, fieldErrors, Empty } from "../lib/widgets.js";
+import { Button, Dialog, FormDialog, Fields, fieldErrors, Empty } from "../lib/widgets.js";
 import { MediaPicker } from "./media.js";
 import { bytes } from "../lib/format.js";
 
@@ -142,9 +142,12 @@ function describe(a) {
   }
 }
 
+const GROW = [{ name: "gib", label: "New size (GiB)", type: "number", min: 1, step: "any", help: "Larger than now; a running guest sees it at once." }];
+
 export function Hardware({ vm }) {
   const [editing, setEditing] = useState(null); // "new" or a device
   const [removing, setRemoving] = useState(null);
+  const [growing, setGrowing] = useState(null);
   const why = can("VM_DEVICE_WRITE", vm.id) ? null : "Needs the VM_DEVICE_WRITE role on this VM";
   const devices = vm.devices || [];
   const remove = async (device, zvol) => {
@@ -163,7 +166,13 @@ export function Hardware({ vm }) {
       <tbody>${devices.map((d) => html`<tr key=${d.id} data-device=${d.attributes.dtype}>
         <td>${d.attributes.dtype}</td><td class="clip-wide">${describe(d.attributes)}</td><td>${d.order ?? "—"}</td>
         <td class="row-actions"><${Button} why=${why} onClick=${() => setEditing(d)}>${d.attributes.dtype === "CDROM" ? "Change media" : "Edit"}<//>
+          ${["DISK", "RAW"].includes(d.attributes.dtype) && html`<${Button} why=${why} onClick=${() => setGrowing(d)}>Grow<//>`}
           <${Button} why=${why} onClick=${() => setRemoving(d)}>Remove<//></td></tr>`)}</tbody></table>`}
+    ${growing && html`<${FormDialog} title=${`Grow ${describe(growing.attributes)}`} specs=${GROW} initial=${{}} submitLabel="Grow"
+      onClose=${() => setGrowing(null)} submit=${async ({ gib }) => {
+        await client.call("vm.device.resize", [growing.id, { size: Math.ceil((gib || 0) * 2 ** 30 / 512) * 512 }]);
+        toast("Disk grown", "ok");
+      }} />`}
     ${editing && html`<${DeviceDialog} vm=${vm} device=${editing === "new" ? null : editing} onClose=${() => setEditing(null)} />`}
     ${removing && html`<${Dialog} title=${`Remove ${removing.attributes.dtype} device?`} onClose=${() => setRemoving(null)}>
       <p>${describe(removing.attributes)}</p>

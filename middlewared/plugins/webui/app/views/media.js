@@ -5,9 +5,9 @@ import { upload } from "../lib/upload.js";
 import { Button } from "../lib/widgets.js";
 import { bytes } from "../lib/format.js";
 
-const IMAGE = /\.(iso|img|raw|qcow2)$/i;
+const MEDIA = /\.(iso|img|raw|qcow2)$/i;
 
-export function MediaPicker({ value, onPick, error, label = "Installation media (ISO)" }) {
+export function MediaPicker({ value, onPick, error, label = "Installation media (ISO)", pattern = MEDIA, field = "iso" }) {
   const [roots, setRoots] = useState([]);
   const [dir, setDir] = useState(null);
   const [entries, setEntries] = useState([]);
@@ -43,8 +43,8 @@ export function MediaPicker({ value, onPick, error, label = "Installation media 
   };
   const atRoot = roots.includes(dir);
   const dirs = entries.filter((e) => e.type === "DIRECTORY");
-  const files = entries.filter((e) => e.type === "FILE" && IMAGE.test(e.name));
-  return html`<fieldset class="media" data-field="iso">
+  const files = entries.filter((e) => e.type === "FILE" && pattern.test(e.name));
+  return html`<fieldset class="media" data-field=${field}>
     <legend>${label}</legend>
     <p class="muted small">Folder: <code>${dir || "…"}</code>${value && html` · chosen: <code>${value}</code>`}</p>
     <div class="picker" role="group" aria-label="Files">

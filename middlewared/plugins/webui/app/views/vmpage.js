@@ -46,12 +46,31 @@ function Graphs({ vm }) {
   </div>`;
 }
 
+function GuestInfo({ vm }) {
+  const [info, setInfo] = useState(null);
+  const [version, setVersion] = useState(0);
+  const state = vm.status?.state;
+  useEffect(() => {
+    client.call("vm.get_guest_info", [vm.id]).then(setInfo).catch((e) => setInfo({ agent: false, reason: e.message }));
+  }, [vm.id, state, version]);
+  if (!info) return null;
+  const addresses = (info.interfaces || []).flatMap((i) => (i.addresses || []).map((a) => `${a.address}/${a.prefix ?? ""} (${i.name})`));
+  return html`<section class="card" aria-label="Guest"><div class="toolbar"><h2>Guest</h2><span class="spacer"></span>
+      <${Button} onClick=${() => setVersion(version + 1)}>Refresh<//></div>
+    ${!info.agent ? html`<p class="muted">No guest agent answered${info.reason ? `: ${info.reason}` : ""}.</p>`
+      : html`<dl class="facts wide"><dt>OS</dt><dd>${info.os?.pretty_name || info.os?.name || "—"}</dd>
+        <dt>Host name</dt><dd>${info.hostname || "—"}</dd><dt>Addresses</dt><dd>${addresses.join(", ") || "—"}</dd>
+        <dt>Time zone</dt><dd>${info.timezone || "—"}</dd></dl>`}
+  </section>`;
+}
+
 function Summary({ vm }) {
   const facts = [["State", html`<${StateBadge} state=${vm.status?.state} />`], ["vCPUs", topology(vm)], ["Memory", mib(vm.memory)],
     ["Firmware", `${vm.bootloader}${vm.enable_secure_boot ? ", secure boot" : ""}${vm.trusted_platform_module ? ", TPM" : ""}`],
     ["Start with the host", vm.autostart ? "Yes" : "No"], ["Devices", (vm.devices || []).map((d) => d.attributes.dtype).join(", ") || "None"],
     ["Description", vm.description || "—"], ["UUID", vm.uuid]];
   return html`<section class="card" aria-label="Facts"><dl class="facts wide">${facts.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl></section>
+    <${GuestInfo} vm=${vm} />
     <h2 class="section">Usage</h2><${Graphs} vm=${vm} />`;
 }
 

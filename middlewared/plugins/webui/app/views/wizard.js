@@ -2,16 +2,20 @@
 // the server's validation errors placed next to their fields, the wizard going back to the first bad step.
 import { html, useState, useEffect } from "../lib/html.js";
 import { client, can } from "../lib/session.js";
+import { track, waitJob } from "../lib/jobs.js";
 import { navigate } from "../lib/router.js";
 import { toast } from "../lib/toasts.js";
 import { Fields, Field, fieldErrors, Button } from "../lib/widgets.js";
 import { MediaPicker } from "./media.js";
 import { mib, bytes } from "../lib/format.js";
 
+const IMPORTABLE = /\.(qcow2|vmdk|vhdx|vdi|img|raw)$/i;
+const volumeOf = (d) => `${d.pool}/${d.disk_name || `${d.name}-disk0`}`;
+
 const INITIAL = {
   name: "", description: "", autostart: false, vcpus: 1, cores: 1, threads: 1, memory: 1024,
   bootloader: "UEFI", enable_secure_boot: false, trusted_platform_module: false, iso: "",
-  disk: "new", disk_name: "", disk_gib: 10, disk_path: "", disk_type: "VIRTIO", pool: "",
+  disk: "new", disk_name: "", disk_gib: 10, disk_path: "", disk_source: "", disk_type: "VIRTIO", pool: "",
   nic: true, nic_attach: "", nic_type: "VIRTIO", display: true, start: false,
 };
 
@@ -34,10 +38,11 @@ function steps(host, data) {
       { name: "enable_secure_boot", label: "UEFI secure boot", type: "checkbox", hidden: (d) => d.bootloader !== "UEFI" },
       { name: "trusted_platform_module", label: "Emulated TPM 2.0", type: "checkbox" }] },
     { title: "Install media", media: true, fields: [{ name: "iso" }] },
-    { title: "Disk", fields: [
-      { name: "disk", label: "Disk", type: "select", options: [["new", "Create a new volume"], ["existing", "Use an existing volume"], ["none", "No disk"]] },
-      { name: "pool", label: "Storage pool", type: "select", options: choices(host.pools), hidden: (d) => d.disk !== "new" },
-      { name: "disk_name", label: "Volume name", hidden: (d) => d.disk !== "new", help: "Empty: <VM name>-disk0." },
+    { title: "Disk", disk: true, fields: [{ name: "disk_source", hidden: () => true },
+      { name: "disk", label: "Disk", type: "select", options: [["new", "Create a new volume"], ["existing", "Use an existing volume"],
+        ["import", "Import a disk image (qcow2, VMDK, VHDX, VDI, raw)"], ["none", "No disk"]] },
+      { name: "pool", label: "Storage pool", type: "select", options: choices(host.pools), hidden: (d) => !["new", "import"].includes(d.disk) },
+      { name: "disk_name", label: "Volume name", hidden: (d) => !["new", "import"].includes(d.disk), help: "Empty: <VM name>-disk0." },
       { name: "disk_gib", label: "Size (GiB)", type: "number", min: 1, hidden: (d) => d.disk !== "new" },
       { name: "disk_path", label: "Volume", type: "select", options: [["", "Choose…"], ...choices(host.disks)], hidden: (d) => d.disk !== "existing" },
       { name: "disk_type", label: "Disk bus", type: "select", options: [["VIRTIO", "VirtIO"], ["AHCI", "AHCI (SATA)"]], hidden: (d) => d.disk === "none" }] },
@@ -59,7 +64,7 @@ function payload(d) {
   if (d.iso) { devices.push({ attributes: { dtype: "CDROM", path: d.iso }, order: 1000 }); owners.push({ path: "iso" }); }
   if (d.disk === "new") {
     devices.push({ attributes: { dtype: "DISK", create_zvol: true, type: d.disk_type,
-      zvol_name: `${d.pool}/${d.disk_name || `${d.name}-disk0`}`, zvol_volsize: Math.round((d.disk_gib || 0) * 2 ** 30) }, order: 1001 });
+      zvol_name: volumeOf(d), zvol_volsize: Math.round((d.disk_gib || 0) * 2 ** 30) }, order: 1001 });
     owners.push({ zvol_name: "disk_name", zvol_volsize: "disk_gib", type: "disk_type", "": "disk" });
   } else if (d.disk === "existing") {
     devices.push({ attributes: { dtype: "DISK", path: d.disk_path || null, type: d.disk_type }, order: 1001 });
@@ -94,12 +99,26 @@ function place(err, owners) {
   return out;
 }
 
+// An imported disk: the image becomes a pool volume (a job with progress), then the VM's DISK.
+async function importDisk(d, vm) {
+  try {
+    const jobId = await client.call("vm.device.import_disk", [{ source: d.disk_source, zvol_name: volumeOf(d) }]);
+    track(jobId, `Import ${d.disk_source.split("/").pop()}`);
+    await waitJob(jobId);
+    await client.call("vm.device.create", [{ vm: vm.id, attributes: { dtype: "DISK", zvol_name: volumeOf(d), type: d.disk_type }, order: 1001 }]);
+  } catch (e) {
+    toast(`Disk of ${vm.name}: ${e.message}`, "error", 10000);
+    throw e;
+  }
+}
+
 function Summary({ d }) {
   const rows = [["Name", d.name], ["Description", d.description || "—"], ["Start with the host", d.autostart ? "Yes" : "No"],
     ["vCPUs", `${d.vcpus * d.cores * d.threads} (${d.vcpus} sockets × ${d.cores} cores × ${d.threads} threads)`],
     ["Memory", mib(d.memory)], ["Firmware", `${d.bootloader}${d.enable_secure_boot ? ", secure boot" : ""}${d.trusted_platform_module ? ", TPM" : ""}`],
     ["Install media", d.iso || "None"],
-    ["Disk", d.disk === "new" ? `New ${d.disk_gib} GiB volume ${d.pool}/${d.disk_name || `${d.name}-disk0`} (${d.disk_type})`
+    ["Disk", d.disk === "new" ? `New ${d.disk_gib} GiB volume ${volumeOf(d)} (${d.disk_type})`
+      : d.disk === "import" ? `${d.disk_source} imported as ${volumeOf(d)} (${d.disk_type})`
       : d.disk === "existing" ? `${d.disk_path} (${d.disk_type})` : "None"],
     ["Network", d.nic ? `${d.nic_type} on ${d.nic_attach || "—"}` : "None"], ["Display", d.display ? "SPICE with web console" : "None"]];
   return html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
@@ -127,6 +146,7 @@ export function Wizard() {
   const next = (e) => {
     e.preventDefault();
     if (step === 0 && !d.name.trim()) { setErrors({ name: "A name is required." }); return; }
+    if (current.disk && d.disk === "import" && !d.disk_source) { setErrors({ disk_source: "Choose the image to import." }); return; }
     setStep(step + 1);
   };
   const create = async () => {
@@ -135,7 +155,9 @@ export function Wizard() {
     try {
       const created = await client.call("vm.create", [vm]);
       toast(`Created ${created.name}`, "ok");
-      if (d.start) client.call("vm.start", [created.id, {}]).catch((err) => toast(`Start ${created.name}: ${err.message}`, "error", 10000));
+      const start = () => client.call("vm.start", [created.id, {}]).catch((err) => toast(`Start ${created.name}: ${err.message}`, "error", 10000));
+      if (d.disk === "import") importDisk(d, created).then(() => d.start && start()).catch(() => {});
+      else if (d.start) start();
       navigate(`vms/${created.id}`);
     } catch (err) {
       const placed = place(err, owners);
@@ -150,13 +172,15 @@ export function Wizard() {
     <h1 id="wiz-title">Create VM</h1>
     <ol class="steps">${all.map((s, i) => html`<li key=${s.title} aria-current=${i === step ? "step" : undefined} class=${bad(s) ? "bad" : ""}>
       ${i + 1}. ${s.title}${bad(s) ? html`<span class="sr-only"> (has errors)</span>` : ""}</li>`)}</ol>
-    <form class="card" onSubmit=${current.summary ? (e) => { e.preventDefault(); create(); } : next} aria-label=${current.title}>
+    <form class="card" onSubmit=${current.summary ? (e) => { e.preventDefault(); create(); } : next}>
       <h2>${current.title}</h2>
       ${errors[""] && html`<p class="error" role="alert">${errors[""]}</p>`}
       ${current.media ? html`<${MediaPicker} value=${d.iso} error=${errors.iso} onPick=${(iso) => setD({ ...d, iso })} />`
         : current.summary ? html`<${Summary} d=${d} /><${Field} spec=${{ name: "start", label: "Start the VM once it is created", type: "checkbox" }}
             value=${d.start} set=${(start) => setD({ ...d, start })} />`
-        : html`<div class="grid"><${Fields} specs=${current.fields} data=${d} setData=${setD} errors=${errors} /></div>`}
+        : html`<div class="grid"><${Fields} specs=${current.fields} data=${d} setData=${setD} errors=${errors} /></div>
+          ${current.disk && d.disk === "import" && html`<${MediaPicker} label="Image to import" field="disk_source" pattern=${IMPORTABLE}
+            value=${d.disk_source} error=${errors.disk_source} onPick=${(disk_source) => setD({ ...d, disk_source })} />`}`}
       <div class="actions">
         <button type="button" class="btn" onClick=${() => navigate("")}>Cancel</button>
         ${step > 0 && html`<button type="button" class="btn" onClick=${() => setStep(step - 1)}>Back</button>`}

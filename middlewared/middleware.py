@@ -32,7 +32,7 @@ S = TypeVar("S", bound=Service)
 SECRET = "********"
 # Keys (and positional parameter titles) whose values never reach logs, job records or read-only callers.
 SECRET_KEYS = frozenset({"password", "api_key", "secret", "token", "otp_token", "key", "client_key",
-                         "stored_key", "server_key", "rfc_str"})
+                         "stored_key", "server_key", "rfc_str", "user_data"})
 # Methods that run other methods: audited whatever their roles say.
 ALWAYS_AUDIT = frozenset({"core.bulk", "core.download"})
 

@@ -54,3 +54,14 @@ async def test_cloud_init_secrets_stay_hidden_from_readers(auth_daemon: Daemon, 
         async with as_root(auth_daemon) as root:
             for d in (device, shortcut):
                 await root.call("vm.device.delete", d["id"])
+
+
+async def test_cloud_init_user_data_stays_out_of_the_audit_log(auth_daemon: Daemon, tenancy: Tenancy) -> None:
+    async with as_root(auth_daemon) as root:
+        device = await root.call("vm.device.create", {"vm": tenancy.vm_a, "attributes": {
+            "dtype": "CLOUD_INIT", "user_data": "#cloud-config\npassword: audit-s3cret\n"}})
+        try:
+            logged = await root.call("audit.query", [["method", "=", "vm.device.create"]])
+            assert logged and "audit-s3cret" not in str(logged)
+        finally:
+            await root.call("vm.device.delete", device["id"])

@@ -55,7 +55,7 @@ def add_output_options(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument("-c", "--columns", metavar="PATH,...", default=defaults.get("columns", argparse.SUPPRESS),
                         help="table/csv columns, dotted paths into each row (e.g. id,name,status.state)")
     parser.add_argument("--debug", action="store_true", default=defaults.get("debug", argparse.SUPPRESS),
-                        help="print the server's traceback with errors (and midclt's own)")
+                        help="print tracebacks with errors: midclt's own, and the server's (sent to full administrators only)")
 
 
 def build_parser() -> argparse.ArgumentParser:

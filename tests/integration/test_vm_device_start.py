@@ -119,6 +119,32 @@ async def test_start_names_every_unavailable_device(unix_rpc: Rpc, daemon: Daemo
         subprocess.run(["ip", "link", "del", gone_bridge], capture_output=True)
 
 
+def held(port: int) -> socket.socket:
+    """A socket of this process listening on the port (as another daemon's guest would)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+async def test_display_ports_held_by_another_process(unix_rpc: Rpc) -> None:
+    """Only the port QEMU binds must be free at a start (web_port is a reservation nothing listens on); a held
+    display port is named, and "port": null on vm.device.update moves the display to a free one."""
+    async with vm_with(unix_rpc, {"dtype": "DISPLAY"}) as vm:
+        [display] = by_dtype(vm, "DISPLAY")
+        port, web_port = display["attributes"]["port"], display["attributes"]["web_port"]
+        with held(web_port):
+            await unix_rpc.call("vm.start", vm["id"])
+        await unix_rpc.call("vm.poweroff", vm["id"])
+        with held(port):
+            e = await expect_call_error(unix_rpc, "vm.start", vm["id"])
+            assert f"port {port} is taken by another process" in e.reason and '"port": null' in e.reason, e.reason
+            moved = await unix_rpc.call("vm.device.update", display["id"], {"attributes": {"port": None}})
+            assert moved["attributes"]["port"] not in (port, web_port)
+            await unix_rpc.call("vm.start", vm["id"])
+        await unix_rpc.call("vm.poweroff", vm["id"])
+
+
 async def test_inactive_network_is_unavailable(unix_rpc: Rpc, nat_network: str) -> None:
     async with vm_with(unix_rpc, {"dtype": "NIC", "nic_attach": nat_network}) as vm:
         virsh("net-destroy", nat_network)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import libvirt
@@ -31,6 +32,20 @@ def vm_lock(args: list[Any]) -> str:
 
 def _define_and_start(conn: libvirt.virConnect, xml: str) -> None:
     conn.defineXML(xml).create()
+
+
+# libvirt's own refusal of a display port another domain on the same libvirtd holds (another daemon's VM, or
+# one that took it between the start check and this start).
+_PORT_CLASH = re.compile(r"Failed to reserve port (\d+)")
+
+
+def port_clash(name: str, error: CallError) -> CallError | None:
+    """A failed domain start's error naming the display port libvirt refused, if that was the failure."""
+    clash = _PORT_CLASH.search(error.errmsg)
+    if clash is None:
+        return None
+    return CallError(f"VM {name} cannot start: display port {clash[1]} is held by another virtual machine on this "
+                     'host (vm.device.update with "port": null picks a free one)', errno.EADDRINUSE)
 
 
 def _domain_call(conn: libvirt.virConnect, name: str, action: str) -> None:
@@ -65,7 +80,13 @@ async def start(vms: "VMRecords", id_: int, options: dict[str, Any]) -> None:
     devices = (await vms.stored_vms())[id_]["devices"]
     host = await vms.devices.check_available(id_, record.name, devices)
     xml = vms.domain_xml(record, devices, host)
-    await vms.hypervisor.run(_define_and_start, xml)
+    try:
+        await vms.hypervisor.run(_define_and_start, xml)
+    except CallError as e:
+        clash = port_clash(record.name, e)
+        if clash is None:
+            raise
+        raise clash from e
     await vms.hypervisor.wait_for(record.domain_name, {VMState.RUNNING, VMState.SUSPENDED}, 5)
 
 

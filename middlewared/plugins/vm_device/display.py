@@ -168,10 +168,11 @@ class Display(Device):
 
     async def unavailable(self, host: "Host") -> list[str]:
         problems = []
-        ports = {p for p in (self.port, self.web_port) if p is not None}
-        busy = sorted(ports & await host.listening_ports())
-        if busy:
-            problems.append(f"port {', '.join(map(str, busy))} is taken by another process")
+        # Only the display port is bound (by QEMU); web_port is a reservation kept for TrueNAS clients that
+        # nothing here listens on, so another process holding it does not stop the VM.
+        if self.port is not None and self.port in await host.listening_ports():
+            problems.append(f"port {self.port} is taken by another process (vm.device.update with \"port\": "
+                            "null picks a free one)")
         if self.bind not in await host.bind_addresses():
             problems.append(f"the host has no address {self.bind}")
         return problems

@@ -161,3 +161,27 @@ def test_wizard_imports_a_disk_image_and_the_disk_grows(page: Any, ui_daemon: Da
         disk = next(d for d in vm["devices"] if d["attributes"]["dtype"] == "DISK")
         assert disk["attributes"]["zvol_name"].endswith(f"{name}-disk0")
         assert c.call("vm.device.virtual_size", {"path": disk["attributes"]["path"]}) == 2**30
+
+
+def test_an_aborted_upload_leaves_nothing(page: Any, ui_daemon: Daemon) -> None:
+    name = f"{unique('abort')}.iso"
+    login(page)
+    page.goto("/ui/vms/new")
+    page.get_by_role("textbox", name="Name", exact=True).fill(unique("up"))
+    for _ in range(3):
+        next_step(page)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": 256 * 1024})
+    page.set_input_files("#iso-upload", files=[{"name": name, "mimeType": "application/octet-stream",
+                                                "buffer": b"\1" * (8 * 2**20)}])
+    bar = page.get_by_role("progressbar", name=f"Uploading {name}")
+    bar.wait_for()
+    page.get_by_role("button", name="Abort upload").click()
+    page.get_by_text("Upload aborted").wait_for()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [p for p in ui_daemon.storage.iterdir() if p.name.startswith(".upload")]:
+        time.sleep(0.2)
+    assert not (ui_daemon.storage / name).exists()
+    assert not [p for p in ui_daemon.storage.iterdir() if p.name.startswith(".upload")]

@@ -40,6 +40,11 @@ export async function runOne(action, vm, options = {}) {
     else toast(`${action.label} ${vm.name}: done`, "ok");
     return result;
   } catch (e) {
+    // As TrueNAS does: a start refused for lack of free memory may be retried with overcommit.
+    if (action.key === "start" && e.errname === "ENOMEM" && !options.overcommit
+        && window.confirm(`${e.message}\n\nStart ${vm.name} anyway, overcommitting the host's memory?`)) {
+      return runOne({ ...action, args: (id) => [id, { overcommit: true }] }, vm, { overcommit: true });
+    }
     toast(`${action.label} ${vm.name}: ${e.message}`, "error", 10000);
     return undefined;
   }

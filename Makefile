@@ -75,7 +75,7 @@ clean:
 .PHONY: install uninstall
 export LIBDIR BINDIR CONFDIR UNITDIR
 
-install: apt
+install: apt ui
 	@scripts/system-install install
 
 uninstall:

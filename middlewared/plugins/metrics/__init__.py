@@ -18,6 +18,7 @@ from middlewared.plugin import Plugin
 from middlewared.plugins.auth.login import SUCCESS, check_api_key, split_key, token_outcome
 from middlewared.plugins.metrics.collector import Snapshot, SnapshotCollector, daemon_figures
 from middlewared.plugins.vm import vm_service
+from middlewared.plugins.vm.model import domain_name
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -46,7 +47,7 @@ async def bearer_credentials(middleware: "Middleware", request: web.Request) -> 
 async def snapshot_for(middleware: "Middleware", credentials: Credentials) -> Snapshot:
     """The figures these credentials may see."""
     service = vm_service(middleware)
-    vms = [{"id": vm_id, "name": r["name"], "state": service.hypervisor.status(f"{vm_id}_{r['name']}").state}
+    vms = [{"id": vm_id, "name": r["name"], "state": service.hypervisor.status(domain_name(vm_id, r["name"])).state}
            for vm_id, r in (await service.stored_vms()).items()]
     vms = middleware.visible_rows("vm.query", VM_READ, vms, credentials)
     ids = {vm["id"] for vm in vms}

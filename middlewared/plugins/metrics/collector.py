@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from middlewared.call_stats import MethodCalls
 from middlewared.job import JobState
+from middlewared.plugins.vm.model import VMState
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -71,7 +72,7 @@ class SnapshotCollector(Collector):
         running = GaugeMetricFamily(f"{PREFIX}_vm_running", "1 when the VM runs (or is suspended), else 0.",
                                     labels=["id", "name"])
         for vm in s.vms:
-            running.add_metric(_vm_labels(vm), 1 if vm["state"] in ("RUNNING", "SUSPENDED") else 0)
+            running.add_metric(_vm_labels(vm), 1 if VMState(vm["state"]).active else 0)
         cpu = CounterMetricFamily(f"{PREFIX}_vm_cpu_seconds", "CPU time of the VM's QEMU process.",
                                   labels=["id", "name"])
         percent = GaugeMetricFamily(f"{PREFIX}_vm_cpu_percent", "Busy time of the VM's vCPUs over the last "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import libvirt
 
 from middlewared.errors import CallError
-from middlewared.plugins.vm.model import VMRecord
+from middlewared.plugins.vm.model import VMRecord, VMState
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm.records import VMRecords
@@ -90,7 +90,7 @@ def _agent_shutdown(conn: libvirt.virConnect, name: str) -> None:
 async def get_guest_info(vms: "VMRecords", id_: int) -> dict[str, Any]:
     """vm.get_guest_info: OS, host name, addresses and filesystems from the guest agent, or why not."""
     record = VMRecord.from_row(await vms.get_instance(id_))
-    if vms.hypervisor.status(record.domain_name).state != "RUNNING":
+    if vms.hypervisor.status(record.domain_name).state != VMState.RUNNING:
         return no_agent(NOT_RUNNING)
     try:
         info, addresses = await vms.hypervisor.run(_ask, record.domain_name)

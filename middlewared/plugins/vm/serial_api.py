@@ -17,7 +17,7 @@ from middlewared import credentials as creds
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.hypervisor import API_STATES, Hypervisor
-from middlewared.plugins.vm.model import DomainContext, VMRecord
+from middlewared.plugins.vm.model import DomainContext, VMRecord, domain_name
 from middlewared.plugins.vm.serial_console import SerialHub, SerialSession, Viewer, read_tail
 from middlewared.service import id_param
 
@@ -105,7 +105,7 @@ def session_for(service: SerialHost, vm_id: int) -> SerialSession:
 
     async def locate() -> str | None:
         vm = await record()
-        if vm is None or service.hypervisor.status(vm.domain_name).state not in ("RUNNING", "SUSPENDED"):
+        if vm is None or not service.hypervisor.status(vm.domain_name).state.active:
             return None
         try:
             return serial_path(await service.hypervisor.run(_live_xml, vm.domain_name))
@@ -130,13 +130,14 @@ def follow_states(service: SerialHost) -> None:
 
     async def check(vm_id: int, domain: str, running: bool) -> None:
         vm = (await service.stored_vms()).get(vm_id)
-        if vm is not None and f"{vm_id}_{vm['name']}" == domain:
+        if vm is not None and domain_name(vm_id, vm["name"]) == domain:
             hub.on_state(vm_id, running)
 
     def on_state(domain: str, domain_state: str | None) -> None:
         vm_id, _, _ = domain.partition("_")
         if vm_id.isdigit() and int(vm_id) in hub.sessions:
-            running = API_STATES.get(domain_state or "SHUTOFF") in ("RUNNING", "SUSPENDED")
+            state = API_STATES.get(domain_state or "SHUTOFF")
+            running = state is not None and state.active
             task = asyncio.get_running_loop().create_task(check(int(vm_id), domain, running))
             hub.tasks.add(task)
             task.add_done_callback(hub.tasks.discard)

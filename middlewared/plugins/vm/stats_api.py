@@ -166,7 +166,7 @@ class Sampler:
         if hypervisor.conn is None:
             return {}
         vms = await self.host.stored_vms()
-        ours = {f"{vm_id}_{r['name']}": (vm_id, r["name"]) for vm_id, r in vms.items()}
+        ours = {domain_name(vm_id, r["name"]): (vm_id, r["name"]) for vm_id, r in vms.items()}
         raw = await hypervisor.run_bulk(read_all)
         entries = self.table.feed((*ours[name], stats) for name, stats in raw if name in ours)
         self.table.forget(vms)

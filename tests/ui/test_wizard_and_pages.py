@@ -185,3 +185,21 @@ def test_an_aborted_upload_leaves_nothing(page: Any, ui_daemon: Daemon) -> None:
         time.sleep(0.2)
     assert not (ui_daemon.storage / name).exists()
     assert not [p for p in ui_daemon.storage.iterdir() if p.name.startswith(".upload")]
+
+
+def test_snapshots_taken_and_deleted_from_the_page(page: Any, ui_daemon: Daemon) -> None:
+    vm = make_vm(ui_daemon)
+    login(page)
+    page.goto(f"/ui/vms/{vm['id']}/snapshots")
+    page.get_by_role("button", name="Take snapshot").click()
+    page.get_by_label("Name").fill("before-upgrade")
+    page.get_by_role("button", name="Take", exact=True).click()
+    item = page.locator("ul.tree li", has_text="before-upgrade")
+    item.wait_for(timeout=30000)
+    item.get_by_text("current").wait_for()
+    shot(page, "vm-snapshots-taken")
+    item.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.get_by_text("No snapshots.").wait_for(timeout=30000)
+    with root(ui_daemon) as c:
+        assert c.call("vm.snapshot.query", [["vm", "=", vm["id"]]]) == []

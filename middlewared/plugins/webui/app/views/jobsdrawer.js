@@ -2,16 +2,20 @@
 import { html } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
 import { jobs, running, abort } from "../lib/jobs.js";
+import { vms } from "../lib/vms.js";
 import { Dialog, Progress, Empty, Button } from "../lib/widgets.js";
 import { when } from "../lib/format.js";
 
 export function JobsDrawer({ onClose }) {
   const list = [...useStore(jobs).values()].sort((a, b) => b.id - a.id).slice(0, 50);
+  const known = useStore(vms);
+  // Which VM a vm.* job is about, by name (its description names the id).
+  const about = (job) => (job.method.startsWith("vm.") && known.get(job.arguments?.[0])?.name) || null;
   return html`<${Dialog} title="Jobs" onClose=${onClose} drawer>
     ${!list.length && html`<${Empty}>No jobs yet.<//>`}
     <ul class="jobs">
       ${list.map((job) => html`<li key=${job.id} class=${`job ${job.state.toLowerCase()}`}>
-        <div class="job-head"><strong>${job.description || job.method}</strong>
+        <div class="job-head"><strong>${job.description || job.method}${about(job) ? ` (${about(job)})` : ""}</strong>
           <span class=${`badge ${job.state.toLowerCase()}`}>${job.state}</span></div>
         <div class="muted small">#${job.id} · ${job.method} · ${when(job.time_started)}</div>
         ${running(job) && html`<${Progress} job=${job} />`}

@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 
 # The web UI's npm packages need npm: Debian's nodejs and npm, unless a nodejs that ships npm is installed.
 NPM_PACKAGES := $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
-# Debian packages the daemon and its tests need (spice-html5: the web console's client; chromium: its test;
+# Debian packages the daemon and its tests need (spice-html5, novnc: the web consoles' clients; chromium: their test;
 # systemd: systemd-analyze checks the installed unit; jq: the README's examples).
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config \
 	libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools libxml2-utils dnsmasq-base iproute2 \
-	xorriso mtools dosfstools kmod binutils openssl spice-html5 chromium systemd jq \
+	xorriso mtools dosfstools kmod binutils openssl spice-html5 novnc chromium systemd jq \
 	$(NPM_PACKAGES)
 
 .PHONY: all deps apt venv ui services run test typecheck unit bench clean

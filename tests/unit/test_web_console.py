@@ -30,9 +30,18 @@ def test_a_vm_without_display_has_no_web_console() -> None:
     assert W.web_display(vm_with([nic])) == (None, "Display device is not configured for this VM")
 
 
-@pytest.mark.parametrize("attributes", [{"type": "SPICE", "web": False}, {"type": "VNC", "web": True}])
-def test_only_spice_with_web_has_a_web_console(attributes: dict[str, Any]) -> None:
+@pytest.mark.parametrize("attributes", [{"type": "SPICE", "web": False}, {"type": "VNC", "web": False}])
+def test_only_displays_with_web_have_a_web_console(attributes: dict[str, Any]) -> None:
     assert W.web_display(vm_with([display(1, **attributes)])) == (None, "Web display is not configured")
+
+
+def test_vnc_web_console_is_novnc() -> None:
+    vnc = display(1, type="VNC", web=True)
+    assert W.web_display(vm_with([vnc])) == (vnc, None)
+    uri = W.console_uri("HTTPS", "h:1", 1, "T", "demo", "pw", "VNC")
+    assert uri.startswith("https://h:1/vm/display/1/vnc.html?auth_token=T&path=vm%2Fdisplay%2F1%2Fwebsockify")
+    assert "autoconnect=true" in uri and "password=pw" in uri
+    assert "/spice_auto.html?" in W.console_uri("HTTP", "h:1", 1, "T", "demo")
 
 
 @pytest.mark.parametrize("state", ["STOPPED", "SUSPENDED", "ERROR"])

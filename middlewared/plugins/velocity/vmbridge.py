@@ -165,4 +165,5 @@ def console_uri(middleware: "Middleware", vm: dict[str, Any], credentials: Crede
         return None, error
     ticket = W.issue(middleware.tokens, credentials, vm["id"], device["id"], W.TICKET)
     netloc = W.authority(host, middleware.config.server.port)
-    return W.console_uri("https" if secure else "http", netloc, device["id"], ticket, vm["name"]), None
+    return W.console_uri("https" if secure else "http", netloc, device["id"], ticket, vm["name"],
+                         kind=device["attributes"].get("type", "SPICE")), None

@@ -184,7 +184,7 @@ async def get_display_web_uri(vms: "VMRecords", id_: int, host: str, options: di
                          server.port)
     ticket = W.issue(vms.middleware.tokens, credentials, id_, device["id"], W.TICKET)
     return {"error": None, "uri": W.console_uri(options["protocol"], netloc, device["id"], ticket,
-                                                vm["name"], password)}
+                                                vm["name"], password, device["attributes"].get("type", "SPICE"))}
 
 
 async def get_display_connections(vms: "VMRecords", table: W.ConsoleTable, id_: int) -> dict[str, Any]:

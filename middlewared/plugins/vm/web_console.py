@@ -61,10 +61,9 @@ CONNECTIONS_RESULT: dict[str, Any] = {
 
 
 # -- which display, which URI ---------------------------------------------------------------------
-def is_web_spice(attributes: Mapping[str, Any]) -> bool:
-    """A SPICE display offering the web client (defaults as in the DISPLAY schema)."""
-    return bool(attributes.get("dtype") == "DISPLAY" and attributes.get("type", "SPICE") == "SPICE"
-                and attributes.get("web", True))
+def is_web_display(attributes: Mapping[str, Any]) -> bool:
+    """A SPICE or VNC display offering the web client (defaults as in the DISPLAY schema)."""
+    return bool(attributes.get("dtype") == "DISPLAY" and attributes.get("web", True))
 
 
 def web_display(vm: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -72,7 +71,7 @@ def web_display(vm: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
     devices = vm.get("devices") or ()
     if not any(d["attributes"].get("dtype") == "DISPLAY" for d in devices):
         return None, NO_DISPLAY
-    device = next((d for d in devices if is_web_spice(d["attributes"])), None)
+    device = next((d for d in devices if is_web_display(d["attributes"])), None)
     if device is None:
         return None, NO_WEB
     if vm["status"]["state"] != VMState.RUNNING:
@@ -113,12 +112,18 @@ def console_path(device_id: int) -> str:
 
 
 def console_uri(protocol: str, netloc: str, device_id: int, ticket: str, title: str,
-                password: str | None = None) -> str:
-    """The spice_auto.html URI: its WebSocket is the bridge next to it, on the same host and port."""
+                password: str | None = None, kind: str = "SPICE") -> str:
+    """The client page's URI (spice-html5's spice_auto.html, or noVNC's vnc.html): its WebSocket is the bridge
+    next to it, on the same host and port."""
     query = {"auth_token": ticket, "path": f"{console_path(device_id)[1:]}websockify", "title": title}
+    page = "spice_auto.html"
+    if kind == "VNC":
+        # noVNC's own settings: connect at once, scale the screen to the window, reconnect after a guest reboot.
+        page = "vnc.html"
+        query.update(autoconnect="true", resize="scale", reconnect="true")
     if password:
         query["password"] = password
-    return f"{protocol.lower()}://{netloc}{console_path(device_id)}spice_auto.html?{urlencode(query)}"
+    return f"{protocol.lower()}://{netloc}{console_path(device_id)}{page}?{urlencode(query)}"
 
 
 # -- tokens ---------------------------------------------------------------------------------------

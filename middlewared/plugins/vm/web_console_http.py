@@ -1,10 +1,12 @@
-"""The web console over HTTP: spice-html5's files and a WebSocket-to-SPICE bridge, behind console tokens.
+"""The web console over HTTP: spice-html5's or noVNC's files and a WebSocket bridge to the display server,
+behind console tokens.
 
 Routes the vm plugin serves, per DISPLAY device id (the rules are in web_console.py beside this file):
 
 - ``GET /vm/display/{id}/websockify``: the bridge; raw SPICE bytes in binary frames both ways (websockify's
   "binary" subprotocol, which spice-html5 asks for), one WebSocket per SPICE channel;
-- ``GET /vm/display/{id}/{file}``: the client's files from /usr/share/spice-html5 (Debian's spice-html5).
+- ``GET /vm/display/{id}/{file}``: the client's files from /usr/share/spice-html5 (Debian's spice-html5) for
+  a SPICE display, /usr/share/novnc (Debian's novnc) for a VNC one; VNC's bytes cross the bridge the same way.
 
 Every request presents the display's session cookie or a ticket (``auth_token`` in the query, exchanged
 for a session cookie), and is refused with 403 otherwise, and while the token's credentials may not call
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SPICE_HTML5_DIR = "/usr/share/spice-html5"
+NOVNC_DIR = "/usr/share/novnc"  # Debian's novnc: vnc.html and its modules
 CHUNK = 65536
 CONNECT_TIMEOUT = 10
 # No caching (the pages are per ticket), and no Referer: the page URI holds the ticket and maybe a password.
@@ -51,12 +54,14 @@ class WebConsole:
     """The handlers, sharing the daemon's tokens and the vm service's table of live bridges."""
 
     def __init__(self, middleware: "Middleware", table: W.ConsoleTable,
-                 get_vm: Callable[[int], Awaitable[dict[str, Any]]], root: str = SPICE_HTML5_DIR) -> None:
+                 get_vm: Callable[[int], Awaitable[dict[str, Any]]], root: str = SPICE_HTML5_DIR,
+                 vnc_root: str = NOVNC_DIR) -> None:
         self.middleware = middleware
         self.table = table
         # The VM entry (with status and devices) by id; raises InstanceNotFound.
         self.get_vm = get_vm
         self.root = os.path.realpath(root)
+        self.vnc_root = os.path.realpath(vnc_root)
         self.sockets: set[web.WebSocketResponse] = set()
 
     def routes(self) -> Sequence[web.RouteDef]:
@@ -93,10 +98,12 @@ class WebConsole:
                                 max_age=W.SESSION_TTL, httponly=True, samesite="Strict", secure=request.secure)
 
     async def files(self, request: web.Request) -> web.StreamResponse:
-        """A file of the spice-html5 client (spice_auto.html is the page the URI opens)."""
+        """A file of the display's client: spice-html5 (spice_auto.html is the page the URI opens) for SPICE,
+        noVNC (vnc.html) for VNC."""
         admission = await self.admit(request)
-        path = os.path.realpath(os.path.join(self.root, request.match_info["file"]))
-        if os.path.commonpath([self.root, path]) != self.root or not os.path.isfile(path):
+        root = self.vnc_root if admission.attributes.get("type") == "VNC" else self.root
+        path = os.path.realpath(os.path.join(root, request.match_info["file"]))
+        if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
             raise web.HTTPNotFound(text="No such file")
         response = web.FileResponse(path, headers=HEADERS)
         self._keep_session(response, request, admission)

@@ -89,7 +89,8 @@ class Display(Device):
         "password": {"type": ["string", "null"], "default": None,
                      "description": "Password clients must give (none when null or empty); readers see it "
                                     "masked, and the mask sent back keeps it."},
-        "web": {"type": "boolean", "default": True, "description": "Offer the web (SPICE HTML5) client."},
+        "web": {"type": "boolean", "default": True, "description": "Offer the web client served by the daemon (spice-html5 for SPICE, "
+                                                                 "noVNC for VNC)."},
     }
     # Ports are unique across VMs: a clone's display gets its own.
     regenerated: ClassVar[tuple[str, ...]] = PORT_KEYS
@@ -103,9 +104,6 @@ class Display(Device):
         if any(s.get("type", "SPICE") == kind for s in check.siblings("DISPLAY")):
             check.error(p, "type", f"Only one {kind} Display device is supported")
         if kind is DisplayType.VNC:
-            if a["web"]:
-                check.error(p, "web", "Web access is not supported for VNC display devices, please use SPICE "
-                                      "instead")
             if a["password"] and len(a["password"]) > VNC_PASSWORD_MAX:
                 check.error(p, "password", "Password for VNC display devices must be 8 characters or less")
         if a["bind"] not in await check.host.bind_addresses():
@@ -146,14 +144,26 @@ class Display(Device):
             graphics.set("passwd", self.password)
         sub(graphics, "listen", type="address", address=self.bind)
         out = [graphics]
-        if self.type is DisplayType.SPICE:
-            # The SPICE agent channel: clipboard sharing and resizing the guest screen to the client window.
-            channel = etree.Element("channel", type="spicevmc")
-            sub(channel, "target", type="virtio", name="com.redhat.spice.0")
-            out.append(channel)
         if slot.first_of_type:
+            # The guest has one agent port (com.redhat.spice.0); the first display decides who serves it.
+            out.append(self._agent_channel())
             out.extend(self._video())
         return out
+
+    def _agent_channel(self) -> etree._Element:
+        if self.type is DisplayType.SPICE:
+            # The SPICE client speaks to the guest's spice-vdagent: clipboard, screen resized to the window.
+            channel = etree.Element("channel", type="spicevmc")
+        else:
+            # VNC has no agent of its own: QEMU plays the client side of the same protocol and hands the
+            # guest's clipboard to VNC clients that support the clipboard extension (noVNC does).
+            # https://libvirt.org/formatdomain.html#channel (qemu-vdagent, libvirt 8.4, QEMU 6.1)
+            channel = etree.Element("channel", type="qemu-vdagent")
+            source = sub(channel, "source")
+            sub(source, "clipboard", copypaste="yes")
+            sub(source, "mouse", mode="client")
+        sub(channel, "target", type="virtio", name="com.redhat.spice.0")
+        return channel
 
     def _video(self) -> list[etree._Element]:
         # One video card, shared by every display of the VM, at the first display's resolution.

@@ -17,9 +17,9 @@ from middlewared import credentials as creds
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.hypervisor import API_STATES, Hypervisor
+from middlewared.plugins.vm.info import HOST, VM_ID
 from middlewared.plugins.vm.model import DomainContext, VMRecord, domain_name
 from middlewared.plugins.vm.serial_console import SerialHub, SerialSession, Viewer, read_tail
-from middlewared.service import id_param
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm.records import VMRecords
@@ -34,12 +34,6 @@ CONSOLE = ("VM_CONSOLE",)
 TICKET_TTL = 300
 TOKEN_KIND = "serial"  # the value of the console-token attribute (auth.login_with_token refuses such tokens)
 
-VM_ID = id_param("id", "Id of the VM.")
-HOST: dict[str, Any] = {
-    "title": "host", "type": "string", "default": "", "pattern": r"^[A-Za-z0-9.:\[\]-]*$",
-    "description": "Host name or address, with or without :port, the client reaches this daemon at; empty: the "
-                   "address the caller reached it at. Without a port, the daemon's own port.",
-}
 URI_OPTIONS: dict[str, Any] = {
     "title": "options", "type": "object", "default": {}, "additionalProperties": False,
     "description": "How to build the URI.",

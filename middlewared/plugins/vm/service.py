@@ -228,7 +228,7 @@ class VMService(VMRecords):
         return await stats_api.get_stats_history(self, self.stats_sampler, id_, since, app=app)
 
     # -- serial console ------------------------------------------------------------------------------------------
-    @api_method(params=[serial_api.VM_ID, serial_api.HOST, serial_api.URI_OPTIONS], result=serial_api.URI_RESULT,
+    @api_method(params=[info.VM_ID, info.HOST, serial_api.URI_OPTIONS], result=serial_api.URI_RESULT,
                 roles=serial_api.CONSOLE)
     async def get_console_web_uri(self, id_: int, host: str, options: dict[str, Any], *,
                                   app: "RpcConnection | None" = None) -> str:
@@ -239,13 +239,13 @@ class VMService(VMRecords):
         """
         return await serial_api.get_console_web_uri(self, id_, host, options, app=app)
 
-    @api_method(params=[serial_api.VM_ID], result=serial_api.VIEWERS_RESULT, roles=("VM_READ",))
+    @api_method(params=[info.VM_ID], result=serial_api.VIEWERS_RESULT, roles=("VM_READ",))
     async def get_console_viewers(self, id_: int) -> dict[str, Any]:
         """Who watches the VM's serial console and who holds its keyboard."""
         return await serial_api.get_console_viewers(self, self.serial_consoles, id_)
 
     # -- guest agent ---------------------------------------------------------------------------------------------
-    @api_method(params=[serial_api.VM_ID], result=guest_agent.GUEST_INFO_RESULT, roles=("VM_READ",))
+    @api_method(params=[info.VM_ID], result=guest_agent.GUEST_INFO_RESULT, roles=("VM_READ",))
     async def get_guest_info(self, id_: int) -> dict[str, Any]:
         """What the QEMU guest agent in the running guest reports: OS, host name, time zone, IP addresses per
         interface, filesystems. Without an answering agent (none installed, not started yet, VM stopped) the

@@ -203,3 +203,22 @@ def test_snapshots_taken_and_deleted_from_the_page(page: Any, ui_daemon: Daemon)
     page.get_by_text("No snapshots.").wait_for(timeout=30000)
     with root(ui_daemon) as c:
         assert c.call("vm.snapshot.query", [["vm", "=", vm["id"]]]) == []
+
+
+def test_graphical_console_opens_in_its_own_tab(page: Any, ui_daemon: Daemon) -> None:
+    vm = make_vm(ui_daemon, memory=128, devices=[{"attributes": {"dtype": "DISPLAY", "type": "SPICE", "web": True}}])
+    with root(ui_daemon) as c:
+        c.call("vm.start", vm["id"])
+    login(page)
+    page.goto(f"/ui/vms/{vm['id']}/console")
+    button = page.get_by_role("button", name="Open graphical console (SPICE)")
+    page.locator(".page-head .badge", has_text="RUNNING").wait_for()
+    with page.context.expect_page() as opened:
+        button.click()
+    console = opened.value
+    console.wait_for_load_state()
+    assert "/vm/display/" in console.url, console.url
+    assert console.locator("#spice-screen").count() == 1  # spice-html5's page, admitted with the ticket
+    console.close()
+    with root(ui_daemon) as c:
+        c.call("vm.poweroff", vm["id"])

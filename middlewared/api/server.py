@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from middlewared import credentials as creds
 from middlewared.api import rpc
@@ -22,6 +23,21 @@ if TYPE_CHECKING:
     from middlewared.middleware import Middleware
 
 logger = logging.getLogger(__name__)
+
+
+class ClientMistakes(logging.Filter):
+    """aiohttp logs a malformed HTTP request as an ERROR with a traceback; it is the client's mistake: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = f"{record.getMessage()}: {error.message}", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(ClientMistakes())
 
 MIDDLEWARE_KEY = web.AppKey("middleware", object)
 # Connections the kernel holds before the daemon accepts them (aiohttp's default, 128, refuses a burst of

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -14,6 +14,16 @@ from middlewared.schema.messages import error_path, message
 Schema = Mapping[str, Any]
 
 _FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 15.0 as an integer; the daemon's code (and libvirt's XML) would then get a float.
+    # An integer on this API is written without a fraction, as TrueNAS clients send it.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 
 # An ejson time {"$date": milliseconds}. Clients decode any object with a "$date" key as a time, so a schema
@@ -33,7 +43,7 @@ def compile_schema(schema: Schema) -> Draft202012Validator:
     Checking each literal against the JSON Schema meta-schema costs about half a second over all
     methods, so it is not done at every start: tests/unit/test_api_schemas.py checks every one.
     """
-    return Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
+    return cast(Draft202012Validator, _Validator(schema, format_checker=_FORMAT_CHECKER))
 
 
 def validation_errors(validator: Draft202012Validator, value: Any, prefix: str) -> list[ValidationError]:

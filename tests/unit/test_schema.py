@@ -44,6 +44,14 @@ def test_type_errors_and_booleans_are_not_integers() -> None:
     ]
 
 
+def test_numbers_with_a_fraction_are_not_integers() -> None:
+    # 15.0 would otherwise pass as an integer and reach the domain XML as "15.0".
+    assert errors_of([1, {"name": "a", "memory": 512.0, "vcpus": 2.5}]) == [
+        ["vm_create.memory", "Input should be a valid integer", 22],
+        ["vm_create.vcpus", "Input should be a valid integer", 22],
+    ]
+
+
 def test_defaults_applied_without_mutating_input() -> None:
     data = {"name": "a", "memory": 32, "nested": {}}
     before = copy.deepcopy(data)

@@ -147,7 +147,7 @@ async def _read_body(endpoint: Endpoint, request: web.Request) -> dict[str, Any]
 
 
 def _integral(value: Any) -> Any:
-    """JSON Schema counts 15.0 as an integer; the services below expect 15. Every number here is an integer."""
+    """15.0 becomes 15 before validation: Velocity's clients may write integers so, and every number here is one."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
@@ -190,7 +190,7 @@ def _from_service(endpoint: Endpoint, error: ValidationErrors | CallError) -> E.
 async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
     """Run one endpoint; every outcome is a JSON answer (or the handler's own stream)."""
     try:
-        body = await _read_body(endpoint, request)
+        body = _integral(await _read_body(endpoint, request))
         in_body = body.get("authkey")  # Velocity's own clients send it in every body
         key = _bearer(request) or (in_body if isinstance(in_body, str) else None) \
             or request.headers.get("x-velocity-authkey")
@@ -198,7 +198,7 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
         await _authenticate(velocity, endpoint, call)
         _validate(endpoint, body)
         body.pop("authkey", None)
-        call.body = _integral(body)
+        call.body = body
         result = await endpoint.handler(call)
     except E.VelocityError as e:
         return _json(e.body(), status=e.status)

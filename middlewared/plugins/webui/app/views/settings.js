@@ -70,6 +70,7 @@ export function Settings({ vm }) {
   };
   return html`<form onSubmit=${save} aria-label="Settings">
     ${errors[""] && html`<p class="error" role="alert">${errors[""]}</p>`}
+    ${vm.status?.state !== "STOPPED" && html`<p class="notice">The VM is ${String(vm.status?.state).toLowerCase()}: most changes take effect at its next start.</p>`}
     <fieldset disabled=${!!why} class="plain">
     ${groups.map(([title, fields]) => html`<section class="card settings"><h2>${title}</h2>
       <div class="grid"><${Fields} specs=${fields} data=${data} setData=${setData} errors=${errors} /></div></section>`)}

@@ -118,6 +118,12 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + ELLIPSIS
 
 
+def one_line(text: str) -> str:
+    """A cell's text on one line: line breaks and tabs (a job's error, a description) shown escaped, so that a
+    row stays one line and its columns stay aligned."""
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+
+
 def align(texts: list[list[str]], widths: list[int]) -> str:
     """Cells left-aligned in columns two spaces apart; no trailing blanks."""
     return "\n".join(GAP.join(clip(text, w).ljust(w) for text, w in zip(row, widths)).rstrip() for row in texts)
@@ -128,20 +134,20 @@ def table(result: Any, method: str | None = None, columns: Sequence[str] | None 
     """A result as a table and notes for stderr (columns left out); None if it is no table."""
     if isinstance(result, dict):
         paths = list(columns or leaves(result))
-        pairs = [[path, cell(lookup(result, path))] for path in paths]
+        pairs = [[path, one_line(cell(lookup(result, path)))] for path in paths]
         return (align(pairs, fit(pairs, width, False)[0]) if pairs else ""), []
     if isinstance(result, list) and result and all(isinstance(row, dict) for row in result):
         paths = list(columns or default_columns(result, method))
         if not paths:
             return "", []
-        texts = [headers(paths), *[[cell(lookup(row, path)) for path in paths] for row in result]]
+        texts = [headers(paths), *[[one_line(cell(lookup(row, path))) for path in paths] for row in result]]
         widths, kept = fit(texts, width, columns is None)
         notes = []
         if kept < len(paths):
             notes.append(f"not shown: {', '.join(paths[kept:])} (choose columns with -c, or use -o json)")
         return align([row[:kept] for row in texts], widths), notes
     if isinstance(result, list) and all(is_scalar(item) for item in result):
-        return "\n".join(cell(item) for item in result), []
+        return "\n".join(clip(one_line(cell(item)), width) for item in result), []
     return None
 
 

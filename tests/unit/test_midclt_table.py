@@ -103,3 +103,12 @@ def test_not_a_table() -> None:
     assert table([[1], {"a": 1}]) is None
     assert format_result([[1], {"a": 1}], "table") == '[[1], {"a": 1}]'
     assert format_result([], "table") == ""
+
+
+def test_cells_with_line_breaks_and_long_scalars_keep_the_width() -> None:
+    rendered, _ = table([{"id": 1, "error": "first line\nsecond\tline"}, {"id": 2, "error": "x"}])
+    assert rendered.splitlines() == ["id  error", "1   first line\\nsecond line", "2   x"]
+    rendered, _ = table({"reason": "a\nb"})
+    assert rendered == "reason  a\\nb"
+    rendered, _ = table(["y" * 300, "short"])
+    assert [len(line) for line in rendered.splitlines()] == [TABLE_WIDTH, 5]

@@ -4,6 +4,7 @@ import { html, useState, useEffect } from "../lib/html.js";
 import { client, can } from "../lib/session.js";
 import { track, waitJob } from "../lib/jobs.js";
 import { navigate } from "../lib/router.js";
+import { vms } from "../lib/vms.js";
 import { toast } from "../lib/toasts.js";
 import { Fields, Field, fieldErrors, Button } from "../lib/widgets.js";
 import { MediaPicker } from "./media.js";
@@ -32,7 +33,8 @@ function steps(host, data) {
       { name: "threads", label: "Threads per core", type: "number", min: 1,
         help: `${data.vcpus * data.cores * data.threads} vCPUs in total; this host supports up to ${host.maxVcpus ?? "…"}.` },
       { name: "memory", label: "Memory (MiB)", type: "number", min: 20,
-        help: `Available on the host now: ${host.available == null ? "…" : bytes(host.available)}.` }] },
+        help: `Available on the host now: ${host.available == null ? "…" : bytes(host.available)}.${
+          host.available != null && data.memory * 2 ** 20 > host.available ? " More than that: starting it will need overcommit." : ""}` }] },
     { title: "Boot", fields: [
       { name: "bootloader", label: "Firmware", type: "select", options: choices(host.bootloaders) },
       { name: "enable_secure_boot", label: "UEFI secure boot", type: "checkbox", hidden: (d) => d.bootloader !== "UEFI" },
@@ -146,6 +148,11 @@ export function Wizard() {
   const next = (e) => {
     e.preventDefault();
     if (step === 0 && !d.name.trim()) { setErrors({ name: "A name is required." }); return; }
+    if (step === 0 && [...vms.get().values()].some((vm) => vm.name === d.name)) {
+      setErrors({ name: "A VM with this name already exists." });
+      return;
+    }
+    if (step === 0) setErrors(({ name, ...rest }) => rest);
     if (current.disk && d.disk === "import" && !d.disk_source) { setErrors({ disk_source: "Choose the image to import." }); return; }
     setStep(step + 1);
   };

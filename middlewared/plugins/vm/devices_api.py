@@ -1,14 +1,24 @@
-"""What the VM service needs from the device plugin: one small typed interface, implemented by vm_device."""
+"""The boundary between the VM service and the device plugin, both ways.
+
+The VM service asks the device plugin for what it cannot know itself (DeviceSupport); the device plugin owns every
+write of device rows, and asks the VM service for one thing only: to run its store step inside the VM's
+transaction and redefine the domain from the result (Commit, given by VMRecords.redefine or by vm.create/update).
+"""
 from __future__ import annotations
 
 import errno
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Collection, Mapping, Protocol, Sequence, TypeVar
 
 from lxml import etree
 
+import libvirt
+
 from middlewared.errors import CallError, ValidationErrors
+from middlewared.plugins.vm.model import VMRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,76 +61,87 @@ class DevicePlan:
             raise CallError(f"VM {vm_name} is running: " + "; ".join(self.busy), errno.EBUSY)
 
 
+@dataclass(frozen=True)
+class DeviceRequest:
+    """The devices of a vm.create (`new`) or vm.update, as the caller sent them.
+
+    `vm` is the VM as it will be (for an update with its id and status), `current` its stored devices (empty for a
+    new VM), `devices` the caller's full device list (None: vm.update leaves the devices alone). Errors go into
+    `verrors`, which also holds the VM's own errors: the device plugin raises them all at once.
+    """
+
+    vm: Mapping[str, Any]
+    current: Sequence[dict[str, Any]]
+    devices: Sequence[Mapping[str, Any]] | None
+    verrors: ValidationErrors
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class StoredDevices:
+    """What the device plugin's store step leaves in the VM's transaction: every device of the VM in order, and
+    the host facts their XML is built from."""
+
+    devices: Sequence[Mapping[str, Any]]
+    host: DeviceHost
+
+
+# The device plugin's store step, run inside the VM's transaction once the VM's row exists: writes the device rows
+# (and applies live changes to the running domain through the connection) and says what the domain is made of.
+StoreDevices = Callable[[sqlite3.Connection, libvirt.virConnect, VMRecord], StoredDevices]
+
+# The VM side of a device write: run one transaction that calls the store step where device rows belong and then
+# defines the domain from what it returns; libvirt errors roll the transaction back.
+Commit = Callable[[StoreDevices], Awaitable[T]]
+
+
 class DeviceSupport(Protocol):
-    """Device types as the VM service uses them: validation, resources, XML, start checks, clones."""
+    """What the VM service needs from the device plugin, and nothing more: the plugin is always loaded, and device
+    rows, their validation and their events are its own."""
 
-    async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
-                   changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,
-                   force: bool = False) -> DevicePlan:
-        """Validate changes to the stored devices `current` of vm (errors into verrors); fill defaults,
-        choose MACs and ports. No host changes yet: `provision` makes them."""
-        ...
-
-    def changes_of_update(self, current: Sequence[Mapping[str, Any]], devices_in: Sequence[Mapping[str, Any]],
-                          verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
-        """vm.update's device list as changes (with an id: that device; without: a new one) and the ids of the
-        stored devices it leaves out (removed); errors into verrors."""
-        ...
-
-    def store(self, db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Store a plan's rows and deletions inside the VM's transaction (blocking); return every device of the VM
-        in order and the stored rows of the plan."""
-        ...
-
-    def announce(self, before: Sequence[Mapping[str, Any]], stored: Sequence[Mapping[str, Any]],
-                 removed: Sequence[int]) -> None:
-        """Send the vm.device.query events of a stored change."""
-        ...
-
-    async def provision(self, plan: DevicePlan) -> None:
-        """Create the plan's host resources; on failure undo what was made and raise CallError."""
-        ...
-
-    async def unprovision(self, plan: DevicePlan) -> None:
-        """Remove the resources provision() created (the write that needed them failed)."""
-        ...
-
-    async def snapshot(self, vm_id: int | None) -> DeviceHost:
-        """The host facts the XML of vm_id's devices depends on, as they are now."""
+    def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
+        """A device as API readers see it (secrets masked): vm.query entries embed the VM's devices."""
         ...
 
     def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:
-        """Domain XML of stored devices, in order (pure; CallError when the host lacks what one needs)."""
+        """Domain XML of stored devices, in order (pure; CallError when the host lacks what one needs): the VM
+        service builds the whole domain XML and places these in it."""
         ...
 
-    def live_xml(self, devices: Sequence[Mapping[str, Any]], device_id: int, host: DeviceHost) -> list[str]:
-        """XML of one device as placed among all devices, for virDomainUpdateDeviceFlags."""
-        ...
-
-    def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
-        """A device as API readers see it (secrets masked)."""
+    async def snapshot(self, vm_id: int | None) -> DeviceHost:
+        """The host facts the XML of vm_id's devices depends on, as they are now: for a domain redefined without a
+        device change (vm.update of VM fields only, start-up reconciliation)."""
         ...
 
     async def check_available(self, vm_id: int, vm_name: str, devices: Sequence[Mapping[str, Any]]) -> DeviceHost:
-        """Raise one CallError listing every device that is unavailable for a start; else the host facts the
+        """vm.start: raise one CallError listing every device that is unavailable now; else the host facts the
         start's XML is built from."""
         ...
 
-    async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
-        """Remove the storage volumes the devices own (DISK)."""
-        ...
+    async def write(self, read: Callable[[], Awaitable[DeviceRequest]], commit: Commit[T]) -> T:
+        """vm.create/vm.update: validate the devices of the request `read` makes (raising request.verrors with the
+        VM's own errors), refuse what a running VM cannot take, create host resources, then `commit` (removing
+        the resources again if it fails) and announce the device events; returns what `commit` returned.
 
-    def random_mac(self) -> str:
-        """A random MAC address in the prefix NICs get theirs from."""
-        ...
-
-    async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
-        """The lowest `count` ports a new DISPLAY could take: held by no display and no listening socket."""
+        `read` runs under the lock every device write takes (MACs and display ports are unique across VMs), so
+        that the VM and its devices it reads are still current when the commit writes them."""
         ...
 
     async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:
-        """Device inputs for a clone of vm: new MACs and ports, DISK volumes copied (removed again on
-        failure)."""
+        """vm.clone: device inputs for the clone (new MACs and ports, DISK volumes copied, removed again on
+        failure); the clone is then made by vm.create."""
         ...
 
+    async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
+        """Remove the storage volumes the devices own (DISK): vm.delete with zvols, a clone or an OVA import that
+        failed after its volumes were made."""
+        ...
+
+    def random_mac(self) -> str:
+        """vm.random_mac: a random MAC address in the prefix NICs get theirs from."""
+        ...
+
+    async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
+        """vm.port_wizard: the lowest `count` ports a new DISPLAY could take, held by no display and no listening
+        socket."""
+        ...

@@ -1,7 +1,6 @@
 """vm.create/update/delete/query: VM records in SQLite, each write with its libvirt domain in one step."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -14,10 +13,10 @@ import libvirt
 import psutil
 
 from middlewared.crud import CRUDService
-from middlewared.errors import CallError, ValidationErrors
+from middlewared.errors import CallError
 from middlewared.plugins.vm import capabilities
 from middlewared.plugins.vm import schemas as S
-from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan, DeviceSupport, DeviceHost
+from middlewared.plugins.vm.devices_api import DeviceHost, DeviceRequest, DeviceSupport, StoreDevices, StoredDevices
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, domain_name
@@ -53,7 +52,6 @@ class VMRecords(CRUDService):
     # Installed by the device plugin when its service is made (before any plugin starts).
     _devices: DeviceSupport | None = None
     _cache: RecordCache | None = None
-    _device_lock: asyncio.Lock | None = None
     # Fields other plugins add to each entry (snapshot counts), from the VM id.
     entry_extensions: tuple[Callable[[int], Mapping[str, Any]], ...] = ()
     # What other plugins remove with a VM (its snapshots), called with the entry once the domain is stopped.
@@ -183,38 +181,23 @@ class VMRecords(CRUDService):
             self._cache.put(touched, record)
         return result
 
-    async def _provisioned(self, plan: DevicePlan | None, fn: Callable[[sqlite3.Connection], T],
-                           vm_id: int | None = None) -> T:
-        """Create the plan's host resources, then run the transaction (see _write); remove them again if
-        it fails."""
-        if plan is None:
-            return await self._write(fn, vm_id)
-        await self.devices.provision(plan)
-        try:
-            result = await self._write(fn, vm_id)
-        except BaseException:
-            await self.devices.unprovision(plan)
-            raise
-        return result
+    async def redefine(self, vm: VMRecord, store: StoreDevices) -> None:
+        """What the device plugin asks of the VM service: run its store step inside vm's transaction and define
+        the domain from the devices it returns, all or nothing (libvirt errors become CallError)."""
+        conn = self._conn()
 
-    def _devices_lock(self) -> asyncio.Lock:
-        # One lock for every device write: MACs and display ports are unique across all VMs, so two
-        # concurrent plans must not both pick the same one.
-        if self._device_lock is None:
-            self._device_lock = asyncio.Lock()
-        return self._device_lock
+        def write(db: sqlite3.Connection) -> None:
+            stored = store(db, conn, vm)
+            conn.defineXML(self.domain_xml(vm, stored.devices, stored.host))
+        await self._write(write, vm.id)
 
     async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate, insert the record and its devices, and define the domain, all or nothing."""
         data = dict(data)
-        changes = [DeviceChange(f"vm_create.devices.{i}", d) for i, d in enumerate(data.pop("devices", []))]
+        devices_in = data.pop("devices", [])
         verrors = validate_vm(data, await self.host_facts(None), "vm_create")
-        # Without devices there is nothing to plan (no need to look at every other VM's devices) and no
-        # MAC or port to keep unique: such creates skip the lock, so that their transactions follow one
-        # another in the database thread without waiting for the event loop in between.
-        async with self._devices_lock() if changes else contextlib.nullcontext():
-            plan = await self.devices.plan(data, [], changes, [], verrors) if changes else None
-            verrors.check()
+
+        async def commit(store: StoreDevices) -> int:
             data["uuid"] = data.get("uuid") or str(uuid.uuid4())
             conn = self._conn()
 
@@ -228,94 +211,54 @@ class VMRecords(CRUDService):
                     unique = "name" if "vm_vm.name" in str(e) else "uuid"
                     verrors.add(f"vm_create.{unique}", f"This {unique} already exists.", errno.EEXIST)
                     raise verrors from None
-                vm_id = int(cur.lastrowid or 0)
-                devices = self.devices.store(db, vm_id, [], plan)[0] if plan is not None else []
-                # Without devices the XML needs no host facts.
-                host = plan.host if plan is not None else DeviceHost()
-                conn.defineXML(self.domain_xml(VMRecord.from_row({**data, "id": vm_id}), devices, host))
-                return vm_id
-            vm_id = await self._provisioned(plan, write)
+                record = VMRecord.from_row({**data, "id": int(cur.lastrowid or 0)})
+                stored = store(db, conn, record)
+                conn.defineXML(self.domain_xml(record, stored.devices, stored.host))
+                return record.id
+            return await self._write(write)
+
+        async def read() -> DeviceRequest:
+            return DeviceRequest(data, [], devices_in, verrors, new=True)
+        if devices_in:
+            vm_id = await self.devices.write(read, commit)
+        else:
+            # Without devices there is nothing for the device plugin to check (no MAC or port to keep unique, no
+            # need to look at other VMs): such creates take no device lock, so that their transactions follow one
+            # another in the database thread without waiting for the event loop in between.
+            verrors.check()
+            vm_id = await commit(_no_devices)
         return await self.get_instance(vm_id)
 
     async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         """Change fields (and reconcile devices when given), redefining the domain."""
-        async with self._devices_lock():
-            return await self._update(id_, data)
+        state: dict[str, Any] = {}
 
-    async def _update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
-        old = await self.get_instance(id_)
-        current = list((await self._records())[id_]["devices"])
-        devices_in = data.get("devices")
-        new = {**{k: old[k] for k in VM_COLUMNS}, **{k: v for k, v in data.items() if k != "devices"}}
-        verrors = validate_vm(new, await self.host_facts(id_), "vm_update")
-        running = old["status"]["state"] != VMState.STOPPED
-        if new["name"] != old["name"] and running:
-            verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
-        plan = None
-        if devices_in is not None:
-            changes, remove = self.devices.changes_of_update(current, devices_in, verrors)
-            plan = await self.devices.plan({**new, "id": id_, "status": old["status"]}, current, changes, remove,
-                                           verrors)
-        verrors.check()
-        if plan is not None:
-            plan.check_busy(old["name"])
-        conn = self._conn()
-        old_rec, new_rec = VMRecord.from_row(old), VMRecord.from_row({**new, "id": id_})
-        host = plan.host if plan is not None else await self.devices.snapshot(id_)
+        async def read() -> DeviceRequest:
+            # Under the device lock: the VM and its devices read here are current when the commit writes.
+            old = state["old"] = await self.get_instance(id_)
+            current = list((await self._records())[id_]["devices"])
+            new = state["new"] = {**{k: old[k] for k in VM_COLUMNS}, **{k: v for k, v in data.items()
+                                                                         if k != "devices"}}
+            verrors = validate_vm(new, await self.host_facts(id_), "vm_update")
+            if new["name"] != old["name"] and old["status"]["state"] != VMState.STOPPED:
+                verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
+            return DeviceRequest({**new, "id": id_, "status": old["status"]}, current, data.get("devices"), verrors)
 
-        def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            sets = ", ".join(f"{c} = ?" for c in VM_COLUMNS)
-            db.execute(f"UPDATE vm_vm SET {sets} WHERE id = ?", [new[c] for c in VM_COLUMNS] + [id_])
-            devices, stored = current, list[dict[str, Any]]()
-            if plan is not None:
-                devices, stored = self._store_devices(db, conn, old_rec, current, plan)
-            if new_rec.domain_name != old_rec.domain_name:
-                _rename_domain(conn, old_rec, new_rec, self.domain_context)
-            conn.defineXML(self.domain_xml(new_rec, devices, host))
-            return stored
-        stored = await self._provisioned(plan, write, id_)
-        if plan is not None:
-            self.devices.announce(current, stored, plan.remove)
-        return await self.get_instance(id_)
-
-    async def change_devices(self, vm_id: int, changes: Sequence[DeviceChange], remove: Sequence[int] = (), *,
-                             force: bool = False) -> list[dict[str, Any]]:
-        """Create, change and delete devices of one VM: validated, then stored with the domain redefined (and
-        live changes applied to the running domain) in one transaction. Returns the stored rows of `changes`.
-
-        The write path of vm.device.*; vm.update's reconciliation goes through the same plan and store steps.
-        """
-        async with self._devices_lock():
-            vm = await self.get_instance(vm_id)
-            current = list((await self._records())[vm_id]["devices"])
-            verrors = ValidationErrors()
-            plan = await self.devices.plan(vm, current, changes, remove, verrors, force=force)
-            verrors.check()
-            plan.check_busy(vm["name"])
-            record = VMRecord.from_row(vm)
+        async def commit(store: StoreDevices) -> None:
+            new = state["new"]
             conn = self._conn()
+            old_rec, new_rec = VMRecord.from_row(state["old"]), VMRecord.from_row({**new, "id": id_})
 
-            def write(db: sqlite3.Connection) -> list[dict[str, Any]]:
-                devices, stored = self._store_devices(db, conn, record, current, plan)
-                conn.defineXML(self.domain_xml(record, devices, plan.host))
-                return stored
-            result: list[dict[str, Any]] = await self._provisioned(plan, write, vm_id)
-        return result
-
-    def _store_devices(self, db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord,
-                       current: list[dict[str, Any]], plan: DevicePlan
-                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Apply a plan's rows inside a transaction and its live changes to the running domain.
-
-        Returns (every device of the VM after the change, the stored rows of the plan)."""
-        devices, stored = self.devices.store(db, vm.id, current, plan)
-        if plan.live:
-            dom = conn.lookupByName(vm.domain_name)
-            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            for device_id in plan.live:
-                for xml in self.devices.live_xml(devices, device_id, plan.host):
-                    dom.updateDeviceFlags(xml, flags)
-        return devices, stored
+            def write(db: sqlite3.Connection) -> None:
+                sets = ", ".join(f"{c} = ?" for c in VM_COLUMNS)
+                db.execute(f"UPDATE vm_vm SET {sets} WHERE id = ?", [new[c] for c in VM_COLUMNS] + [id_])
+                stored = store(db, conn, old_rec)
+                if new_rec.domain_name != old_rec.domain_name:
+                    _rename_domain(conn, old_rec, new_rec, self.domain_context)
+                conn.defineXML(self.domain_xml(new_rec, stored.devices, stored.host))
+            await self._write(write, id_)
+        await self.devices.write(read, commit)
+        return await self.get_instance(id_)
 
     async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Remove the record, its domain and NVRAM, and (zvols) its DISK volumes."""
@@ -344,6 +287,11 @@ class VMRecords(CRUDService):
         if options.get("zvols"):
             await self.devices.delete_volumes(vm["devices"])
         return True
+
+
+def _no_devices(db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord) -> StoredDevices:
+    """The store step of a VM created without devices: nothing to store, and the XML needs no host facts."""
+    return StoredDevices([], DeviceHost())
 
 
 def _destroy(conn: libvirt.virConnect, name: str) -> None:

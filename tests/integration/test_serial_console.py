@@ -106,3 +106,14 @@ async def test_unknown_vm(unix_rpc: Rpc) -> None:
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.get_console_web_uri", 999999)
     assert e.value.errno == errno.ENOENT and "does not exist" in str(e.value.reason)
+
+
+async def test_deleting_the_vm_ends_the_console(unix_rpc: Rpc) -> None:
+    vm = await unix_rpc.call("vm.create", {"name": unique("ser"), "memory": 64, "autostart": False})
+    uri = await unix_rpc.call("vm.get_console_web_uri", vm["id"])
+    async with aiohttp.ClientSession() as s, s.ws_connect(uri) as ws:
+        await read_until(ws, b"not running", 10)
+        await unix_rpc.call("vm.delete", vm["id"])
+        await read_until(ws, b"the VM was deleted", 10)
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -106,6 +106,17 @@ async def test_stop_and_start_again(guest: Guest) -> None:
     assert session.fd is None and hub.sessions == {}
 
 
+async def test_a_deleted_vm_ends_its_viewers(guest: Guest) -> None:
+    hub = SerialHub()
+    session = hub.session(8, guest.locate, guest.read_log)
+    viewer = Viewer("root")
+    await session.join(viewer)
+    hub.end(8, "the VM was deleted")
+    await drain(viewer, b"the VM was deleted")
+    assert await asyncio.wait_for(viewer.queue.get(), 1) is None  # the socket's sender closes it
+    assert hub.sessions == {} and session.fd is None
+
+
 async def test_viewer_of_a_stopped_vm_and_read_only(guest: Guest) -> None:
     guest.running = False
     session = SerialSession(2, guest.locate, guest.read_log)

@@ -123,7 +123,9 @@ def follow_states(service: SerialHost) -> None:
 
     async def check(vm_id: int, domain: str, running: bool) -> None:
         vm = (await service.stored_vms()).get(vm_id)
-        if vm is not None and domain_name(vm_id, vm["name"]) == domain:
+        if vm is None:
+            hub.end(vm_id, "the VM was deleted")
+        elif domain_name(vm_id, vm["name"]) == domain:
             hub.on_state(vm_id, running)
 
     def on_state(domain: str, domain_state: str | None) -> None:

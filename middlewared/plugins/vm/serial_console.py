@@ -281,6 +281,13 @@ class SerialHub:
         if session.fd is not None:
             session.broadcast(notice("the VM started"))
 
+    def end(self, vm_id: int, why: str) -> None:
+        """Close a VM's session and its viewers' sockets (the VM is gone)."""
+        session = self.sessions.pop(vm_id, None)
+        if session is not None:
+            session.broadcast(notice(why))
+            session.close()
+
     def close_all(self) -> None:
         """Daemon shutdown."""
         for task in self.tasks:

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import libvirt
 import psutil
 
+from bench.vm_devices import device_create_all
 from bench.common import (RpcClient, RpcError, Table, cleanup_libvirt, first_pong, fmt, percentile,
                           quiet_libvirt, ratio, spawn_daemon, stop_process)
 
@@ -106,6 +107,7 @@ async def phases(client: RpcClient, conn: libvirt.virConnect, state: State, tabl
     await phase(table, "vm.create", lambda: create_all(client, conn, state, table, vms))
     if not state.vm_ids:
         return
+    await phase(table, "vm.device.create", lambda: device_create_all(client, conn, state, table))
     await phase(table, "vm.query", lambda: query_latency(client, conn, table))
     await phase(table, "vm.get_instance", lambda: get_instance_latency(client, conn, state, table))
     await phase(table, "vm.start", lambda: start_latency(client, conn, state, table, starts))

@@ -53,7 +53,7 @@ def test_wizard_creates_a_vm_with_disk_iso_and_nic(page: Any, ui_daemon: Daemon)
     for _ in range(7):
         next_step(page)
     page.get_by_role("button", name="Create VM").click()
-    page.wait_for_url(re.compile(r"/ui/vms/\d+$"))
+    page.wait_for_url(re.compile(r"/ui/vms/\d+$"), timeout=90000)
     page.get_by_role("link", name="Hardware").click()
     for dtype in ("DISK", "CDROM", "NIC", "DISPLAY"):
         page.locator(f'tr[data-device="{dtype}"]').wait_for()
@@ -149,7 +149,7 @@ def test_wizard_imports_a_disk_image_and_the_disk_grows(page: Any, ui_daemon: Da
     for _ in range(3):
         next_step(page)
     page.get_by_role("button", name="Create VM").click()
-    page.wait_for_url(re.compile(r"/ui/vms/\d+$"))
+    page.wait_for_url(re.compile(r"/ui/vms/\d+$"), timeout=90000)
     page.get_by_role("link", name="Hardware").click()
     page.locator('tr[data-device="DISK"]').wait_for(timeout=60000)  # after the import job
     page.locator('tr[data-device="DISK"]').get_by_role("button", name="Grow").click()

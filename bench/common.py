@@ -10,11 +10,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import aiohttp
 
 from tests.support import ROOT, cleanup_libvirt, free_port, write_config
+
+IN_FLIGHT = 16           # concurrent vm.create / vm.delete calls (the daemon allows 20 per connection)
+MAX_ERRORS = 5           # a bulk phase gives up after this many failed calls
+CALL_TIMEOUT = 60.0      # seconds one vm.create / vm.delete may take before it counts as failed
 
 # Re-exported from the test support: the benches start the daemon the way the integration tests do.
 __all__ = ["ROOT", "cleanup_libvirt", "free_port", "quiet_libvirt", "Endpoint", "RpcClient", "RpcError", "Daemon",
@@ -270,3 +274,30 @@ class Table:
 
     def print(self) -> None:
         print(self.render() + "\n", flush=True)
+
+
+async def bulk(count: int, call: Callable[[int], Awaitable[None]]) -> list[str]:
+    """Run call(0..count-1) with IN_FLIGHT at a time; stop early after MAX_ERRORS failures."""
+    errors: list[str] = []
+    indexes = iter(range(count))
+
+    async def worker() -> None:
+        for i in indexes:
+            if len(errors) >= MAX_ERRORS:
+                return
+            try:
+                await call(i)
+            except (RpcError, TimeoutError) as e:
+                errors.append(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return errors
+
+
+def tenth_rates(t0: float, answered: Sequence[float]) -> tuple[float, float]:
+    """VMs/s over the first tenth of the answers (from t0) and over the last tenth."""
+    tenth = len(answered) // 10
+    if tenth < 2:
+        return 0.0, 0.0
+    first = tenth / (answered[tenth - 1] - t0)
+    last = tenth / (answered[-1] - answered[-tenth - 1])
+    return first, last

@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 import libvirt
 
-from bench.common import (RpcClient, Table, cleanup_libvirt, first_pong, fmt, quiet_libvirt, ratio, spawn_daemon,
-                          stop_process)
-from bench.vm import bulk, remove_domains
+from bench.common import (RpcClient, Table, bulk, cleanup_libvirt, first_pong, fmt, quiet_libvirt, ratio,
+                          spawn_daemon, stop_process)
+from bench.vm import remove_domains
 
 URI = "qemu:///system"
 INTERVAL = 2.0

@@ -20,17 +20,14 @@ from typing import Any, Awaitable, Callable, Sequence
 import libvirt
 import psutil
 
+from bench.common import (CALL_TIMEOUT, IN_FLIGHT, RpcClient, RpcError, Table, bulk, cleanup_libvirt, first_pong,
+                          fmt, percentile, quiet_libvirt, ratio, spawn_daemon, stop_process, tenth_rates)
 from bench.vm_devices import device_create_all
-from bench.common import (RpcClient, RpcError, Table, cleanup_libvirt, first_pong, fmt, percentile,
-                          quiet_libvirt, ratio, spawn_daemon, stop_process)
 
 URI = "qemu:///system"
-IN_FLIGHT = 16           # concurrent vm.create / vm.delete calls (the daemon allows 20 per connection)
 QUERY_CALLS = 30
 GET_INSTANCE_CALLS = 200
 RAW_DEFINES = 100        # domains the raw define baseline creates (and removes) itself
-MAX_ERRORS = 5           # a bulk phase gives up after this many failed calls
-CALL_TIMEOUT = 60.0      # seconds one vm.create / vm.delete may take before it counts as failed
 HEADERS = ["figure", "daemon", "libvirt raw", "ratio", "target", "note"]
 
 
@@ -107,7 +104,9 @@ async def phases(client: RpcClient, conn: libvirt.virConnect, state: State, tabl
     await phase(table, "vm.create", lambda: create_all(client, conn, state, table, vms))
     if not state.vm_ids:
         return
-    await phase(table, "vm.device.create", lambda: device_create_all(client, conn, state, table))
+    if "vm.device.create" in state.methods:
+        await phase(table, "vm.device.create", lambda: device_create_all(
+            client, state.vm_ids, table, lambda: raw_define_rate(conn, state)[0]))
     await phase(table, "vm.query", lambda: query_latency(client, conn, table))
     await phase(table, "vm.get_instance", lambda: get_instance_latency(client, conn, state, table))
     await phase(table, "vm.start", lambda: start_latency(client, conn, state, table, starts))
@@ -121,23 +120,6 @@ async def phase(table: Table, name: str, body: Callable[[], Awaitable[None]]) ->
         table.add(name, "-", "-", "-", "", f"skipped: {e}")
     except Exception as e:  # a bench reports a failed phase and goes on to the next one
         table.add(name, "-", "-", "-", "", f"skipped: {type(e).__name__}: {e}"[:200])
-
-
-async def bulk(count: int, call: Callable[[int], Awaitable[None]]) -> list[str]:
-    """Run call(0..count-1) with IN_FLIGHT at a time; stop early after MAX_ERRORS failures."""
-    errors: list[str] = []
-    indexes = iter(range(count))
-
-    async def worker() -> None:
-        for i in indexes:
-            if len(errors) >= MAX_ERRORS:
-                return
-            try:
-                await call(i)
-            except (RpcError, TimeoutError) as e:
-                errors.append(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-    return errors
 
 
 # -- creating and deleting ------------------------------------------------------------------------------
@@ -175,16 +157,6 @@ async def create_all(client: RpcClient, conn: libvirt.virConnect, state: State, 
               "daemon process; raw: the bench process per defineXML (libvirtd's own work is in neither)")
     if errors:
         table.note(f"vm.create: {len(errors)} failed, first: {errors[0]}"[:300])
-
-
-def tenth_rates(t0: float, answered: Sequence[float]) -> tuple[float, float]:
-    """VMs/s over the first tenth of the answers (from t0) and over the last tenth."""
-    tenth = len(answered) // 10
-    if tenth < 2:
-        return 0.0, 0.0
-    first = tenth / (answered[tenth - 1] - t0)
-    last = tenth / (answered[-1] - answered[-tenth - 1])
-    return first, last
 
 
 def cpu_seconds(pid: int) -> float:

@@ -2,7 +2,10 @@
 
 The VM service asks the device plugin for what it cannot know itself (DeviceSupport); the device plugin owns every
 write of device rows, and asks the VM service for one thing only: to run its store step inside the VM's
-transaction and redefine the domain from the result (Commit, given by VMRecords.redefine or by vm.create/update).
+transaction and redefine the domain from the result (VMRecords.redefine; vm.create and vm.update hand their own
+transaction to DeviceSupport.write as its commit step).
+
+DeviceChange and DevicePlan are the device plugin's working values; the VM service never sees them.
 """
 from __future__ import annotations
 
@@ -11,9 +14,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Collection, Mapping, Protocol, Sequence, TypeVar
 
-from lxml import etree
-
 import libvirt
+from lxml import etree
 
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.vm.model import VMRecord
@@ -50,7 +52,7 @@ class DevicePlan:
     live: list[int] = field(default_factory=list)
     # Why the change cannot be made while the VM runs (empty: it can).
     busy: list[str] = field(default_factory=list)
-    # Host resources (volumes, files) to create before storing; opaque to the VM service.
+    # Host resources (volumes, files) to create before storing.
     resources: Any = None
     # The host as validation saw it: the XML of the stored result is built from it.
     host: DeviceHost = field(default_factory=DeviceHost)

@@ -52,11 +52,15 @@ async function renewToken(now) {
 }
 
 client.onOpen = async (reconnected) => {
-  if (await tokenLogin()) {
-    await established(reconnected);
-  } else {
-    leave(session.get().notice);
+  try {
+    if (await tokenLogin()) {
+      await established(reconnected);
+      return;
+    }
+  } catch (e) {
+    console.warn("logging in again failed", e);
   }
+  leave(session.get().notice);
 };
 
 client.onEnded = (reason) => {

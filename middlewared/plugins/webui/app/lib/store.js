@@ -13,8 +13,10 @@ export function store(initial) {
       value = typeof next === "function" ? next(value) : next;
       if (!scheduled) {
         scheduled = true;
-        // Hidden tabs get no animation frames: a timer keeps subscribers (not the screen) current.
-        if (document.hidden) setTimeout(notify, 50); else requestAnimationFrame(notify);
+        // Hidden or occluded pages get no animation frames: a timer makes sure subscribers hear of it.
+        const once = () => scheduled && notify();
+        requestAnimationFrame(once);
+        setTimeout(once, 100);
       }
     },
     subscribe(fn) { subscribers.add(fn); return () => subscribers.delete(fn); },

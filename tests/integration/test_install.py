@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -74,7 +75,8 @@ def test_unit_verifies(installed: None) -> None:
 def test_installed_daemon_answers_a_ping(installed: None, libvirtd: str) -> None:
     with tempfile.TemporaryDirectory(prefix="mwinstall-") as tmp:
         pool = unique("mwinstall")
-        config = write_config(Path(tmp), free_port(), pool)
+        port = free_port()
+        config = write_config(Path(tmp), port, pool)
         log = Path(tmp) / "daemon.log"
         # Away from the source tree, so nothing but the installed package can be imported.
         with open(log, "wb") as out:
@@ -87,6 +89,9 @@ def test_installed_daemon_answers_a_ping(installed: None, libvirtd: str) -> None
             ping = subprocess.run([str(BINDIR / "midclt"), "-u", f"ws+unix://{tmp}/middlewared.sock", "ping"],
                                   capture_output=True, text=True, timeout=60, cwd=tmp)
             assert ping.stdout == "pong\n", ping.stderr
+            # The web UI's files (npm packages included) are part of the installed package.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/", timeout=60) as answer:
+                assert answer.status == 200 and b"<html" in answer.read().lower()
         finally:
             daemon.terminate()
             daemon.wait(60)

@@ -22,8 +22,11 @@ INFO_METHODS = ["random_mac", "port_wizard", "maximum_supported_vcpus", "virtual
 MISSING = 999999
 
 
-
-
+async def expect_missing(rpc: Rpc, method: str, *params: Any) -> None:
+    """Call and expect the call error of a failed lookup (-32001, ENOENT), which clients read errno from."""
+    with pytest.raises(RpcError) as e:
+        await rpc.call(method, *params)
+    assert (e.value.code, e.value.errno) == (-32001, errno.ENOENT), e.value.error
 
 
 async def expect_invalid(rpc: Rpc, method: str, *params: Any, errno_: int = errno.EINVAL) -> RpcError:
@@ -111,7 +114,7 @@ async def test_get_display_devices(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
 
 
 async def test_get_display_devices_errors(unix_rpc: Rpc) -> None:
-    await expect_invalid(unix_rpc, "vm.get_display_devices", MISSING, errno_=errno.ENOENT)
+    await expect_missing(unix_rpc, "vm.get_display_devices", MISSING)
     await expect_invalid(unix_rpc, "vm.get_display_devices", "one")
 
 
@@ -134,7 +137,7 @@ async def test_get_display_web_uri_without_display(unix_rpc: Rpc, vm: dict[str, 
 
 
 async def test_get_display_web_uri_errors(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
-    await expect_invalid(unix_rpc, "vm.get_display_web_uri", MISSING, errno_=errno.ENOENT)
+    await expect_missing(unix_rpc, "vm.get_display_web_uri", MISSING)
     await expect_invalid(unix_rpc, "vm.get_display_web_uri", vm["id"], "h", {"protocol": "FTP"})
     await expect_invalid(unix_rpc, "vm.get_display_web_uri", vm["id"], 5)
 
@@ -192,10 +195,10 @@ async def test_log_and_memory_of_a_running_vm(unix_rpc: Rpc, daemon: Daemon, vm:
 
 
 async def test_log_file_errors(unix_rpc: Rpc) -> None:
-    await expect_invalid(unix_rpc, "vm.log_file_path", MISSING, errno_=errno.ENOENT)
+    await expect_missing(unix_rpc, "vm.log_file_path", MISSING)
     await expect_invalid(unix_rpc, "vm.log_file_path", None)
     await expect_invalid(unix_rpc, "vm.log_file_download", "x")
     # Output-pipe jobs run through core.download; the job for a missing VM fails with ENOENT.
     job_id, _ = await unix_rpc.call("core.download", "vm.log_file_download", [MISSING], "qemu.log")
     await unix_rpc.call("core.set_options", {"legacy_jobs": False})
-    await expect_invalid(unix_rpc, "core.job_wait", job_id, errno_=errno.ENOENT)
+    await expect_missing(unix_rpc, "core.job_wait", job_id)

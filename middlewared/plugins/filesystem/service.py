@@ -113,10 +113,12 @@ class FilesystemService(Service):
             job.set_progress(done * 100 / length if length else None,
                              f"{done // 2**20} of {length // 2**20} MiB" if length else f"{done // 2**20} MiB")
         try:
+            # The file part's own length is not announced: the request's Content-Length bounds it, and a
+            # body cut short fails the part reader, which removes the partial file.
             return await stream_to_file(chunks, target, None, progress, options["overwrite"], options["mode"])
         except UploadError as e:
             raise CallError(str(e), e.errno) from None
-        except (ConnectionError, OSError) as e:
+        except OSError as e:
             raise CallError(f"The upload did not complete: {e}", getattr(e, "errno", None) or errno.EIO) from None
 
     def target(self, path: str, options: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""`python -m bench [rpc|vm|all|lifecycle|data|velocity|ui]`: run the benchmarks and print each figure beside its raw baseline."""
+"""`python -m bench [rpc|vm|all|lifecycle|data|velocity|ui|stats]`: run the benchmarks and print each figure beside its raw baseline."""
 from __future__ import annotations
 
 import argparse

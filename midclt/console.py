@@ -49,11 +49,16 @@ async def relay(ws: aiohttp.ClientWebSocketResponse, stdin: int, stdout: int) ->
     """Copy stdin to the console and the console to stdout; return why it ended."""
     loop = asyncio.get_running_loop()
     keys: asyncio.Queue[bytes] = asyncio.Queue()
-    loop.add_reader(stdin, lambda: keys.put_nowait(os.read(stdin, 4096)))
+    try:
+        loop.add_reader(stdin, lambda: keys.put_nowait(os.read(stdin, 4096)))
+        polled = True
+    except PermissionError:
+        # A regular file or /dev/null cannot be polled (a script, a job without input): read it directly.
+        polled = False
 
     async def typing() -> str:
         while True:
-            data = await keys.get()
+            data = await keys.get() if polled else await loop.run_in_executor(None, os.read, stdin, 4096)
             if not data:
                 return "end of input"
             before, escape, _ = data.partition(ESCAPE)
@@ -75,7 +80,8 @@ async def relay(ws: aiohttp.ClientWebSocketResponse, stdin: int, stdout: int) ->
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         return done.pop().result()
     finally:
-        loop.remove_reader(stdin)
+        if polled:
+            loop.remove_reader(stdin)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import inspect
 import sys
-from pathlib import Path
 from types import FrameType
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
-from middlewared.config import Config
-from middlewared.datastore import Datastore
 from middlewared.middleware import Middleware
-from middlewared.plugins import PLUGINS
 from middlewared.plugins.vm.devices_api import DeviceSupport
-from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.service import VMService
 from middlewared.plugins.vm_device.manager import DeviceManager
 from tests.support import unique
@@ -38,20 +33,6 @@ def test_the_interface_is_this_small_and_each_method_says_why_it_exists() -> Non
     for name in methods:
         assert (list(inspect.signature(getattr(DeviceManager, name)).parameters)
                 == list(inspect.signature(getattr(DeviceSupport, name)).parameters)), name
-
-
-@pytest.fixture
-async def middleware(tmp_path: Path) -> AsyncIterator[Middleware]:
-    """Both plugins' services made (none started); libvirt is the test driver."""
-    mw = Middleware(Config(), PLUGINS)
-    mw.datastore = Datastore(str(tmp_path / "db.sqlite"))
-    await mw.datastore.open()
-    vms = mw.service_of(VMService)
-    vms.hypervisor = Hypervisor("test:///default")
-    await vms.hypervisor.start()
-    yield mw
-    await vms.hypervisor.stop()
-    await mw.datastore.close()
 
 
 def _module(frame: FrameType | None) -> str:

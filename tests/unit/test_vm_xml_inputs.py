@@ -3,19 +3,14 @@ request. Before the device plugin's start-up has run, it is either correct or a 
 from __future__ import annotations
 
 import errno
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from lxml import etree
 
-from middlewared.config import Config
-from middlewared.datastore import Datastore
 from middlewared.errors import CallError
 from middlewared.middleware import Middleware
-from middlewared.plugins import PLUGINS
 from middlewared.plugins.vm.devices_api import DeviceHost
-from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import VMRecord
 from middlewared.plugins.vm.service import VMService
 from middlewared.plugins.vm_device import layout
@@ -26,20 +21,6 @@ NIC_ON_DEFAULT_ROUTE: dict[str, Any] = {
     "id": 1, "vm": 1, "order": 1002,
     "attributes": {"dtype": "NIC", "type": "VIRTIO", "nic_attach": None, "mac": "00:a0:98:00:00:01",
                    "trust_guest_rx_filters": False}}
-
-
-@pytest.fixture
-async def middleware(tmp_path: Path) -> AsyncIterator[Middleware]:
-    """A middleware whose plugins were registered but none set up; libvirt is the test driver."""
-    mw = Middleware(Config(), PLUGINS)
-    mw.datastore = Datastore(str(tmp_path / "db.sqlite"))
-    await mw.datastore.open()
-    vms = mw.service_of(VMService)
-    vms.hypervisor = Hypervisor("test:///default")
-    await vms.hypervisor.start()
-    yield mw
-    await vms.hypervisor.stop()
-    await mw.datastore.close()
 
 
 async def test_domain_xml_before_the_device_plugin_started(middleware: Middleware) -> None:

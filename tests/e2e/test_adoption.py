@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ async def test_killed_daemon_adopts_the_running_guest(libvirtd: str, guest_iso: 
             daemon = start_daemon(Path(tmp), pool=pool)
             async with connect(daemon.socket) as rpc:
                 status = await rpc.call("vm.status", vm["id"])
-                assert status == {"state": "RUNNING", "pid": pid, "domain_state": "RUNNING"}, status
+                assert {**status, "started_at": None} == {"state": "RUNNING", "pid": pid, "domain_state": "RUNNING",
+                                                          "started_at": None}, status
+                assert status["started_at"] < time.time() - 1, status
                 job, _ = await run_job(rpc, "vm.stop", vm["id"], {"force": False})
                 assert job["state"] == "SUCCESS", job
                 assert (await rpc.call("vm.status", vm["id"]))["state"] == "STOPPED"

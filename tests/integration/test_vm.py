@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
+import time
 import uuid
 from typing import Any, AsyncIterator
 
@@ -26,7 +27,7 @@ def virsh(*args: str) -> str:
 async def test_create_defaults_and_domain(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     assert vm["vcpus"] == 1 and vm["cores"] == 1 and vm["threads"] == 1 and vm["memory"] == 64
     assert vm["bootloader"] == "UEFI" and vm["time"] == "LOCAL" and vm["shutdown_timeout"] == 5
-    assert vm["status"] == {"state": "STOPPED", "pid": None, "domain_state": "SHUTOFF"}
+    assert vm["status"] == {"state": "STOPPED", "pid": None, "domain_state": "SHUTOFF", "started_at": None}
     assert vm["devices"] == [] and vm["display_available"] is False and vm["uuid"]
     domain = f"{vm['id']}_{vm['name']}"
     assert virsh("domstate", domain) == "shut off"
@@ -44,9 +45,15 @@ async def test_create_defaults_and_domain(unix_rpc: Rpc, vm: dict[str, Any]) -> 
 async def test_lifecycle(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     domain = f"{vm['id']}_{vm['name']}"
     await unix_rpc.call("core.subscribe", "vm.query")
+    before = time.time()
     assert await unix_rpc.call("vm.start", vm["id"]) is None
+    after = time.time()
     status = await unix_rpc.call("vm.status", vm["id"])
     assert status["state"] == "RUNNING" and status["domain_state"] == "RUNNING" and status["pid"] > 0
+    # When the QEMU process started (libvirt starts it during vm.start); the query and events say the same.
+    assert before - 0.05 <= status["started_at"] <= after + 0.05
+    listed = await unix_rpc.call("vm.query", [["id", "=", vm["id"]]], {"get": True, "select": ["status"]})
+    assert listed["status"]["started_at"] == status["started_at"]
     assert virsh("domstate", domain) == "running"
     with pytest.raises(RpcError) as e:
         await unix_rpc.call("vm.start", vm["id"])
@@ -59,13 +66,15 @@ async def test_lifecycle(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     assert (await unix_rpc.call("vm.status", vm["id"]))["state"] == "SUSPENDED"
     assert virsh("domstate", domain) == "paused"
     await unix_rpc.call("vm.resume", vm["id"])
-    assert (await unix_rpc.call("vm.status", vm["id"]))["state"] == "RUNNING"
+    resumed = await unix_rpc.call("vm.status", vm["id"])
+    assert resumed["state"] == "RUNNING" and resumed["started_at"] == status["started_at"]
 
     # OVMF without a guest ignores ACPI: the job powers off after the 5 s timeout and says so.
     await unix_rpc.call("core.set_options", {"legacy_jobs": False})
     await unix_rpc.call("core.subscribe", "core.get_jobs")
     await unix_rpc.call("vm.stop", vm["id"], {"force_after_timeout": True}, timeout=60)
-    assert (await unix_rpc.call("vm.status", vm["id"]))["state"] == "STOPPED"
+    stopped = await unix_rpc.call("vm.status", vm["id"])
+    assert stopped["state"] == "STOPPED" and stopped["started_at"] is None
     job = (await unix_rpc.call("core.get_jobs", [["method", "=", "vm.stop"]], {"order_by": ["-id"]}))[0]
     assert job["state"] == "SUCCESS" and "Powered off after 5 s" in job["progress"]["description"]
     states = [e["params"]["fields"]["status"]["state"] for e in unix_rpc.events
@@ -99,13 +108,28 @@ async def test_outside_destroy_is_seen_as_event(unix_rpc: Rpc, vm: dict[str, Any
     assert len(stopped) == 1
 
 
+async def test_outside_start_has_its_start_time(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
+    # A domain started by someone else (virsh here) has its start time read from its QEMU process too.
+    await unix_rpc.call("core.subscribe", "vm.query")
+    before = time.time()
+    await asyncio.to_thread(virsh, "start", f"{vm['id']}_{vm['name']}")
+    after = time.time()
+    ev = await unix_rpc.next_event(lambda e: e.get("params", {}).get("id") == vm["id"]
+                                   and e["params"]["fields"]["status"]["state"] == "RUNNING", timeout=5)
+    assert before - 0.05 <= ev["params"]["fields"]["status"]["started_at"] <= after + 0.05
+    await unix_rpc.call("vm.poweroff", vm["id"])
+
+
 async def test_restart_job(unix_rpc: Rpc, vm: dict[str, Any]) -> None:
     await unix_rpc.call("vm.start", vm["id"])
-    pid = (await unix_rpc.call("vm.status", vm["id"]))["pid"]
+    first = await unix_rpc.call("vm.status", vm["id"])
+    pid = first["pid"]
     await unix_rpc.call("core.set_options", {"legacy_jobs": False})
     await unix_rpc.call("vm.restart", vm["id"], timeout=60)
     status = await unix_rpc.call("vm.status", vm["id"])
     assert status["state"] == "RUNNING" and status["pid"] != pid
+    # A new QEMU process: the uptime starts again.
+    assert status["started_at"] > first["started_at"]
 
 
 async def test_memory_admission(unix_rpc: Rpc) -> None:

@@ -15,6 +15,7 @@ import libvirtaio
 
 from middlewared.errors import CallError
 from middlewared.plugins.vm.model import VMState
+from middlewared.plugins.vm.process import started_at
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ class DomainStatus:
     state: VMState
     domain_state: str
     pid: int | None
+    started_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state.value, "pid": self.pid, "domain_state": self.domain_state}
+        return {"state": self.state.value, "pid": self.pid, "domain_state": self.domain_state,
+                "started_at": self.started_at}
 
 
 STOPPED = DomainStatus(VMState.STOPPED, "SHUTOFF", None)
@@ -96,6 +99,8 @@ class Hypervisor:
         # Facts of the host that do not change while the daemon runs (capabilities.host_fact).
         self.facts: dict[str, Any] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # Domain -> (QEMU pid, when it started): /proc is read once per QEMU process, not on every query.
+        self._started: dict[str, tuple[int, float | None]] = {}
 
     # -- connection ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -280,6 +285,7 @@ class Hypervisor:
             self._notify(name, new)
 
     def _notify(self, name: str, domain_state: str | None) -> None:
+        self._started.pop(name, None)
         for fut in self._waiters.pop(name, ()):
             if not fut.done():
                 fut.set_result(None)
@@ -316,7 +322,15 @@ class Hypervisor:
             return STOPPED
         state = API_STATES.get(domain_state, VMState.ERROR)
         pid = _qemu_pid(name) if state.active else None
-        return DomainStatus(state, domain_state, pid)
+        return DomainStatus(state, domain_state, pid, self._started_at(name, pid))
+
+    def _started_at(self, name: str, pid: int | None) -> float | None:
+        if pid is None:
+            return None
+        known = self._started.get(name)
+        if known is None or known[0] != pid:
+            known = self._started[name] = (pid, started_at(pid))
+        return known[1]
 
 
 def _qemu_pid(name: str) -> int | None:

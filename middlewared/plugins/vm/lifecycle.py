@@ -184,7 +184,7 @@ async def _pause_or_resume(vms: "VMRecords", id_: int, needed: VMState, action: 
 
 
 async def status(vms: "VMRecords", id_: int) -> dict[str, Any]:
-    """The VM's live state: {state, pid, domain_state}."""
+    """The VM's live state: {state, pid, domain_state, started_at}."""
     vm = await vms.get_instance(id_)
     result: dict[str, Any] = vm["status"]
     return result

@@ -102,7 +102,11 @@ STATUS: dict[str, Any] = {
                   "description": "Running, suspended (paused), stopped, or an error state."},
         "pid": {"type": ["integer", "null"], "description": "QEMU process id while running."},
         "domain_state": {"type": "string", "description": "libvirt's own state name (RUNNING, PAUSED, "
-                                                          "SHUTOFF, ...)."}},
+                                                          "SHUTOFF, ...)."},
+        "started_at": {"type": ["number", "null"],
+                       "description": "Unix time (seconds) the domain's QEMU process started, read from the process "
+                                      "itself, so also right after a daemon restart and for adopted domains; the "
+                                      "VM's uptime is the time since. Null while stopped."}},
 }
 
 VM_ENTRY: dict[str, Any] = {

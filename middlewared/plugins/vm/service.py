@@ -110,7 +110,7 @@ class VMService(VMRecords):
 
     @api_method(params=[L.ID], result=L.STATUS_RESULT, roles=lifecycle.READ)
     async def status(self, id_: int) -> dict[str, Any]:
-        """The VM's live state: {state, pid, domain_state}."""
+        """The VM's live state: {state, pid, domain_state, started_at}."""
         return await lifecycle.status(self, id_)
 
     # -- info ------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ S = TypeVar("S", bound=Service)
 SECRET = "********"
 # Keys (and positional parameter titles) whose values never reach logs, job records or read-only callers.
 SECRET_KEYS = frozenset({"password", "api_key", "secret", "token", "otp_token", "key", "client_key",
-                         "stored_key", "server_key", "rfc_str", "user_data"})
+                         "stored_key", "server_key", "rfc_str", "user_data", "authkey"})
 # Methods that run other methods: audited whatever their roles say.
 ALWAYS_AUDIT = frozenset({"core.bulk", "core.download"})
 
@@ -73,12 +73,31 @@ class AccessPolicy(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class AuditSource:
+    """Who made an audited request and how, whatever the transport carried it."""
+
+    username: str | None
+    # The transport and peer ("TCP:127.0.0.1:40000", "UNIX:pid=..,uid=0"), or INTERNAL for the daemon itself.
+    origin: str
+    # What ties one client's records together (a JSON-RPC connection, a REST authkey's login); never a secret.
+    session: str | None
+    # The API the request came through: MIDDLEWARE (JSON-RPC, TrueNAS' name) or VELOCITY (REST).
+    service: str = "MIDDLEWARE"
+
+    @classmethod
+    def of(cls, app: Connection | None, username: str | None = None) -> "AuditSource":
+        """A JSON-RPC connection's source; username replaces the connection's own (failed logins)."""
+        if app is None:
+            return cls(username, "INTERNAL", None)
+        return cls(username if username is not None else app.credentials.username, app.origin, app.session_id)
+
+
 class AuditLog(Protocol):
     """Where logins and write calls are recorded: the audit plugin."""
 
-    def record(self, event: str, app: Connection | None, method: str | None, params: Any,
-               error: str | None, username: str | None = None) -> None:
-        """Store one record (in the background; never raises)."""
+    def record(self, event: str, source: AuditSource, method: str | None, params: Any, error: str | None) -> None:
+        """Store one record (in the background; never raises); params must already be redacted."""
         ...
 
 
@@ -229,7 +248,7 @@ class Middleware:
         writes = {r[:-len("_READ")] + "_WRITE" for r in method.spec.roles if r.endswith("_READ")}
         if writes and (credentials.has_role(writes) or writes & credentials.scoped_roles()):
             return result
-        return _redact(result)
+        return redact(result)
 
     def audit_call(self, app: Connection, method: Method, params: Sequence[Any], error: str | None) -> None:
         """Record a call that changes state (or runs other calls) in the audit log."""
@@ -237,7 +256,8 @@ class Middleware:
             return
         if method.spec.audit is None and method.read_only and method.name not in ALWAYS_AUDIT:
             return
-        self.audit_log.record("METHOD_CALL", app, method.name, self.redact_args(method, list(params)), error)
+        self.audit_log.record("METHOD_CALL", AuditSource.of(app), method.name, self.redact_args(method, list(params)),
+                              error)
 
     def call_method(self, method: Method, params: Sequence[Any], app: Connection | None,
                     message_id: Any = None) -> Awaitable[Any]:
@@ -284,7 +304,7 @@ class Middleware:
     def redact_args(self, method: Method, args: list[Any]) -> list[Any]:
         """Arguments with secret fields (and secret positional parameters) replaced, for job records and logs."""
         titles = [a.name for a in method.arguments.args]
-        return [SECRET if index < len(titles) and titles[index] in SECRET_KEYS and value else _redact(value)
+        return [SECRET if index < len(titles) and titles[index] in SECRET_KEYS and value else redact(value)
                 for index, value in enumerate(args)]
 
     # -- events ------------------------------------------------------------------------------
@@ -347,9 +367,10 @@ class Middleware:
             conn.send_event("core.get_jobs", kind, payload, job)
 
 
-def _redact(value: Any) -> Any:
+def redact(value: Any) -> Any:
+    """A value with every secret field (SECRET_KEYS, at any depth) masked: what logs and the audit log may hold."""
     if isinstance(value, dict):
-        return {k: (SECRET if k in SECRET_KEYS and v else _redact(v)) for k, v in value.items()}
+        return {k: (SECRET if k in SECRET_KEYS and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v) for v in value]
+        return [redact(v) for v in value]
     return value

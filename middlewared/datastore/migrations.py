@@ -175,4 +175,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             displays TEXT NOT NULL DEFAULT '[]'
         )""",
     )),
+    # Which API a record came through (TrueNAS' audit field): MIDDLEWARE for JSON-RPC, VELOCITY for REST.
+    Migration(7, "audit log service", (
+        "ALTER TABLE audit_log ADD COLUMN service TEXT NOT NULL DEFAULT 'MIDDLEWARE'",
+    )),
 )

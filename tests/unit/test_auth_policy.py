@@ -11,7 +11,7 @@ from middlewared import roles as roles_
 from middlewared.config import Config
 from middlewared.credentials import Credentials, ScopedGrant
 from middlewared.errors import CallError
-from middlewared.middleware import Middleware
+from middlewared.middleware import Middleware, redact
 from middlewared.plugins import PLUGINS
 from middlewared.plugins.auth.scope import GrantRow, ScopePolicy
 
@@ -105,6 +105,9 @@ def test_audit_and_job_arguments_are_redacted(middleware: Middleware) -> None:
     login_ex = middleware.methods["auth.login_ex"]
     assert middleware.redact_args(login_ex, [{"mechanism": "API_KEY_PLAIN", "api_key": "1-abc"}]) == \
         [{"mechanism": "API_KEY_PLAIN", "api_key": "********"}]
+    # The REST API's bodies go through the same rule (Velocity's authkeys travel in them).
+    assert redact({"authkey": "k", "users": [{"password": "p", "name": "n"}]}) == \
+        {"authkey": "********", "users": [{"password": "********", "name": "n"}]}
 
 
 async def test_expired_sessions(middleware: Middleware) -> None:

@@ -12,7 +12,7 @@ from middlewared.crud import query_rows
 from middlewared.service import QUERY_FILTERS, QUERY_OPTIONS, Service, api_method
 
 if TYPE_CHECKING:
-    from middlewared.middleware import Connection, Middleware
+    from middlewared.middleware import AuditSource, Middleware
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,9 @@ PRUNE_EVERY = 100  # records between two retention passes
 RESULT: dict[str, Any] = {
     "title": "result", "description": "Audit records (newest last), one record (get) or a count. Each has "
                                       "audit_id, timestamp ({$date}), event (AUTHENTICATION, LOGOUT, METHOD_CALL), "
-                                      "username, origin, session, method, params (secrets redacted), success, error.",
+                                      "service (MIDDLEWARE: JSON-RPC, VELOCITY: the REST API), username, origin, "
+                                      "session, method (a REST call's is its HTTP method and path), params "
+                                      "(secrets redacted), success, error.",
     "anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}, {"type": "integer"}],
 }
 
@@ -35,13 +37,10 @@ class SqliteAuditLog:
         self._pending: set[asyncio.Task[None]] = set()
         self._count = 0
 
-    def record(self, event: str, app: "Connection | None", method: str | None, params: Any,
-               error: str | None, username: str | None = None) -> None:
-        """Queue one record; the caller's own username is used unless given (failed logins)."""
-        if username is None and app is not None:
-            username = app.credentials.username
-        row = (time.time(), event, username, app.origin if app else "INTERNAL", app.session_id if app else None,
-               method, json.dumps(params, default=str), error is None, error)
+    def record(self, event: str, source: "AuditSource", method: str | None, params: Any, error: str | None) -> None:
+        """Queue one record."""
+        row = (time.time(), event, source.service, source.username, source.origin, source.session, method,
+               json.dumps(params, default=str), error is None, error)
         self._count += 1
         task = asyncio.create_task(self._insert(row, self._count % PRUNE_EVERY == 0))
         self._pending.add(task)
@@ -54,8 +53,8 @@ class SqliteAuditLog:
         keep = self.max_entries
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO audit_log (timestamp, event, username, origin, session, method, params,"
-                       " success, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            db.execute("INSERT INTO audit_log (timestamp, event, service, username, origin, session, method, params,"
+                       " success, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             if prune:
                 db.execute("DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - ?", (keep,))
         try:
@@ -82,7 +81,7 @@ class AuditService(Service):
             await log.flush()  # so that a caller sees what it just did
         ds = self.middleware.db
         rows = [{"audit_id": r["id"], "timestamp": {"$date": int(r["timestamp"] * 1000)}, "event": r["event"],
-                 "username": r["username"], "origin": r["origin"], "session": r["session"], "method": r["method"],
-                 "params": json.loads(r["params"]), "success": bool(r["success"]), "error": r["error"]}
+                 "service": r["service"], "username": r["username"], "origin": r["origin"], "session": r["session"],
+                 "method": r["method"], "params": json.loads(r["params"]), "success": bool(r["success"]), "error": r["error"]}
                 for r in await ds.fetchall("SELECT * FROM audit_log ORDER BY id")]
         return query_rows(rows, filters, options)

@@ -10,6 +10,7 @@ from middlewared import roles as roles_
 from middlewared.credentials import ANONYMOUS
 from middlewared.crud import query_rows
 from middlewared.errors import CallError
+from middlewared.middleware import AuditSource
 from middlewared.plugins.auth import login as L
 from middlewared.plugins.auth import schemas as S
 from middlewared.plugins.auth import scram
@@ -71,16 +72,17 @@ class AuthService(Service):
         if failures.locked(outcome.username):
             # Even the right secret: guesses spread over many addresses must not go on for this name.
             if audit is not None:
-                audit.record("AUTHENTICATION", conn, mechanism, [], "LOCKED", outcome.username)
+                audit.record("AUTHENTICATION", AuditSource.of(conn, outcome.username), mechanism, [], "LOCKED")
             raise CallError("Too many failed logins for this user; try again later", errno.EBUSY)
         if outcome.credentials is None:
             if audit is not None:
-                audit.record("AUTHENTICATION", conn, mechanism, [], outcome.response_type, outcome.username)
+                audit.record("AUTHENTICATION", AuditSource.of(conn, outcome.username), mechanism, [],
+                             outcome.response_type)
             await failures.failed(conn.address, outcome.username)
             return {"response_type": outcome.response_type}
         conn.set_credentials(outcome.credentials)
         if audit is not None:
-            audit.record("AUTHENTICATION", conn, mechanism, [], None, outcome.username)
+            audit.record("AUTHENTICATION", AuditSource.of(conn, outcome.username), mechanism, [], None)
         return {"response_type": L.SUCCESS, "authenticator": "LEVEL_1",
                 "user_info": await self.me(app=conn) if user_info else None}
 
@@ -160,7 +162,7 @@ class AuthService(Service):
         """End this session's login; the connection stays open, anonymous."""
         conn = _conn(app)
         if self.middleware.audit_log is not None:
-            self.middleware.audit_log.record("LOGOUT", conn, None, [], None)
+            self.middleware.audit_log.record("LOGOUT", AuditSource.of(conn), None, [], None)
         conn.set_credentials(ANONYMOUS)
 
     @api_method(result=S.ME_RESULT, roles=SELF)

@@ -25,6 +25,8 @@ class AuthKey:
     user_id: int
     password_hash: str | None
     expires: float
+    # Names the login the key came from in the audit log (kept by refreshes); unlike the key, not a secret.
+    session: str
 
 
 class AuthKeys:
@@ -34,14 +36,14 @@ class AuthKeys:
         self.lifetime = lifetime
         self._keys: dict[str, AuthKey] = {}
 
-    def issue(self, user: dict[str, Any]) -> AuthKey:
-        """A new key for an account row (expired keys are swept at the same time)."""
+    def issue(self, user: dict[str, Any], session: str | None = None) -> AuthKey:
+        """A new key for an account row, for a new login or continuing session (expired keys are swept)."""
         now = time.time()
         for key in [k for k, v in self._keys.items() if v.expires <= now]:
             del self._keys[key]
         # A UUID like Velocity's, drawn from the system's CSPRNG.
         found = AuthKey(str(uuid.UUID(bytes=secrets.token_bytes(16), version=4)), user["id"],
-                        user["password_hash"], now + self.lifetime)
+                        user["password_hash"], now + self.lifetime, session or str(uuid.uuid4()))
         self._keys[found.key] = found
         return found
 

@@ -13,6 +13,7 @@ from middlewared.config import VelocityConfig
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.auth.scope import ScopeIndex, policy
+from middlewared.plugins.velocity import audit
 from middlewared.plugins.velocity import errors as E
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity.authkeys import AuthKeys
@@ -42,6 +43,9 @@ class Endpoint:
     public: bool = False
     # The handler reads the body itself (streamed uploads): no JSON parsing, no body authkey.
     raw_body: bool = False
+    # The audit log's event for a call (AUTHENTICATION, LOGOUT, METHOD_CALL); None for reads, which are not
+    # audited, as JSON-RPC's read-only methods are not.
+    audit: str | None = "METHOD_CALL"
     _validator: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,9 +92,13 @@ class Call:
     velocity: Velocity
     endpoint: Endpoint
     request: web.Request
-    body: dict[str, Any]
-    authkey: str | None
+    body: dict[str, Any] = field(default_factory=dict)
+    authkey: str | None = None
     _credentials: Credentials | None = None
+    # For the audit log: who a public endpoint acted for (the login name tried, the key's owner) and the
+    # login the authkey belongs to.
+    actor: str | None = None
+    session: str | None = None
 
     @property
     def middleware(self) -> "Middleware":
@@ -100,6 +108,11 @@ class Call:
     def credentials(self) -> Credentials:
         assert self._credentials is not None, "a public endpoint has no caller"
         return self._credentials
+
+    @property
+    def username(self) -> str | None:
+        """Who made the request: the authkey's user, or whom a public endpoint acted for."""
+        return self._credentials.username if self._credentials is not None else self.actor
 
     def error(self, code: int, detail: str | None = None) -> E.VelocityError:
         """The declared error with this code (detail replaces its description)."""
@@ -175,6 +188,8 @@ async def _authenticate(velocity: Velocity, endpoint: Endpoint, call: Call) -> N
     if credentials is None:
         raise E.VelocityError(401, E.BAD_AUTHKEY, "The authkey is unknown or expired")
     call._credentials = credentials
+    found, _ = velocity.keys.find(call.authkey)
+    call.session = found.session if found is not None else None
 
 
 def _from_service(endpoint: Endpoint, error: ValidationErrors | CallError) -> E.VelocityError:
@@ -187,31 +202,38 @@ def _from_service(endpoint: Endpoint, error: ValidationErrors | CallError) -> E.
     return E.VelocityError(400, endpoint.base + E.INVALID, text)
 
 
+async def _run(call: Call) -> Any:
+    """Read, authenticate and validate the request, then run its handler."""
+    endpoint, velocity, request = call.endpoint, call.velocity, call.request
+    call.body = _integral(await _read_body(endpoint, request))
+    in_body = call.body.get("authkey")  # Velocity's own clients send it in every body
+    call.authkey = _bearer(request) or (in_body if isinstance(in_body, str) else None) \
+        or request.headers.get("x-velocity-authkey")
+    await _authenticate(velocity, endpoint, call)
+    _validate(endpoint, call.body)
+    call.body.pop("authkey", None)
+    return await endpoint.handler(call)
+
+
 async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
-    """Run one endpoint; every outcome is a JSON answer (or the handler's own stream)."""
+    """Run one endpoint and audit it; every outcome is a JSON answer (or the handler's own stream)."""
+    call = Call(velocity, endpoint, request)
+    failure: E.VelocityError | None = None
     try:
-        body = _integral(await _read_body(endpoint, request))
-        in_body = body.get("authkey")  # Velocity's own clients send it in every body
-        key = _bearer(request) or (in_body if isinstance(in_body, str) else None) \
-            or request.headers.get("x-velocity-authkey")
-        call = Call(velocity, endpoint, request, body, key)
-        await _authenticate(velocity, endpoint, call)
-        _validate(endpoint, body)
-        body.pop("authkey", None)
-        call.body = body
-        result = await endpoint.handler(call)
+        result = await _run(call)
     except E.VelocityError as e:
-        return _json(e.body(), status=e.status)
+        failure = e
     except (ValidationErrors, CallError) as e:
-        error = _from_service(endpoint, e)
-        return _json(error.body(), status=error.status)
+        failure = _from_service(endpoint, e)
     except web.HTTPException as e:  # aiohttp's own refusals while reading (e.g. a body too large)
-        error = E.VelocityError(e.status, endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED),
-                                e.reason)
-        return _json(error.body(), status=error.status)
+        failure = E.VelocityError(e.status, endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED),
+                                  e.reason)
     except Exception:
         logger.exception("%s %s failed", endpoint.method, endpoint.path)
-        return _json({"code": endpoint.base + E.INTERNAL, "message": "Internal error"}, status=500)
+        failure = E.VelocityError(500, endpoint.base + E.INTERNAL, "Internal error")
+    audit.record(call, failure)
+    if failure is not None:
+        return _json(failure.body(), status=failure.status)
     if isinstance(result, web.StreamResponse):
         return result
     return _json(result) if result is not None else web.Response(status=200)

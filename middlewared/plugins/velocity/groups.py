@@ -97,7 +97,8 @@ _PERMISSIONS_OF = S.response("A user's permissions held directly on the group.",
 ENDPOINTS = [
     Endpoint("POST", "/u/group", "A group and who holds which permissions on it.", group_post, request=_GID_ONLY,
              response=S.response("The group.", {**GROUP, "memberships": S.array(_PERMISSIONS_OF, "Holders.")}),
-             errors=(Err(403, 5100, "velocity.group.view is needed on the group"), Err(404, 5110, "No such group"))),
+             errors=(Err(403, 5100, "velocity.group.view is needed on the group"), Err(404, 5110, "No such group")),
+             audit=None),
     Endpoint("PUT", "/u/group", "Create a subgroup (needs velocity.group.create on the parent).", group_put,
              request=S.request("The new group.", {"name": VM_GROUP_FIELDS["name"], "parent_gid": S.GID},
                                ("name", "parent_gid")),
@@ -119,5 +120,5 @@ ENDPOINTS = [
     Endpoint("POST", "/u/group/list", "Groups you hold permissions on, their ancestors and their subgroups.",
              group_list, request=S.request("Nothing.", {}),
              response=S.response("The groups.", {"groups": S.array(S.response("A group.", {
-                 **GROUP, "permissions": S.PERMISSIONS}), "Groups, by gid.")})),
+                 **GROUP, "permissions": S.PERMISSIONS}), "Groups, by gid.")}), audit=None),
 ]

@@ -263,7 +263,8 @@ ENDPOINTS = [
                  "mpid": MPID, "name": S.string("Name."), "write": S.boolean("Write allowed."),
                  "manage": S.boolean("Manage allowed."), "quota": S.integer("Quota in bytes (0: none).")}),
                  "Pools.")}),
-             errors=(Err(403, 7100, "velocity.pool.list is needed on the group"), Err(404, 7110, "No such group"))),
+             errors=(Err(403, 7100, "velocity.pool.list is needed on the group"), Err(404, 7110, "No such group")),
+             audit=None),
     Endpoint("PUT", "/m/media/create", "Allocate a zero-filled media file of size bytes.", create_put,
              request=S.request("The new media.", {
                  "mpid": MPID, "gid": S.GID, "name": S.string("Name, unique in the pool.", minLength=1),
@@ -292,7 +293,8 @@ ENDPOINTS = [
              response=S.response("The media.", {"media": S.array(S.response("A media.", {
                  "mid": S.string("MID."), "mpid": MPID, "name": S.string("Name."), "type": S.string("Type."),
                  "size": S.integer("Bytes."), "readonly": S.boolean("Read-only for the group's VMs.")}), "Media.")}),
-             errors=(Err(403, 10100, "velocity.media.list is needed on the group"), Err(404, 10110, "No such group"))),
+             errors=(Err(403, 10100, "velocity.media.list is needed on the group"), Err(404, 10110, "No such group")),
+             audit=None),
     Endpoint("DELETE", "/m/media", "Remove a media and its file (not while a VM has it attached).", media_delete,
              request=_MID_ONLY,
              errors=(Err(403, 19300, "velocity.media.remove is needed on the media's group"),
@@ -300,5 +302,5 @@ ENDPOINTS = [
                      Err(404, 19310, "No such media"), Err(409, 19320, "A VM has the media attached"))),
     Endpoint("POST", "/m/media/download", "Download a media file (streamed).", download_post, request=_MID_ONLY,
              errors=(Err(403, 20100, "velocity.media.list is needed on the media's group"),
-                     Err(404, 20110, "No such media"))),
+                     Err(404, 20110, "No such media")), audit=None),
 ]

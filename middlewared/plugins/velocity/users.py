@@ -19,13 +19,15 @@ AUTH_RESULT = S.response("A new authkey.", {
 })
 
 
-async def _issue(call: Call, row: dict[str, Any]) -> dict[str, Any]:
-    key = call.velocity.keys.issue(row)
+async def _issue(call: Call, row: dict[str, Any], session: str | None = None) -> dict[str, Any]:
+    key = call.velocity.keys.issue(row, session)
+    call.actor, call.session = row["username"], key.session
     return {"authkey": key.key, "expires": int(key.expires)}
 
 
 async def auth_post(call: Call) -> dict[str, Any]:
     username = call.body.get("username", call.body.get("name", ""))
+    call.actor = username
     failures = policy(call.middleware).failures
     if failures.locked(username):  # the JSON-RPC logins' rule: guesses spread over addresses stop too
         raise call.error(1101)
@@ -48,12 +50,16 @@ async def auth_patch(call: Call) -> dict[str, Any]:
     keys.drop(found.key)
     row = await accounts.user_row(call.middleware, found.user_id)
     assert row is not None
-    return await _issue(call, row)
+    return await _issue(call, row, found.session)
 
 
 async def auth_delete(call: Call) -> None:
-    if call.authkey:
-        call.velocity.keys.drop(call.authkey)
+    found, _ = call.velocity.keys.find(call.authkey or "")
+    if found is None:
+        return
+    row = await accounts.user_row(call.middleware, found.user_id)
+    call.actor, call.session = (row["username"] if row else None), found.session
+    call.velocity.keys.drop(found.key)
 
 
 async def _user_info(call: Call, row: dict[str, Any]) -> dict[str, Any]:
@@ -190,15 +196,15 @@ ENDPOINTS = [
                  "anyOf": [{"required": ["username"]}, {"required": ["name"]}]},
              response=AUTH_RESULT, errors=(Err(403, 1100, "Unknown user or wrong password"),
                                            Err(403, 1101, "Too many failed logins for this user; try again later")),
-             public=True),
+             public=True, audit="AUTHENTICATION"),
     Endpoint("PATCH", "/u/auth", "Refresh an authkey: the old one ends, a new one is returned.", auth_patch,
              request=S.request("The key, in the body or as a Bearer token.", {}), response=AUTH_RESULT,
              errors=(Err(403, 1400, "The authkey is unknown"), Err(403, 1401, "The authkey expired")), public=True),
     Endpoint("DELETE", "/u/auth", "Log out: the authkey ends (200 even for unknown keys).", auth_delete,
-             request=S.request("The key, in the body or as a Bearer token.", {}), public=True),
+             request=S.request("The key, in the body or as a Bearer token.", {}), public=True, audit="LOGOUT"),
     Endpoint("POST", "/u/user", "A user's information and permissions.", user_post, request=_UID_ONLY,
              response=USER_INFO, errors=(Err(403, 2100, "velocity.user.view is needed"),
-                                         Err(404, 2110, "No such user"))),
+                                         Err(404, 2110, "No such user")), audit=None),
     Endpoint("PUT", "/u/user", "Create a user (needs velocity.user.create on some group).", user_put,
              request=S.request("The new user.", {"name": {**USERNAME, "description": "Login name."},
                                                  "password": PASSWORD}, ("name", "password")),
@@ -211,7 +217,7 @@ ENDPOINTS = [
     Endpoint("POST", "/u/user/list", "Every user.", user_list, request=S.request("Nothing.", {}),
              response=S.response("Every user.", {"users": S.array(S.response("A user.", {
                  "uid": S.UID, "name": S.string("Login name.")}), "Users.")}),
-             errors=(Err(403, 3100, "velocity.user.list is needed"),)),
+             errors=(Err(403, 3100, "velocity.user.list is needed"),), audit=None),
     Endpoint("PUT", "/u/user/permission", "Grant a user a permission on a group (only one you hold there).",
              permission_put, request=S.request("The grant.", _GRANT, ("uid", "gid", "permission")),
              errors=(Err(403, 4200, "velocity.user.assign is needed on the group"), Err(404, 4210, "No such user"),

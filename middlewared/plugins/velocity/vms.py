@@ -160,10 +160,11 @@ ENDPOINTS = [
              response=S.response("The VMs.", {"vms": S.array(S.response("A VM.", {
                  "vmid": VMID, "name": S.string("Name."), "cpus": S.integer("Virtual CPUs."),
                  "memory_mib": S.integer("Memory in MiB."), "state": STATE}), "VMs.")}),
-             errors=(Err(403, 17100, "velocity.vm.view is needed on the group"), Err(404, 17110, "No such group"))),
+             errors=(Err(403, 17100, "velocity.vm.view is needed on the group"), Err(404, 17110, "No such group")),
+             audit=None),
     Endpoint("POST", "/v/vm", "A VM (404 also when you may not view it).", vm_info,
              request=S.request("Which VM.", {"vmid": VMID}, ("vmid",)), response=VM_INFO,
-             errors=(Err(404, 16110, "No such VM, or velocity.vm.view is missing on its group"),)),
+             errors=(Err(404, 16110, "No such VM, or velocity.vm.view is missing on its group"),), audit=None),
     Endpoint("PUT", "/v/vm/efi", "Create an EFI VM in a group.", vm_efi,
              request={**S.request("The new VM.", {"name": {**vmbridge.NAME, "description": "Name, unique on this host."},
                                                 "gid": S.GID, **VM_FIELDS}, ("name", "gid", "cpus")),
@@ -182,5 +183,5 @@ ENDPOINTS = [
              response=S.response("Host NICs.", {"host_nics": S.array(S.response("A host NIC.", {
                  "nicid": S.integer("NICID."), "description": S.string("Description."),
                  "identifier": S.string("The host bridge.")}), "Host NICs.")}),
-             errors=(Err(403, 11100, "velocity.nic.list is needed"),)),
+             errors=(Err(403, 11100, "velocity.nic.list is needed"),), audit=None),
 ]

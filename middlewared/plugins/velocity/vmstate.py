@@ -147,7 +147,8 @@ _STATE_RESULT = S.response("The VM's state.", {"vmid": VMID, "state": STATE})
 
 ENDPOINTS = [
     Endpoint("POST", "/v/vm/state", "A VM's state.", state_post, request=_VMID_ONLY, response=_STATE_RESULT,
-             errors=(Err(403, 13100, "velocity.vm.view is needed on the VM's group"), Err(404, 13110, "No such VM"))),
+             errors=(Err(403, 13100, "velocity.vm.view is needed on the VM's group"), Err(404, 13110, "No such VM")),
+             audit=None),
     Endpoint("PUT", "/v/vm/state", "Request RUNNING, PAUSED or STOPPED (200 at once when already there).",
              state_put, request=S.request("The change.", {
                  "vmid": VMID, "state": {"type": "string", "enum": ["RUNNING", "PAUSED", "STOPPED"],
@@ -163,7 +164,8 @@ ENDPOINTS = [
              "ticket valid 5 minutes (the page itself also needs velocity.vm.view).", console, request=_VMID_ONLY,
              response=S.response("The console.", {"vmid": VMID, "uri": S.string("Open it in a browser.")}),
              errors=(Err(403, 21100, "velocity.vm.interact is needed on the VM's group"),
-                     Err(404, 21110, "No such VM"), Err(409, 21120, "The VM is not running or has no web display"))),
+                     Err(404, 21110, "No such VM"), Err(409, 21120, "The VM is not running or has no web display")),
+             audit=None),
     Endpoint("DELETE", "/v/vm", "Remove a VM (powered off first when running); its media stay.", vm_delete,
              request=_VMID_ONLY,
              errors=(Err(403, 16300, "velocity.vm.remove is needed on the VM's group"), Err(404, 16310, "No such VM"))),

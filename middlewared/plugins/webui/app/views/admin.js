@@ -163,6 +163,7 @@ function Grants() {
 
 const AUDIT_FIELDS = [{ name: "username", label: "User" }, { name: "method", label: "Method or mechanism" },
   { name: "event", label: "Event", type: "select", options: [["", "Any"], "METHOD_CALL", "AUTHENTICATION", "LOGOUT"] },
+  { name: "service", label: "API", type: "select", options: [["", "Any"], ["MIDDLEWARE", "JSON-RPC"], ["VELOCITY", "Velocity REST"]] },
   { name: "outcome", label: "Outcome", type: "select", options: [["", "Any"], ["ok", "Succeeded"], ["error", "Failed"]] }];
 
 function Audit() {
@@ -173,6 +174,7 @@ function Audit() {
     if (f.username) filters.push(["username", "^", f.username]);
     if (f.method) filters.push(["method", "^", f.method]);
     if (f.event) filters.push(["event", "=", f.event]);
+    if (f.service) filters.push(["service", "=", f.service]);
     if (f.outcome) filters.push(["success", "=", f.outcome === "ok"]);
     const t = setTimeout(() => client.call("audit.query", [filters, { order_by: ["-audit_id"], limit: 200 }]).then(setRows).catch((e) => setRows(e)), 250);
     return () => clearTimeout(t);
@@ -180,9 +182,9 @@ function Audit() {
   return html`<section aria-label="Audit log"><h2>Audit log</h2>
     <form class="grid filters" onSubmit=${(e) => e.preventDefault()}><${Fields} specs=${AUDIT_FIELDS} data=${f} setData=${setF} /></form>
     ${rows instanceof Error ? html`<p class="error">${rows.message}</p>` : !rows ? html`<p class="muted">Loading…</p>` : !rows.length ? html`<${Empty}>No records.<//>`
-      : html`<table class="plain"><thead><tr><th>Time</th><th>User</th><th>Event</th><th>Method</th><th>Origin</th><th>Result</th></tr></thead>
+      : html`<table class="plain"><thead><tr><th>Time</th><th>User</th><th>Event</th><th>Method</th><th>API</th><th>Origin</th><th>Result</th></tr></thead>
         <tbody>${rows.map((r) => html`<tr key=${r.audit_id}><td>${when(r.timestamp)}</td><td>${r.username || "—"}</td><td>${r.event}</td>
-          <td><code>${r.method || ""}</code></td><td class="small">${r.origin}</td><td>${r.success ? "ok" : html`<span class="error">${r.error || "failed"}</span>`}</td></tr>`)}</tbody></table>`}
+          <td><code>${r.method || ""}</code></td><td>${r.service === "VELOCITY" ? "REST" : "JSON-RPC"}</td><td class="small">${r.origin}</td><td>${r.success ? "ok" : html`<span class="error">${r.error || "failed"}</span>`}</td></tr>`)}</tbody></table>`}
   </section>`;
 }
 

@@ -18,6 +18,7 @@ from middlewared.plugins.vm import capabilities
 from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm.devices_api import DeviceHost, DeviceRequest, DeviceSupport, StoreDevices, StoredDevices
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
+from middlewared.plugins.vm.guard import VMGuards
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, domain_name
 from middlewared.plugins.vm.record_cache import RecordCache, read_all, read_one
@@ -56,6 +57,11 @@ class VMRecords(CRUDService):
     entry_extensions: tuple[Callable[[int], Mapping[str, Any]], ...] = ()
     # What other plugins remove with a VM (its snapshots), called with the entry once the domain is stopped.
     delete_hooks: tuple[Callable[[dict[str, Any]], Awaitable[None]], ...] = ()
+
+    def __init__(self, middleware: Any) -> None:
+        super().__init__(middleware)
+        # Which operations of one VM may overlap (guard.py): lifecycle calls, updates, deletes, snapshots.
+        self.guard = VMGuards()
 
     # -- reading ---------------------------------------------------------------------------------
     async def _records(self) -> dict[int, dict[str, Any]]:

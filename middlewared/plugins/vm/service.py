@@ -66,47 +66,58 @@ class VMService(VMRecords):
     @api_method(params=CRUD.update, result=CRUD.entry, roles=CRUD.write)
     async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         """Change a VM's fields and, when devices is given, its devices (listed ones kept or changed, new ones
-        created, missing ones removed); the domain is redefined (a running VM cannot be renamed)."""
-        return await super().update(id_, data)
+        created, missing ones removed); the domain is redefined (a running VM cannot be renamed). Runs alone on the
+        VM: after its lifecycle calls and snapshot operations under way, before those issued meanwhile."""
+        async with self.guard(id_).exclusive():
+            return await super().update(id_, data)
 
     @api_method(params=CRUD.delete, result=CRUD.deleted, roles=CRUD.write)
     async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Delete a VM (a running one only with force): its row, libvirt domain, NVRAM and logs, and with zvols the
         volumes of its DISK devices."""
-        return await super().delete(id_, options)
+        async with self.guard(id_).exclusive():
+            return await super().delete(id_, options)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @api_method(params=[L.ID, L.START_OPTIONS], result=NULL_RESULT, roles=lifecycle.WRITE)
     async def start(self, id_: int, options: dict[str, Any]) -> None:
-        """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
-        await lifecycle.start(self, id_, options)
+        """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it. Waits while
+        a snapshot operation, an update or a delete of the VM runs."""
+        async with self.guard(id_).shared():
+            await lifecycle.start(self, id_, options)
 
     @api_method(params=[L.ID, L.STOP_OPTIONS], result=NULL_RESULT, roles=lifecycle.WRITE,
                 job=JobOptions(lock=lifecycle.vm_lock, description=lambda a: f"Stopping VM {a[0]}"))
     async def stop(self, id_: int, options: dict[str, Any], *, job: Job) -> None:
-        """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force."""
-        await lifecycle.stop(self, id_, options, job=job)
+        """Stop a VM: ACPI shutdown waiting up to shutdown_timeout, or at once with force. Waits while a snapshot
+        operation, an update or a delete of the VM runs."""
+        async with self.guard(id_).shared():
+            await lifecycle.stop(self, id_, options, job=job)
 
     @api_method(params=[L.ID], result=NULL_RESULT, roles=lifecycle.WRITE)
     async def poweroff(self, id_: int) -> None:
         """Power a VM off at once, without asking the guest."""
-        await lifecycle.poweroff(self, id_)
+        async with self.guard(id_).shared():
+            await lifecycle.poweroff(self, id_)
 
     @api_method(params=[L.ID], result=NULL_RESULT, roles=lifecycle.WRITE,
                 job=JobOptions(lock=lifecycle.vm_lock, description=lambda a: f"Restarting VM {a[0]}"))
     async def restart(self, id_: int, *, job: Job) -> None:
         """Stop a VM (ACPI, powered off after shutdown_timeout) and start it again."""
-        await lifecycle.restart(self, id_, job=job)
+        async with self.guard(id_).shared():
+            await lifecycle.restart(self, id_, job=job)
 
     @api_method(params=[L.ID], result=NULL_RESULT, roles=lifecycle.WRITE)
     async def suspend(self, id_: int) -> None:
         """Pause a running VM (its memory stays allocated)."""
-        await lifecycle.suspend(self, id_)
+        async with self.guard(id_).shared():
+            await lifecycle.suspend(self, id_)
 
     @api_method(params=[L.ID], result=NULL_RESULT, roles=lifecycle.WRITE)
     async def resume(self, id_: int) -> None:
         """Resume a suspended VM."""
-        await lifecycle.resume(self, id_)
+        async with self.guard(id_).shared():
+            await lifecycle.resume(self, id_)
 
     @api_method(params=[L.ID], result=L.STATUS_RESULT, roles=lifecycle.READ)
     async def status(self, id_: int) -> dict[str, Any]:
@@ -211,7 +222,8 @@ class VMService(VMRecords):
     @api_method(params=[L.ID, clone.CLONE_NAME], result=S.VM_ENTRY, roles=("VM_WRITE",))
     async def clone(self, id_: int, name: str | None) -> dict[str, Any]:
         """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
-        return await clone.clone(self, id_, name)
+        async with self.guard(id_).shared():
+            return await clone.clone(self, id_, name)
 
     # -- statistics -------------------------------------------------------------------------------------------
     @api_method(params=[stats_api.IDS], result=stats_api.STATS_RESULT, roles=stats_api.READ)

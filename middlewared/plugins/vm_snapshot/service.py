@@ -28,6 +28,9 @@ READ, WRITE = ("VM_READ",), ("VM_WRITE",)
 COLLECTION = "vm.snapshot.query"
 # Beside the storage pool, under the first root: saved RAM and NVRAM copies, a directory per VM uuid.
 STATE_DIR = ".vm-snapshots"
+# Snapshot operations hold the VM's guard alone: they wait for its starts, stops, clones and updates under way,
+# and those issued meanwhile wait for them.
+WAITING = "Waiting for the other operations of VM {name} (start, stop, update, clone, snapshots) to end"
 
 
 def snapshot_disks(vm: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -72,7 +75,6 @@ class VMSnapshotService(Service):
 
     def __init__(self, middleware: Any) -> None:
         super().__init__(middleware)
-        self._locks: dict[int, asyncio.Lock] = {}
         self.counts: dict[int, int] = {}
 
     @property
@@ -121,9 +123,6 @@ class VMSnapshotService(Service):
         return rows[0]
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _lock(self, vm_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(vm_id, asyncio.Lock())
-
     def _target(self, vm: Mapping[str, Any], tag: str, disks: list[dict[str, str]]) -> Target:
         record = VMRecord.from_row(vm)
         state_dir = os.path.join(real_roots(self.middleware.config.storage.roots)[0], STATE_DIR, vm["uuid"])
@@ -151,16 +150,16 @@ class VMSnapshotService(Service):
 
     async def forget_vm(self, vm: dict[str, Any]) -> None:
         """vm.delete: remove every snapshot of the (stopped) VM from its disks and its saved states; the rows go
-        with the VM's row. Failures are logged: the VM is deleted anyway."""
-        async with self._lock(vm["id"]):
-            for snap in await self._rows("WHERE vm = ?", (vm["id"],)):
-                try:
-                    await self.vms.hypervisor.run(self.engine.delete,
-                                                  self._target(vm, snap["tag"], json.loads(snap["disks"])))
-                except CallError as e:
-                    logger.warning("VM %s: cannot remove snapshot %s: %s", vm["name"], snap["name"], e.errmsg)
-            state_dir = self._target(vm, "", []).state_dir
-            await asyncio.to_thread(shutil.rmtree, state_dir, True)
+        with the VM's row. Failures are logged: the VM is deleted anyway. vm.delete holds the VM's guard alone, so
+        no snapshot operation runs meanwhile."""
+        for snap in await self._rows("WHERE vm = ?", (vm["id"],)):
+            try:
+                await self.vms.hypervisor.run(self.engine.delete,
+                                              self._target(vm, snap["tag"], json.loads(snap["disks"])))
+            except CallError as e:
+                logger.warning("VM %s: cannot remove snapshot %s: %s", vm["name"], snap["name"], e.errmsg)
+        state_dir = self._target(vm, "", []).state_dir
+        await asyncio.to_thread(shutil.rmtree, state_dir, True)
         self.counts.pop(vm["id"], None)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -169,14 +168,17 @@ class VMSnapshotService(Service):
     async def create(self, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
         """Take a snapshot of a VM's qcow2 disks (and, with memory, of a running guest's RAM): a child of the
         VM's current snapshot. A running guest is frozen or paused for the instant (the job log says which
-        and for how long)."""
+        and for how long). Like revert and delete, it runs alone on the VM: calls such as vm.start issued meanwhile
+        wait for it."""
         try:
             vm = await self.vms.get_instance(data["vm"])
         except InstanceNotFound:
             raise ValidationErrors([ValidationError("vm_snapshot_create.vm", f"VM {data['vm']} does not exist",
                                                     errno.ENOENT)]) from None
-        job.set_progress(0, f"Waiting for other snapshot operations of VM {vm['name']}")
-        async with self._lock(vm["id"]):
+        job.set_progress(0, WAITING.format(name=vm["name"]))
+        async with self.vms.guard(vm["id"]).exclusive():
+            # As it is now: an update that ran while this waited may have changed its disks.
+            vm = await self.vms.get_instance(vm["id"])
             existing = await self._rows("WHERE vm = ?", (vm["id"],))
             if any(r["name"] == data["name"] for r in existing):
                 raise ValidationErrors([ValidationError("vm_snapshot_create.name",
@@ -212,8 +214,8 @@ class VMSnapshotService(Service):
         children of its parent, and when it was current its parent becomes current."""
         snap = await self._snapshot(id_)
         vm = await self.vms.get_instance(snap["vm"])
-        job.set_progress(0, f"Waiting for other snapshot operations of VM {vm['name']}")
-        async with self._lock(vm["id"]):
+        job.set_progress(0, WAITING.format(name=vm["name"]))
+        async with self.vms.guard(vm["id"]).exclusive():
             snap = await self._snapshot(id_)
             job.set_progress(10, f"Deleting snapshot {snap['name']} of VM {vm['name']}")
             await self._run(job, self.engine.delete, self._target(vm, snap["tag"], json.loads(snap["disks"])))
@@ -237,8 +239,8 @@ class VMSnapshotService(Service):
         force; the snapshot becomes current."""
         snap = await self._snapshot(id_)
         vm = await self.vms.get_instance(snap["vm"])
-        job.set_progress(0, f"Waiting for other snapshot operations of VM {vm['name']}")
-        async with self._lock(vm["id"]):
+        job.set_progress(0, WAITING.format(name=vm["name"]))
+        async with self.vms.guard(vm["id"]).exclusive():
             vm = await self.vms.get_instance(snap["vm"])
             if vm["status"]["state"] != VMState.STOPPED and not options["force"]:
                 raise CallError(f"VM {vm['name']} is {vm['status']['state'].lower()}: stop it before reverting to "

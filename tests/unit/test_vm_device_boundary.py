@@ -18,7 +18,7 @@ from tests.support import unique
 # A device that needs no host resource (the test driver has no pools or bridges).
 DEVICE: dict[str, Any] = {"dtype": "USB", "controller_type": "qemu-xhci", "device": None,
                           "usb": {"vendor_id": "0x1234", "product_id": "0x5678"}}
-INTERFACE = {"public", "elements", "snapshot", "check_available", "write", "prepare_clone", "delete_volumes",
+INTERFACE = {"public", "claims", "elements", "snapshot", "check_available", "write", "prepare_clone", "delete_volumes",
              "random_mac", "free_display_ports"}
 
 
@@ -65,10 +65,11 @@ async def test_a_device_create_writes_through_redefine_only(middleware: Middlewa
         await middleware.datastore.exclusively(lambda db: sys.setprofile(None))
     assert created["attributes"]["dtype"] == DEVICE["dtype"]
     assert [d["id"] for d in (await vms.get_instance(vm["id"]))["devices"]] == [created["id"]]
-    # What the device plugin asks of the VM service: the VM and the stored devices (reads) and one write,
-    # redefine; the rest it uses of the vm package are typed values (VMRecord, the plan) and the hypervisor.
+    # What the device plugin asks of the VM service: the VM, the stored devices and their claims (reads) and one
+    # write, redefine; the rest it uses of the vm package are typed values (VMRecord, the plan) and the hypervisor.
     service_calls = {c for c in calls if c.split(".")[0] in {"records", "service"}}
-    assert service_calls == {"service.get_instance", "records.stored_vms", "records.redefine"}, calls
+    assert service_calls == {"service.get_instance", "records.stored_vms", "records.stored_device",
+                             "records.device_claims", "records.redefine"}, calls
     # The VM service calls back into the device plugin only for the store step it was given and the device XML.
     assert {c.split(".")[0] for c in callbacks} <= {"writes", "manager", "layout"}, callbacks
     assert "writes.store" in callbacks, callbacks

@@ -13,7 +13,7 @@ from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan
 from middlewared.middleware import SECRET
 from middlewared.plugins.vm_device.model import NicKind
 from middlewared.plugins.vm_device.netif import Networks
-from middlewared.plugins.vm_device.planning import make_plan
+from middlewared.plugins.vm_device.planning import held_among, make_plan
 from middlewared.plugins.vm_device.pool import Volume
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES
 from middlewared.plugins.vm_device.resources import CreateFile, CreateVolume, GrowFile
@@ -65,7 +65,8 @@ async def plan(host: FakeHost, changes: list[dict[str, Any]], current: list[dict
                force: bool = False) -> tuple[DevicePlan, ValidationErrors]:
     verrors = ValidationErrors()
     result = await make_plan(DEVICE_TYPES, vm, current or [], [DeviceChange(f"x.{i}", c) for i, c in enumerate(changes)],
-                             list(remove), verrors, host, elsewhere or [], force)  # type: ignore[arg-type]
+                             list(remove), verrors, host,  # type: ignore[arg-type]
+                             held_among(DEVICE_TYPES, elsewhere or []), force)
     return result, verrors
 
 

@@ -13,8 +13,9 @@ from middlewared.plugins.vm.web_console import spice_endpoint
 from middlewared.plugins.vm_device.host import qemu_user
 from middlewared.middleware import SECRET
 from middlewared.plugins.vm_device.model import NicKind
-from middlewared.plugins.vm_device.display import pick_ports, ports_taken
-from middlewared.plugins.vm_device.nic import canonical_mac, format_mac, mac_problem, random_mac
+from middlewared.plugins.vm_device.display import Busy, pick_ports, port_claim
+from middlewared.plugins.vm_device.disk import volume_claim
+from middlewared.plugins.vm_device.nic import canonical_mac, format_mac, mac_claim, mac_problem, random_mac
 from middlewared.plugins.vm_device.paths import PathError, QemuUser, confine, create_sparse, unreachable_dir
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
 from middlewared.plugins.vm_device.schemas import ATTRIBUTES
@@ -249,7 +250,12 @@ def test_pick_ports_at_the_end_of_the_range() -> None:
     assert pick_ports({65535}, first=65534) == [65534]
 
 
-def test_ports_taken_by_displays() -> None:
-    devices = [{"dtype": "DISPLAY", "port": 5900, "web_port": 5901}, {"dtype": "NIC", "mac": "00:a0:98:00:00:01"},
-               {"dtype": "DISPLAY", "port": 5910, "web_port": None}]
-    assert ports_taken(devices) == {5900, 5901, 5910}
+def test_claims_of_displays_nics_and_disks() -> None:
+    devices = [{"dtype": "DISPLAY", "port": 5900, "web_port": 5901}, {"dtype": "NIC", "mac": "00-A0-98-00-00-01"},
+               {"dtype": "DISPLAY", "port": 5910, "web_port": None}, {"dtype": "DISK", "zvol_name": "tank/a"},
+               {"dtype": "CDROM", "path": "/mnt/a.iso"}, {"dtype": "FLOPPY"}]
+    claims = set().union(*(DEVICE_TYPES.claims(d) for d in devices))
+    assert claims == {port_claim(5900), port_claim(5901), port_claim(5910), mac_claim("00:a0:98:00:00:01"),
+                      volume_claim("tank/a")}
+    busy = Busy(claims.__contains__, {5902})
+    assert pick_ports(busy, 3) == [5903, 5904, 5905] and 5910 in busy and "5910" not in busy

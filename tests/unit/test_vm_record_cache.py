@@ -22,6 +22,18 @@ def test_put_adds_replaces_and_removes_one_vm() -> None:
     assert cache.names == {"b2": 2, "c": 3} and sorted(cache.devices) == [21, 22]
 
 
+def test_claims_follow_each_put() -> None:
+    def vm(vm_id: int, *macs: str) -> dict[str, Any]:
+        return {"id": vm_id, "name": f"vm{vm_id}", "devices": [
+            {"id": vm_id * 10 + i, "vm": vm_id, "attributes": {"mac": m}} for i, m in enumerate(macs)]}
+    cache = RecordCache({1: vm(1, "a", "b"), 2: vm(2, "b")}, lambda attributes: {attributes["mac"]})
+    assert cache.claims == {"a": {10: 1}, "b": {11: 1, 20: 2}}
+    cache.put(1, vm(1, "c"))
+    assert cache.claims == {"b": {20: 2}, "c": {10: 1}}
+    cache.put(2, None)
+    assert cache.claims == {"c": {10: 1}} and sorted(cache.devices) == [10]
+
+
 def test_other_names_leaves_out_the_vm_itself() -> None:
     cache = RecordCache({1: _vm(1, "a"), 2: _vm(2, "b")})
     others = cache.other_names(1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Collection, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import libvirt
 from lxml import etree
@@ -103,6 +103,11 @@ class DeviceSupport(Protocol):
 
     def public(self, device: Mapping[str, Any]) -> dict[str, Any]:
         """A device as API readers see it (secrets masked): vm.query entries embed the VM's devices."""
+        ...
+
+    def claims(self, attributes: Mapping[str, Any]) -> Iterable[Hashable]:
+        """What a stored device holds that no other device may hold at the same time (its MAC, display ports,
+        volume): the VM service indexes its stored devices by these (pure)."""
         ...
 
     def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Set
 from typing import Any
 
 from middlewared.plugins.vm import schemas as S
@@ -16,6 +16,13 @@ from middlewared.plugins.vm.model import device_order
 BOOL_COLUMNS = frozenset(k for k, v in S.FIELDS.items() if v.get("type") == "boolean")
 
 Record = dict[str, Any]
+# The values a device's attributes hold that no other device may hold (see DeviceSupport.claims).
+ClaimsOf = Callable[[Mapping[str, Any]], Iterable[Hashable]]
+
+
+def no_claims(attributes: Mapping[str, Any]) -> Iterable[Hashable]:
+    """The claims of a device when no device plugin says what they are."""
+    return ()
 
 
 def decode_vm(row: Mapping[str, Any]) -> Record:
@@ -48,25 +55,45 @@ def read_one(db: sqlite3.Connection, vm_id: int) -> Record | None:
 
 
 class RecordCache:
-    """VM records by id, their stored devices by id, and VM ids by name."""
+    """VM records by id, their stored devices by id, VM ids by name, and devices by what they claim."""
 
-    def __init__(self, records: dict[int, Record]) -> None:
+    def __init__(self, records: dict[int, Record], claims_of: ClaimsOf = no_claims) -> None:
         self.records = records
-        self.devices: dict[int, Record] = {d["id"]: d for r in records.values() for d in r["devices"]}
+        self.devices: dict[int, Record] = {}
         self.names: dict[str, int] = {r["name"]: i for i, r in records.items()}
+        self._claims_of = claims_of
+        # Claim -> {device id: VM id}: checks that a MAC, a port or a volume is free look one value up instead of
+        # scanning every device of every VM.
+        self.claims: dict[Hashable, dict[int, int]] = {}
+        for record in records.values():
+            self._add_devices(record)
+
+    def _add_devices(self, record: Record) -> None:
+        for device in record["devices"]:
+            self.devices[device["id"]] = device
+            for claim in self._claims_of(device["attributes"]):
+                self.claims.setdefault(claim, {})[device["id"]] = record["id"]
+
+    def _remove_devices(self, record: Record) -> None:
+        for device in record["devices"]:
+            self.devices.pop(device["id"], None)
+            for claim in self._claims_of(device["attributes"]):
+                holders = self.claims.get(claim, {})
+                holders.pop(device["id"], None)
+                if not holders:
+                    self.claims.pop(claim, None)
 
     def put(self, vm_id: int, record: Record | None) -> None:
         """Replace one VM's entry by what its row now holds (None: the row is gone)."""
         old = self.records.pop(vm_id, None) if record is None else self.records.get(vm_id)
         if old is not None:
             self.names.pop(old["name"], None)
-            for device in old["devices"]:
-                self.devices.pop(device["id"], None)
+            self._remove_devices(old)
         if record is not None:
             # A new id is the highest yet (AUTOINCREMENT), so appending keeps the id order.
             self.records[vm_id] = record
             self.names[record["name"]] = vm_id
-            self.devices.update((d["id"], d) for d in record["devices"])
+            self._add_devices(record)
 
     def other_names(self, vm_id: int | None) -> Set[str]:
         """The names of every VM but vm_id, as a live view (no copy)."""

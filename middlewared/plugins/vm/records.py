@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar, cast
+from typing import Any, Awaitable, Callable, Hashable, Mapping, Sequence, TypeVar, cast
 
 import libvirt
 import psutil
@@ -21,7 +21,7 @@ from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file,
 from middlewared.plugins.vm.guard import VMGuards
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import DomainContext, DomainType, VMRecord, VMState, domain_name
-from middlewared.plugins.vm.record_cache import RecordCache, read_all, read_one
+from middlewared.plugins.vm.record_cache import RecordCache, no_claims, read_all, read_one
 from middlewared.plugins.vm.validation import HostFacts, numa_nodes, validate_vm
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class VMRecords(CRUDService):
 
     async def _record_cache(self) -> RecordCache:
         if self._cache is None:
-            self._cache = RecordCache(await self.middleware.db.exclusively(read_all))
+            records = await self.middleware.db.exclusively(read_all)
+            self._cache = RecordCache(records, self._devices.claims if self._devices is not None else no_claims)
         return self._cache
 
     @property
@@ -87,6 +88,15 @@ class VMRecords(CRUDService):
     async def stored_vms(self) -> dict[int, dict[str, Any]]:
         """VM rows with their stored devices (secrets in clear: for internal use only)."""
         return await self._records()
+
+    async def stored_device(self, device_id: int) -> dict[str, Any] | None:
+        """One stored device row by id (secrets in clear), or None."""
+        return (await self._record_cache()).devices.get(device_id)
+
+    async def device_claims(self) -> Mapping[Hashable, Mapping[int, int]]:
+        """Each claim of a stored device (DeviceSupport.claims) -> {device id: VM id} of the devices holding it; a
+        live view of the records, not to be changed."""
+        return (await self._record_cache()).claims
 
     def _entry(self, record: dict[str, Any]) -> dict[str, Any]:
         status = self.hypervisor.status(domain_name(record["id"], record["name"]))

@@ -7,7 +7,7 @@ import enum
 import functools
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Self
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Mapping, Self
 
 from jsonschema import Draft202012Validator
 from lxml import etree
@@ -82,6 +82,12 @@ class Device:
         """Check a proposal against the host and the other devices (errors into check) and return the
         attributes to store (generated values filled in); p is not changed."""
         return dict(p.attributes)
+
+    @classmethod
+    def claims(cls, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        """What the device holds that no other device may hold at the same time (a MAC, display ports, a volume),
+        each value tagged with what it is; validation looks them up in an index instead of scanning every VM."""
+        return frozenset()
 
     @classmethod
     def public(cls, attributes: Mapping[str, Any]) -> dict[str, Any]:

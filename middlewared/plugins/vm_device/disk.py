@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Mapping
 
 from lxml import etree
 
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 # "<pool>/<volume>": libvirt pool and volume names.
 ZVOL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*/[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
 VOLUME_FORMATS = ("qcow2", "raw")
+
+
+def volume_claim(zvol_name: str) -> tuple[str, str]:
+    """What a DISK on the volume "<pool>/<volume>" holds (Device.claims): one VM's disk at a time."""
+    return ("volume", zvol_name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +59,11 @@ class Disk(StorageDevice):
                    "description": "Image format of the volume: for a new one qcow2 (null; snapshots need it) or "
                                   "raw; for an existing one read from the pool (null) and checked."},
     }
+
+    @classmethod
+    def claims(cls, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        name = attributes.get("zvol_name")
+        return frozenset({volume_claim(name)}) if name else frozenset()
 
     @classmethod
     def merge(cls, old: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,7 +128,7 @@ class Disk(StorageDevice):
         if a["format"] is not None and a["format"] != volume.format:
             check.error(p, "format", f"Volume {volume.zvol_name} is {volume.format}, not {a['format']}")
         a.update(path=volume.path, zvol_name=volume.zvol_name, format=volume.format)
-        if any(d.get("zvol_name") == volume.zvol_name for d in check.elsewhere if d.get("dtype") == "DISK"):
+        if check.held_elsewhere(volume_claim(volume.zvol_name)):
             check.error(p, "zvol_name", f"Volume {volume.zvol_name} is already a disk of another VM", errno.EBUSY)
         problem = reachability_error(volume.path, await check.host.qemu_user())
         if problem:

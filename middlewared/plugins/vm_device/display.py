@@ -4,7 +4,8 @@ from __future__ import annotations
 import enum
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterable, Mapping
+from collections.abc import Container
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Mapping
 
 from lxml import etree
 
@@ -44,12 +45,22 @@ def display_ports(attributes: Mapping[str, Any]) -> set[int]:
     return {attributes[k] for k in PORT_KEYS if attributes.get(k) is not None}
 
 
-def ports_taken(devices: Iterable[Mapping[str, Any]]) -> set[int]:
-    """The ports the DISPLAY devices among these attributes hold."""
-    return set().union(*(display_ports(a) for a in devices if a.get("dtype") == Display.dtype))
+def port_claim(port: int) -> tuple[str, int]:
+    """What a display on this port holds (Device.claims)."""
+    return ("display port", port)
 
 
-def pick_ports(used: Collection[int], count: int = 2, first: int = FIRST_DISPLAY_PORT,
+class Busy(Container[int]):
+    """Ports held by a display (`held` looks a port's claim up) or in `also`."""
+
+    def __init__(self, held: Callable[[Hashable], bool], also: Container[int]) -> None:
+        self._held, self._also = held, also
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._also or (isinstance(port, int) and self._held(port_claim(port)))
+
+
+def pick_ports(used: Container[int], count: int = 2, first: int = FIRST_DISPLAY_PORT,
                last: int = LAST_PORT) -> list[int]:
     """The lowest `count` ports from `first` to `last` not in `used` (fewer if the range runs out)."""
     out: list[int] = []
@@ -98,6 +109,10 @@ class Display(Device):
     needs_usb: ClassVar[bool] = True
 
     @classmethod
+    def claims(cls, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        return frozenset(port_claim(port) for port in display_ports(attributes))
+
+    @classmethod
     async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         kind = DisplayType(a["type"])
@@ -113,7 +128,6 @@ class Display(Device):
 
     @staticmethod
     async def _ports(p: Proposal, check: "Check", a: dict[str, Any]) -> None:
-        taken = ports_taken(check.everywhere("DISPLAY"))
         listening = await check.host.listening_ports()
         old = p.old or {}
         for key in PORT_KEYS:
@@ -122,7 +136,7 @@ class Display(Device):
                 continue
             if not FIRST_DISPLAY_PORT <= port <= LAST_PORT:
                 check.error(p, key, "Specified port must be between 5900 and 65535, inclusive")
-            elif port in taken:
+            elif check.held(port_claim(port)):
                 check.error(p, key, f"Specified display port({port}) is already in use by another Display device",
                             errno.EADDRINUSE)
             elif port in RESERVED_PORTS or (port in listening and port != old.get(key)):
@@ -132,7 +146,7 @@ class Display(Device):
         missing = [k for k in PORT_KEYS if a[k] is None]
         if not missing:
             return
-        free = pick_ports(taken | listening | RESERVED_PORTS | display_ports(a), len(missing))
+        free = pick_ports(Busy(check.held, listening | RESERVED_PORTS | display_ports(a)), len(missing))
         if len(free) < len(missing):
             check.error(p, missing[0], "No free ports left for a display device", errno.EADDRINUSE)
             return

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pwd
 import xml.etree.ElementTree as ET
@@ -44,16 +45,20 @@ class Host:
     """The host as one request sees it."""
 
     def __init__(self, hv: Hypervisor, storage: StorageConfig, domain_type: str,
-                 running_elsewhere: Sequence["Device"] = ()) -> None:
+                 running_elsewhere: Callable[[], Sequence["Device"]] = tuple) -> None:
         self.hv = hv
         self.roots = real_roots(storage.roots)
         self.pool = storage.pool
         # A pool the daemon creates itself lives under the first root, so CDROM/RAW rules cover it too.
         self.pool_dir = os.path.join(self.roots[0], storage.pool)
         self.domain_type = domain_type
-        # The devices of other running VMs (PCI and USB devices cannot be shared).
-        self.running_elsewhere = list(running_elsewhere)
+        self._running_elsewhere = running_elsewhere
         self._memo: dict[str, Any] = {}
+
+    @functools.cached_property
+    def running_elsewhere(self) -> list["Device"]:
+        """The devices of other running VMs (PCI and USB devices cannot be shared), found when first asked."""
+        return list(self._running_elsewhere())
 
     async def _once(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         if key not in self._memo:

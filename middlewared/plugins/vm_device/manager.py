@@ -5,7 +5,7 @@ import asyncio
 import errno
 import logging
 import os
-from typing import Any, Awaitable, Callable, Collection, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Collection, Hashable, Mapping, Sequence, TypeVar
 
 from lxml import etree
 
@@ -16,6 +16,7 @@ from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm.model import VMState, device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import display, layout, nic, rows
+from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.model import HostSnapshot, as_snapshot
 from middlewared.plugins.vm_device.planning import make_plan
@@ -49,8 +50,11 @@ class DeviceManager:
     async def host(self, vm_id: int | None = None) -> Host:
         """Host facts for a request about vm_id (the devices of other running VMs included)."""
         stored = await self.vms.stored_vms()
-        running = [device for i, r in stored.items() if i != vm_id and self._running(r) for d in r["devices"]
-                   if (device := self.types.typed(d["attributes"])) is not None]
+
+        def running() -> list[Device]:
+            # Only PCI and USB checks ask: other requests do not pay for a look at every VM.
+            return [device for i, r in stored.items() if i != vm_id and self._running(r) for d in r["devices"]
+                    if (device := self.types.typed(d["attributes"])) is not None]
         return Host(self.hv, self.storage, self.vms.domain_type.value, running)
 
     async def start(self) -> None:
@@ -68,10 +72,12 @@ class DeviceManager:
         """Validate changes to the stored devices `current` of vm (errors into verrors); fill defaults, choose MACs
         and ports. No host changes yet: the plan's resources make them."""
         vm_id = vm.get("id")
-        elsewhere = [d["attributes"] for i, r in (await self.vms.stored_vms()).items() if i != vm_id
-                     for d in r["devices"]]
+        claims = await self.vms.device_claims()
+
+        def held_elsewhere(claim: Hashable) -> bool:
+            return any(holder != vm_id for holder in claims.get(claim, {}).values())
         host = await self.host(vm_id)
-        plan = await make_plan(self.types, vm, current, changes, remove, verrors, host, elsewhere, force)
+        plan = await make_plan(self.types, vm, current, changes, remove, verrors, host, held_elsewhere, force)
         plan.host = await host.snapshot()
         return plan
 
@@ -85,6 +91,10 @@ class DeviceManager:
         if vm_id is not None and not (await self.vms.stored_vms())[vm_id]["devices"]:
             return HostSnapshot()
         return await (await self.host(vm_id)).snapshot()
+
+    def claims(self, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        """What a stored device holds exclusively (see DeviceSupport.claims)."""
+        return self.types.claims(attributes)
 
     def elements(self, devices: Sequence[Mapping[str, Any]], host: DeviceHost) -> list[etree._Element]:
         """Domain XML of the devices."""
@@ -136,10 +146,10 @@ class DeviceManager:
 
     async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
         """The lowest free display ports (see DeviceSupport.free_display_ports)."""
-        stored = (await self.vms.stored_vms()).values()
-        used = display.ports_taken(d["attributes"] for r in stored for d in r["devices"])
-        used |= await (await self.host()).listening_ports() | display.RESERVED_PORTS | set(also_taken)
-        return display.pick_ports(used, count)
+        claims = await self.vms.device_claims()
+        listening = await (await self.host()).listening_ports()
+        busy = display.Busy(claims.__contains__, listening | display.RESERVED_PORTS | set(also_taken))
+        return display.pick_ports(busy, count)
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Delete the storage volumes the devices own (failures are logged)."""

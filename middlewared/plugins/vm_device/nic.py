@@ -7,7 +7,7 @@ import errno
 import re
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Mapping
 
 from lxml import etree
 
@@ -51,6 +51,11 @@ def canonical_mac(mac: str) -> str:
     return ":".join(_HEX.findall(mac.lower().replace(":", "").replace("-", "")))
 
 
+def mac_claim(mac: str) -> tuple[str, str]:
+    """What a NIC with this (canonical) MAC holds (Device.claims)."""
+    return ("mac", mac)
+
+
 def mac_problem(mac: str) -> str | None:
     """Why a (canonical) MAC cannot be a NIC's address."""
     first = int(mac[:2], 16)
@@ -89,6 +94,11 @@ class Nic(Device):
     regenerated: ClassVar[tuple[str, ...]] = ("mac",)
 
     @classmethod
+    def claims(cls, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        mac = attributes.get("mac")
+        return frozenset({mac_claim(canonical_mac(mac))}) if mac else frozenset()
+
+    @classmethod
     async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
         networks = await check.host.networks()
@@ -116,20 +126,19 @@ class Nic(Device):
 
     @staticmethod
     def _mac(p: Proposal, check: "Check") -> str | None:
-        taken = {canonical_mac(a["mac"]) for a in check.everywhere("NIC") if a.get("mac")}
         given = p.attributes["mac"]
         if given is None and p.old is not None and p.old.get("mac"):
             # Never regenerated: the guest's network configuration may depend on it.
             return str(p.old["mac"])
         if given is None:
-            while (mac := random_mac()) in taken:
+            while check.held(mac_claim(mac := random_mac())):
                 pass
             return mac
         mac = canonical_mac(given)
         problem = mac_problem(mac)
         if problem:
             check.error(p, "mac", problem)
-        elif mac in taken:
+        elif check.held(mac_claim(mac)):
             check.error(p, "mac", f"MAC address {mac} is already used by another NIC", errno.EEXIST)
         return mac
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import errno
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 from middlewared.errors import ValidationErrors
 from middlewared.plugins.vm.devices_api import DeviceChange, DevicePlan
@@ -13,18 +13,30 @@ from middlewared.plugins.vm_device.resources import Action, RemoveFile, Resource
 from middlewared.plugins.vm.model import VMState
 
 
-class Check:
-    """What a device type's validation sees: the VM, its other devices, other VMs' devices, the host."""
+# Whether a device of another VM holds a claim (Device.claims: a MAC, a display port, a volume).
+HeldElsewhere = Callable[[Hashable], bool]
 
-    def __init__(self, vm: Mapping[str, Any], verrors: ValidationErrors, host: Host,
-                 unchanged: Sequence[Mapping[str, Any]], elsewhere: Sequence[Mapping[str, Any]]) -> None:
+
+def held_among(types: Registry, devices: Iterable[Mapping[str, Any]]) -> HeldElsewhere:
+    """HeldElsewhere over the attributes of other VMs' devices given as a list."""
+    return {claim for attributes in devices for claim in types.claims(attributes)}.__contains__
+
+
+class Check:
+    """What a device type's validation sees: the VM, its other devices, other VMs' claims, the host."""
+
+    def __init__(self, types: Registry, vm: Mapping[str, Any], verrors: ValidationErrors, host: Host,
+                 unchanged: Sequence[Mapping[str, Any]], held_elsewhere: HeldElsewhere) -> None:
         self.vm_name = str(vm.get("name", ""))
         self.verrors = verrors
         self.host = host
+        self._types = types
         # Attributes of this VM's devices that the request leaves alone, then of those it validated so far.
-        self._siblings = list(unchanged)
-        # Attributes of every device of every other VM.
-        self.elsewhere = list(elsewhere)
+        self._siblings: list[Mapping[str, Any]] = []
+        self._sibling_claims: set[Hashable] = set()
+        for attributes in unchanged:
+            self.accept(attributes)
+        self.held_elsewhere = held_elsewhere
         self.actions: list[Action] = []
 
     def error(self, p: Proposal, key: str | None, message: str, errno_: int = errno.EINVAL) -> None:
@@ -38,12 +50,11 @@ class Check:
     def accept(self, attributes: Mapping[str, Any]) -> None:
         """A validated device becomes a sibling of the next ones."""
         self._siblings.append(attributes)
+        self._sibling_claims |= self._types.claims(attributes)
 
-    def everywhere(self, dtype: str) -> Iterable[Mapping[str, Any]]:
-        """Attributes of devices of this dtype in every VM (this one's siblings included)."""
-        for attributes in (*self.elsewhere, *self._siblings):
-            if attributes.get("dtype") == dtype:
-                yield attributes
+    def held(self, claim: Hashable) -> bool:
+        """Whether a device of another VM, or a sibling, holds a claim."""
+        return claim in self._sibling_claims or self.held_elsewhere(claim)
 
     def add_action(self, action: Action) -> None:
         """A host change to make once the whole request is valid."""
@@ -83,7 +94,7 @@ def _proposal(types: Registry, change: DeviceChange, stored: Mapping[int, Mappin
 
 async def make_plan(types: Registry, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
                     changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors,
-                    host: Host, elsewhere: Sequence[Mapping[str, Any]], force: bool) -> DevicePlan:
+                    host: Host, held_elsewhere: HeldElsewhere, force: bool) -> DevicePlan:
     """Validate every change against the VM's other devices, other VMs and the host, all errors at once."""
     stored = {d["id"]: d for d in current}
     proposals: list[tuple[Proposal, bool]] = []
@@ -92,7 +103,8 @@ async def make_plan(types: Registry, vm: Mapping[str, Any], current: Sequence[di
         if made is not None:
             proposals.append(made)
     changing = {p.id for p, same in proposals if p.id is not None and not same} | set(remove)
-    check = Check(vm, verrors, host, [d["attributes"] for d in current if d["id"] not in changing], elsewhere)
+    check = Check(types, vm, verrors, host, [d["attributes"] for d in current if d["id"] not in changing],
+                  held_elsewhere)
     rows: list[dict[str, Any]] = []
     for p, same in proposals:
         attributes = p.attributes if same else await types[p.dtype].normalize(p, check)

@@ -1,7 +1,7 @@
 """The table of device types: every dtype the daemon knows, declared in one place."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Hashable, Iterator, Mapping
 
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.cdrom import Cdrom
@@ -39,6 +39,11 @@ class Registry:
         """The typed device of stored attributes, or None when its dtype is unknown."""
         device_class = self.get(attributes.get("dtype"))
         return None if device_class is None else device_class.from_attributes(attributes)
+
+    def claims(self, attributes: Mapping[str, Any]) -> frozenset[Hashable]:
+        """What a device of stored attributes holds exclusively (Device.claims; nothing for an unknown dtype)."""
+        device_class = self.get(attributes.get("dtype"))
+        return frozenset() if device_class is None else device_class.claims(attributes)
 
     def __iter__(self) -> Iterator[type[Device]]:
         return iter(self._types.values())

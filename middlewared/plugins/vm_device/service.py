@@ -81,12 +81,15 @@ class VMDeviceService(CRUDService):
         devices = [d for r in (await self.vms.stored_vms()).values() for d in r["devices"]]
         return [self.manager.public(d) for d in sorted(devices, key=lambda d: d["id"])]
 
+    async def row(self, id_: int) -> dict[str, Any] | None:
+        device = await self.vms.stored_device(id_)
+        return None if device is None else self.manager.public(device)
+
     async def _stored(self, id_: int) -> dict[str, Any]:
-        for record in (await self.vms.stored_vms()).values():
-            for device in record["devices"]:
-                if device["id"] == id_:
-                    return dict(device)
-        raise InstanceNotFound(f"{self.verbose_name} {id_} does not exist")
+        device = await self.vms.stored_device(id_)
+        if device is None:
+            raise InstanceNotFound(f"{self.verbose_name} {id_} does not exist")
+        return dict(device)
 
     def _vm_changed(self, vm_id: int, entry: dict[str, Any]) -> None:
         # The VM's `devices` changed: vm.query subscribers hear it as they would from vm.update.

@@ -74,8 +74,16 @@ async def test_refresh_and_logout(velocity_daemon: Daemon) -> None:
         assert (await new("POST", "/u/user")).status == 200
         again = await root.as_key(None)("PATCH", "/u/auth", {"authkey": old})
         assert (again.status, again.code) == (403, 1400)
-        assert (await new("PATCH", "/u/auth")).status == 200  # Bearer works for the refresh too
+        newer = await new("PATCH", "/u/auth")  # Bearer works for the refresh too
+        assert newer.status == 200
         assert (await root.as_key(None)("DELETE", "/u/auth", {"authkey": "never-issued"})).status == 200
+        # Logging out ends the key at once, whether it comes in the body or as Bearer.
+        last = root.as_key(newer.body["authkey"])
+        assert (await root.as_key(None)("DELETE", "/u/auth", {"authkey": last.key})).status == 200
+        assert (await last("POST", "/u/user")).code == 101
+        other = await root.as_key(None).login("root", ROOT_PASSWORD)
+        assert (await other("DELETE", "/u/auth")).status == 200
+        assert (await other("POST", "/u/user")).code == 101
 
 
 async def test_keys_end_with_password_change_and_user_removal(velocity_daemon: Daemon) -> None:

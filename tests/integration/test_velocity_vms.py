@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import libvirt
 import pytest
 
 from tests.integration.velocity_support import Client, as_root, nat_bridge, new_group, new_user, velocity_daemon
@@ -44,6 +45,8 @@ async def test_created_over_rest_is_a_vm_record(velocity_daemon: Daemon) -> None
             assert dtypes["NIC"]["nic_attach"] == velocity_daemon.nat_network  # type: ignore[attr-defined]
             assert dtypes["NIC"]["mac"]  # chosen once, at creation
             assert vmid in (await rpc.call("vm_group.get_instance", gid))["vms"]
+        # The daemon defined and started its NAT network for the NAT NIC.
+        assert network_active(velocity_daemon.nat_network)  # type: ignore[attr-defined]
         # BRIDGE on the configured host NIC (the NAT network's bridge exists now).
         bridged = (await root.ok("PUT", "/v/vm/efi", efi(gid, nics=[{"type": "BRIDGE", "host": 1}])))["vmid"]
         assert (await root.ok("POST", "/v/vm", {"vmid": bridged}))["nics"] == [{"type": "BRIDGE", "host": 1}]
@@ -53,6 +56,14 @@ async def test_created_over_rest_is_a_vm_record(velocity_daemon: Daemon) -> None
         assert (await root.ok("POST", "/v/nic/list"))["host_nics"] == [
             {"nicid": 1, "description": "the NAT network's bridge",
              "identifier": nat_bridge(velocity_daemon.nat_network)}]  # type: ignore[attr-defined]
+
+
+def network_active(name: str) -> bool:
+    conn = libvirt.open("qemu:///system")
+    try:
+        return bool(conn.networkLookupByName(name).isActive())
+    finally:
+        conn.close()
 
 
 async def test_vm_made_over_json_rpc_shows_at_once(velocity_daemon: Daemon) -> None:
@@ -68,6 +79,13 @@ async def test_vm_made_over_json_rpc_shows_at_once(velocity_daemon: Daemon) -> N
         made = (await root.ok("PUT", "/v/vm/efi", efi(gid)))["vmid"]
         assert made in [v["vmid"] for v in (await root.ok("POST", "/v/vm/list", {"gid": gid}))["vms"]]
         assert (await root.ok("POST", "/v/vm/state", {"vmid": made}))["state"] == "STOPPED"
+        # The JSON-RPC VM started over REST: the same state on both sides.
+        await root.ok("PUT", "/v/vm/state", {"vmid": vm["id"], "state": "RUNNING"})
+        await wait_state(root, vm["id"], "RUNNING")
+        async with connect(velocity_daemon) as rpc:
+            assert (await rpc.call("vm.status", vm["id"]))["state"] == "RUNNING"
+            await root.ok("PUT", "/v/vm/state", {"vmid": vm["id"], "state": "STOPPED", "force": True})
+            assert (await rpc.call("vm.status", vm["id"]))["state"] == "STOPPED"
 
 
 async def test_state_changes_both_ways(velocity_daemon: Daemon) -> None:
@@ -178,6 +196,8 @@ async def test_quotas_inherited_never_surpassing_the_parent(velocity_daemon: Dae
         above = await root("PATCH", "/u/group", {"gid": child, "quotas": {"cpus": 4}})
         assert (above.status, above.code) == (406, 5420)
         await root.ok("PATCH", "/u/group", {"gid": child, "quotas": {"cpus": 2}})
+        memory = await root("PUT", "/v/vm/efi", efi(child, cpus=1, memory_mib=512))
+        assert (memory.status, memory.code) == (406, 12221)  # the parent's memory quota, inherited
         first = (await root.ok("PUT", "/v/vm/efi", efi(child, cpus=2)))["vmid"]
         assert (await root("PUT", "/v/vm/efi", efi(child, cpus=1))).code == 12220  # the child's own quota
         await root.ok("PUT", "/v/vm/efi", efi(parent, cpus=1))
@@ -218,11 +238,31 @@ async def test_patch_and_delete(velocity_daemon: Daemon) -> None:
             nics = [d["attributes"] for d in (await rpc.call("vm.get_instance", vmid))["devices"]
                     if d["attributes"]["dtype"] == "NIC"]
             assert nics[0]["mac"] == mac  # the NAT NIC kept its MAC
+        # Media: attached, then the list replaced (a media kept keeps its serial), then emptied.
+        await root.ok("PUT", "/m/pool/assign", {"gid": gid, "mpid": 1, "quota": 0, "write": True, "manage": True})
+        a, b = [(await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": unique("pm"), "type": "DISK",
+                                                          "size": 1 << 20}))["mid"] for _ in range(2)]
+        await root.ok("PATCH", "/v/vm", {"vmid": vmid, "media": [{"mid": a, "mode": "VIRTIO"}]})
+        serial = await raw_serials(velocity_daemon, vmid)
+        await root.ok("PATCH", "/v/vm", {"vmid": vmid, "media": [{"mid": a, "mode": "VIRTIO"},
+                                                                 {"mid": b, "mode": "USB", "readonly": True}]})
+        assert (await root.ok("POST", "/v/vm", {"vmid": vmid}))["media"] == [
+            {"mid": a, "mode": "VIRTIO", "readonly": False}, {"mid": b, "mode": "USB", "readonly": True}]
+        assert (await raw_serials(velocity_daemon, vmid))[0] == serial[0]
+        await root.ok("PATCH", "/v/vm", {"vmid": vmid, "media": []})
+        assert (await root.ok("POST", "/v/vm", {"vmid": vmid}))["media"] == []
+        assert (await root.ok("POST", "/v/vm", {"vmid": vmid}))["nics"] == info["nics"]  # the rest stays
         assert (await root("PATCH", "/v/vm", {"vmid": vmid, "nics": [{"type": "X"}]})).code == 16426
         assert (await root("PATCH", "/v/vm", {"vmid": 999999})).code == 16410
         await root.ok("DELETE", "/v/vm", {"vmid": vmid})
         async with connect(velocity_daemon) as rpc:
             assert await rpc.call("vm.query", [["id", "=", vmid]]) == []
+
+
+async def raw_serials(daemon: Daemon, vmid: int) -> list[str]:
+    async with connect(daemon) as rpc:
+        devices = (await rpc.call("vm.get_instance", vmid))["devices"]
+    return [d["attributes"]["serial"] for d in devices if d["attributes"]["dtype"] == "RAW"]
 
 
 async def test_console_hands_out_the_web_console(velocity_daemon: Daemon) -> None:
@@ -273,3 +313,22 @@ async def test_vcmd_shaped_requests(velocity_daemon: Daemon) -> None:
         assert bad.status == 400 and bad.body["reason"] == bad.body["message"]
         assert (await vcmd("POST", "//u/nothing")).code == 0
         assert (await root.as_key(None)("DELETE", "//u/auth", {"authkey": key})).status == 200
+
+
+async def test_transitional_state_shows_while_a_start_runs(velocity_daemon: Daemon) -> None:
+    """STARTING is reported to other requests while PUT /v/vm/state RUNNING is under way, then RUNNING."""
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        vmid = (await root.ok("PUT", "/v/vm/efi", efi(gid)))["vmid"]
+        start = asyncio.ensure_future(root.ok("PUT", "/v/vm/state", {"vmid": vmid, "state": "RUNNING"}))
+        seen = []
+        try:
+            while not start.done():
+                seen.append((await root.ok("POST", "/v/vm/state", {"vmid": vmid}))["state"])
+            assert (await start)["state"] == "RUNNING"
+            assert "STARTING" in seen and set(seen) <= {"STOPPED", "STARTING", "RUNNING"}, seen
+            listed = (await root.ok("POST", "/v/vm/list", {"gid": gid}))["vms"]
+            assert listed[0]["state"] == "RUNNING"
+        finally:
+            await start
+            await root.ok("PUT", "/v/vm/state", {"vmid": vmid, "state": "STOPPED", "force": True})

@@ -101,6 +101,7 @@ def test_velocity_pools_lie_under_the_storage_roots() -> None:
 def test_velocity_default_pool_is_local_under_the_first_root() -> None:
     from middlewared.config import Config, VelocityPool, parse
     assert Config().velocity_pools() == (VelocityPool(1, "local", "/mnt/velocity"),)
+    assert Config().velocity.authkey_lifetime == 60  # Velocity's own lifetime, unless configured
     assert parse({"storage": {"roots": ["/srv", "/mnt"]}}).velocity_pools() == (VelocityPool(1, "local",
                                                                                              "/srv/velocity"),)
     assert parse({"velocity": {"pools": []}}).velocity_pools() == ()

@@ -1,0 +1,113 @@
+"""Velocity's documented refusals not shown elsewhere: permissions checked on the target group for pools and
+media too (Velocity accepted them held on any group), unknown ids, PATCH /v/vm's checks, and the dispatcher's
+own errors (malformed, invalid, too large) on every endpoint."""
+from __future__ import annotations
+
+import json
+
+from middlewared.plugins.velocity import ENDPOINTS
+from middlewared.plugins.velocity import errors as E
+from tests.integration.test_velocity_media import assign, upload
+from tests.integration.velocity_support import as_root, new_group, new_user, velocity_daemon
+from tests.support import Daemon, unique
+
+__all__ = ["velocity_daemon"]
+
+POOL_AND_MEDIA = ["velocity.pool.list", "velocity.pool.assign", "velocity.pool.revoke", "velocity.media.create",
+                  "velocity.media.list", "velocity.media.remove", "velocity.group.view", "velocity.group.remove"]
+
+
+async def test_pool_and_media_permissions_count_on_the_target_group_only(velocity_daemon: Daemon) -> None:
+    """Every pool and media permission held on one group, used on its sibling: each refused with its code."""
+    async with as_root(velocity_daemon) as root:
+        mine, theirs = await new_group(root), await new_group(root)
+        for gid in (mine, theirs):
+            await assign(root, gid)
+        their_media = (await upload(root, theirs, b"theirs")).body["mid"]
+        _, user = await new_user(root, {mine: POOL_AND_MEDIA})
+        grant = {"gid": theirs, "mpid": 1, "quota": 0, "write": True, "manage": True}
+        cases = [
+            (await user("PUT", "/m/pool/assign", grant), 6200),
+            (await user("DELETE", "/m/pool/assign", {"gid": theirs, "mpid": 1}), 6300),
+            (await user("POST", "/m/pool/list", {"gid": theirs}), 7100),
+            (await user("PUT", "/m/media/create", {"mpid": 1, "gid": theirs, "name": unique("d"), "type": "DISK",
+                                                   "size": 1}), 8200),
+            (await upload(user, theirs, b"x"), 9200),
+            (await user("POST", "/m/media/list", {"gid": theirs}), 10100),
+            (await user("DELETE", "/m/media", {"mid": their_media}), 19300),
+            (await user("POST", "/m/media/download", {"mid": their_media}), 20100),
+            (await user("POST", "/u/group", {"gid": theirs}), 5100),
+            (await user("DELETE", "/u/group", {"gid": theirs}), 5300),
+            (await user("POST", "/v/nic/list"), 11100),
+        ]
+        for answer, code in cases:
+            assert (answer.status, answer.code) == (403, code), (code, answer)
+        # The same permissions work on the group they are held on.
+        await user.ok("POST", "/m/pool/list", {"gid": mine})
+        mid = (await upload(user, mine, b"mine")).body["mid"]
+        await user.ok("DELETE", "/m/media", {"mid": mid})
+        assert (await root.ok("POST", "/m/media/list", {"gid": theirs}))["media"][0]["mid"] == their_media
+
+
+async def test_manage_flag_and_unknown_ids(velocity_daemon: Daemon) -> None:
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        await assign(root, gid)
+        mid = (await upload(root, gid, b"abc")).body["mid"]
+        await assign(root, gid, manage=False)  # the group may no longer add or remove media in the pool
+        assert (await upload(root, gid, b"x")).code == 9201
+        assert (await root("DELETE", "/m/media", {"mid": mid})).code == 19301
+        missing = 999999
+        cases = [
+            (await root("DELETE", "/u/user/permission", {"uid": missing, "gid": gid}), 4310),
+            (await root("DELETE", "/u/user/permission", {"uid": 1, "gid": missing}), 4311),
+            (await root("POST", "/u/group", {"gid": missing}), 5110),
+            (await root("PATCH", "/u/group", {"gid": missing, "quotas": {"cpus": 1}}), 5410),
+            (await root("DELETE", "/m/pool/assign", {"gid": missing, "mpid": 1}), 6310),
+            (await root("DELETE", "/m/pool/assign", {"gid": gid, "mpid": 77}), 6311),
+            (await root("POST", "/m/pool/list", {"gid": missing}), 7110),
+            (await root("POST", "/m/media/list", {"gid": missing}), 10110),
+            (await root("POST", "/v/vm/list", {"gid": missing}), 17110),
+        ]
+        for answer, code in cases:
+            assert (answer.status, answer.code) == (404, code), (code, answer)
+
+
+async def test_patch_refusals_change_nothing(velocity_daemon: Daemon) -> None:
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        await root.ok("PATCH", "/u/group", {"gid": gid, "quotas": {"cpus": 2}})
+        vmid = (await root.ok("PUT", "/v/vm/efi", {"name": unique("vp"), "gid": gid, "cpus": 1,
+                                                   "memory_mib": 64}))["vmid"]
+        before = await root.ok("POST", "/v/vm", {"vmid": vmid})
+        display = {"name": "d", "width": 800, "height": 600}
+        cases = [
+            ({"media": [{"mid": "no-such-media", "mode": "USB"}]}, 404, 16411),
+            ({"nics": [{"type": "BRIDGE", "host": 42}]}, 404, 16414),
+            ({"cpus": 3}, 406, 16420),
+            ({"displays": [display, display]}, 409, 16424),
+            ({"media": [{"mid": "x", "mode": "FLOPPY"}]}, 406, 16425),
+            ({"nics": [{"type": "BRIDGE"}]}, 406, 16427),
+            ({"displays": [{**display, "width": 1001}]}, 406, 16428),
+        ]
+        for change, status, code in cases:
+            answer = await root("PATCH", "/v/vm", {"vmid": vmid, **change})
+            assert (answer.status, answer.code) == (status, code), (change, answer)
+        assert await root.ok("POST", "/v/vm", {"vmid": vmid}) == before
+
+
+async def test_every_endpoint_answers_malformed_invalid_and_oversized_bodies(velocity_daemon: Daemon) -> None:
+    """The dispatcher's own errors, with each endpoint's codes: x30, x31 and x32."""
+    async with as_root(velocity_daemon) as root:
+        for endpoint in ENDPOINTS:
+            if endpoint.raw_body:  # the upload's body is the file: it has header errors instead
+                continue
+            base = E.base(endpoint.path, endpoint.method)
+            malformed = await root(endpoint.method, endpoint.path, data=b"{oops")
+            assert (malformed.status, malformed.code) == (400, base + E.MALFORMED), (endpoint.path, malformed)
+            # A body key of the wrong type (the authkey a client may send in bodies is a string).
+            invalid = await root(endpoint.method, endpoint.path, data=json.dumps({"authkey": 5}).encode())
+            assert (invalid.status, invalid.code) == (400, base + E.INVALID), (endpoint.path, invalid)
+            large = await root(endpoint.method, endpoint.path, data=b" " * (2 << 20))
+            assert (large.status, large.code) == (413, base + E.TOO_LARGE), (endpoint.path, large)
+    assert "Traceback" not in velocity_daemon.log()

@@ -3,11 +3,13 @@ media too (Velocity accepted them held on any group), unknown ids, PATCH /v/vm's
 own errors (malformed, invalid, too large) on every endpoint."""
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 
 from middlewared.plugins.velocity import ENDPOINTS
 from middlewared.plugins.velocity import errors as E
-from tests.integration.test_velocity_media import assign, upload
+from tests.integration.test_velocity_media import assign, pool_dir, upload
 from tests.integration.velocity_support import as_root, new_group, new_user, velocity_daemon
 from tests.support import Daemon, unique
 
@@ -111,3 +113,42 @@ async def test_every_endpoint_answers_malformed_invalid_and_oversized_bodies(vel
             large = await root(endpoint.method, endpoint.path, data=b" " * (2 << 20))
             assert (large.status, large.code) == (413, base + E.TOO_LARGE), (endpoint.path, large)
     assert "Traceback" not in velocity_daemon.log()
+
+
+async def test_a_hypervisor_refusal_is_13290_and_the_vm_stays_stopped(velocity_daemon: Daemon) -> None:
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        await assign(root, gid)
+        mid = (await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": unique("d"), "type": "DISK",
+                                                        "size": 1 << 20}))["mid"]
+        vmid = (await root.ok("PUT", "/v/vm/efi", {"name": unique("vh"), "gid": gid, "cpus": 1, "memory_mib": 64,
+                                                   "media": [{"mid": mid, "mode": "VIRTIO"}]}))["vmid"]
+        os.unlink(pool_dir(velocity_daemon) / mid)  # the disk's file is gone behind the daemon's back
+        refused = await root("PUT", "/v/vm/state", {"vmid": vmid, "state": "RUNNING"})
+        assert (refused.status, refused.code) == (500, 13290) and "does not exist" in refused.body["message"]
+        assert (await root.ok("POST", "/v/vm/state", {"vmid": vmid}))["state"] == "STOPPED"
+    assert "Traceback" not in velocity_daemon.log()
+
+
+async def test_bytes_beyond_content_length_are_not_part_of_the_upload(velocity_daemon: Daemon) -> None:
+    """Velocity kept a partial row and file when a body ran past Content-Length; here the file is exactly
+    Content-Length bytes, and what follows is the next request on the connection (refused as one)."""
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        await assign(root, gid)
+        before = set(os.listdir(pool_dir(velocity_daemon)))
+        reader, writer = await asyncio.open_connection("127.0.0.1", velocity_daemon.port)
+        writer.write(f"PUT /m/media/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {root.key}\r\n"
+                     f"x-velocity-mpid: 1\r\nx-velocity-gid: {gid}\r\nx-velocity-name: {unique('over')}\r\n"
+                     "x-velocity-type: ISO\r\nx-velocity-readonly: false\r\nContent-Length: 10\r\n\r\n0123456789"
+                     .encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"}\n"), 30)
+        writer.write(b"ABCDEFGHIJ\r\n\r\n")
+        await writer.drain()
+        assert b" 400 " in await asyncio.wait_for(reader.read(), 30)  # not a request: refused, connection closed
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"size": 10' in answer
+        (mid,) = set(os.listdir(pool_dir(velocity_daemon))) - before
+        assert (pool_dir(velocity_daemon) / mid).read_bytes() == b"0123456789"
+        assert [m["size"] for m in (await root.ok("POST", "/m/media/list", {"gid": gid}))["media"]] == [10]

@@ -15,7 +15,8 @@ import { StateBadge } from "./vmlist.js";
 import { Hardware } from "./hardware.js";
 import { Settings } from "./settings.js";
 import { Snapshots } from "./snapshots.js";
-import { LogTab, ConsoleTab } from "./vmlog.js";
+import { LogTab } from "./vmlog.js";
+import { ConsoleTab } from "./console.js";
 
 const TABS = [["summary", "Summary"], ["hardware", "Hardware"], ["settings", "Settings"], ["snapshots", "Snapshots"],
   ["log", "Log"], ["console", "Console"]];

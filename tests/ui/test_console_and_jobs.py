@@ -1,0 +1,85 @@
+"""The VM page's VNC console (noVNC drawing the test guest's screen in the page), its live uptime and its
+list of the VM's jobs."""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any, Callable
+
+import pytest
+
+from tests.e2e.support import BOOT_TIMEOUT, guest_vm, place_iso, ready_count
+from tests.guest import build
+from tests.support import Daemon, unique
+from tests.ui.conftest import axe_violations, login, make_vm, root, shot
+
+# Sampled pixels of the page's VNC canvas that are not black.
+CANVAS_PROBE = """(() => {
+  const canvas = document.querySelector('[data-testid="vnc"] canvas');
+  if (!canvas || !canvas.width) return {lit: 0};
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let lit = 0;
+  for (let i = 0; i < data.length; i += 4 * 7) if (data[i] | data[i + 1] | data[i + 2]) lit++;
+  return {lit, width: canvas.width, height: canvas.height};
+})()"""
+
+
+def wait_for(probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s: {value!r}"
+        time.sleep(0.5)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_vnc_console_draws_the_running_guest_in_the_page(page: Any, ui_daemon: Daemon) -> None:
+    iso = place_iso(build.guest_iso(log=lambda m: print(f"[guest] {m}", file=sys.stderr)), ui_daemon.tmp)
+    vnc = {"dtype": "DISPLAY", "type": "VNC", "bind": "127.0.0.1", "web": True, "password": "vncpw1"}
+    with root(ui_daemon) as c:
+        vm = c.call("vm.create", guest_vm(unique("vnc"), iso, devices=[{"attributes": vnc}]))
+        c.call("vm.start", vm["id"])
+    try:
+        login(page)
+        page.goto(f"/ui/vms/{vm['id']}/console")
+        page.get_by_text("VNC console: connected").wait_for(timeout=60000)
+        # The guest's own screen: its firmware sets a mode of its own (QEMU's "not initialized" notice is
+        # 640x480) and draws its boot progress, which appears on the page's canvas...
+        wait_for(lambda: page.evaluate(CANVAS_PROBE), lambda v: v["width"] > 640 and v["lit"] > 100, 120,
+                 "the guest's firmware screen on the page's canvas")
+        assert axe_violations(page) == []
+        shot(page, "vm-console-vnc")
+        # ... and the page stays connected while the guest boots to its end (its kernel talks on the serial port).
+        with root(ui_daemon) as c:
+            wait_for(lambda: ready_count(c.call("vm.console_log", vm["id"])), lambda n: n >= 1, BOOT_TIMEOUT,
+                     "GUEST-READY from the guest")
+            sent = c.call("vm.get_display_connections", vm["id"])
+        assert sent["live"] == 1 and sent["bytes_to_client"] > 1000
+        # The booted kernel's console cursor blinks: the live screen keeps reaching the page.
+        lit: set[bool] = set()
+        for _ in range(40):
+            lit.add(page.evaluate(CANVAS_PROBE)["lit"] > 0)
+            time.sleep(0.25)
+        assert lit == {True, False}
+        page.get_by_text("VNC console: connected").wait_for()
+        # Ctrl+Alt+Del travels to the VNC server as key events.
+        page.get_by_role("button", name="Send Ctrl+Alt+Del").click()
+        with root(ui_daemon) as c:
+            wait_for(lambda: c.call("vm.get_display_connections", vm["id"])["bytes_to_guest"],
+                     lambda n: n > sent["bytes_to_guest"], 10, "key events sent to the display")
+        # The same display in a window of its own (noVNC's page, with a ticket of its own).
+        with page.context.expect_page() as opened:
+            page.get_by_role("button", name="Open in new window").click()
+        window = opened.value
+        window.wait_for_load_state()
+        display = next(d["id"] for d in vm["devices"] if d["attributes"]["dtype"] == "DISPLAY")
+        assert re.search(rf"/vm/display/{display}/vnc\.html\?", window.url), window.url
+        window.close()
+    finally:
+        with root(ui_daemon) as c:
+            c.call("vm.poweroff", vm["id"])
+            c.call("vm.delete", vm["id"])

@@ -238,6 +238,7 @@ async def test_patch_and_delete(velocity_daemon: Daemon) -> None:
             nics = [d["attributes"] for d in (await rpc.call("vm.get_instance", vmid))["devices"]
                     if d["attributes"]["dtype"] == "NIC"]
             assert nics[0]["mac"] == mac  # the NAT NIC kept its MAC
+            assert (await rpc.call("vm.get_instance", vmid))["autostart"] is True  # vm.*'s own autostart
         # Media: attached, then the list replaced (a media kept keeps its serial), then emptied.
         await root.ok("PUT", "/m/pool/assign", {"gid": gid, "mpid": 1, "quota": 0, "write": True, "manage": True})
         a, b = [(await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": unique("pm"), "type": "DISK",

@@ -31,7 +31,10 @@ def record(call: "Call", failure: "VelocityError | None") -> None:
     event = call.endpoint.audit
     if log is None or event is None:
         return
-    _, origin, _ = peer_credentials(call.request)
+    try:
+        _, origin, _ = peer_credentials(call.request)
+    except OSError:  # a unix socket's peer is asked for its credentials, and it may have hung up by now
+        origin = "UNIX:gone"
     source = AuditSource(call.username, origin, call.session, SERVICE)
     error = None if failure is None else f"HTTP {failure.status}, code {failure.code}: {failure.message}"
     log.record(event, source, f"{call.endpoint.method} {call.endpoint.path}", redact(params(call)), error)

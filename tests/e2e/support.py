@@ -25,7 +25,7 @@ _LINE = re.compile(r"^GUEST-([A-Z]+)(?: (.*))?$")
 class Boot:
     """What the guest reported during one boot, up to its GUEST-READY line (if it got there)."""
 
-    disks: dict[str, dict[str, str]] = field(default_factory=dict)   # name -> {size, serial}
+    disks: dict[str, dict[str, str]] = field(default_factory=dict)   # name -> {size, bus, serial}
     nics: dict[str, str] = field(default_factory=dict)               # name -> MAC
     ready: bool = False
     events: list[str] = field(default_factory=list)                  # POWERBUTTON, POWEROFF, WARNING ...
@@ -52,9 +52,11 @@ def boots(console: str) -> list[Boot]:
             out.append(Boot())
         boot = out[-1]
         if kind == "DISK":
+            # "sda size=2097152 bus=usb serial=AB 12": the serial, which may hold blanks, comes last.
             name, _, attrs = rest.partition(" ")
-            size, _, serial = attrs.removeprefix("size=").partition(" serial=")
-            boot.disks[name] = {"size": size, "serial": serial.strip()}
+            fields, _, serial = attrs.partition("serial=")
+            pairs = (f.partition("=") for f in fields.split())
+            boot.disks[name] = {key: value for key, _, value in pairs} | {"serial": serial.strip()}
         elif kind == "NIC":
             name, _, attrs = rest.partition(" ")
             boot.nics[name] = attrs.removeprefix("mac=")

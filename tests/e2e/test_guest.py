@@ -60,9 +60,11 @@ def assert_sees_devices(boot: Boot, vm: dict[str, Any]) -> None:
         a = device["attributes"]
         if a["dtype"] == "DISK":
             assert by_serial.get(a["serial"], "").startswith("vd"), (a, boot.disks)
+            assert boot.disks[by_serial[a["serial"]]]["bus"] == "virtio"
         elif a["dtype"] == "RAW":
             assert by_serial.get(a["serial"], "").startswith("sd"), (a, boot.disks)
             assert boot.disks[by_serial[a["serial"]]]["size"] == str(a["size"])
+            assert boot.disks[by_serial[a["serial"]]]["bus"] == "sata"
     assert any(name.startswith("sr") for name in boot.disks), boot.disks
     assert boot.macs == {d["attributes"]["mac"].lower() for d in vm["devices"]
                          if d["attributes"]["dtype"] == "NIC"}, boot.nics

@@ -39,9 +39,13 @@ EFI_STUB = "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 CMDLINE = "console=ttyS0,115200n8 quiet"
 # Drivers the guest loads (all =m in Debian's kernel) only to see its power button, disks and NICs: the
 # userspace lives in the initramfs and never mounts the medium. Storage class drivers come before the
-# host adapters so disks are probed as the adapters register.
+# host adapters so disks are probed as the adapters register. xhci_pci drives libvirt's USB controllers
+# nec-xhci and qemu-xhci, which USB disks (usb_storage) are plugged into.
 MODULES = ("button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "e1000", "e1000e", "sd_mod", "sr_mod",
-           "isofs", "ahci")
+           "isofs", "usb_storage", "ahci", "xhci_pci")
+# Module parameters by module name. usb-storage would wait a second (delay_use) before scanning each new
+# device, and the guest's boot waits for its USB disks.
+MODULE_OPTIONS = {"usb_storage": "delay_use=0"}
 VOLUME_ID = "MWGUEST"
 
 Log = Callable[[str], None]
@@ -173,6 +177,12 @@ def module_paths(kernel_root: Path, kver: str) -> list[str]:
     return ordered
 
 
+def module_line(rel: str) -> str:
+    """A line of the guest's /etc/modules: the .ko path and the module's parameters, if any."""
+    name = Path(rel).name.partition(".")[0].replace("-", "_")
+    return f"{rel} {MODULE_OPTIONS[name]}" if name in MODULE_OPTIONS else rel
+
+
 def initramfs(kernel_root: Path, kver: str, busybox: Path) -> bytes:
     """The xz-compressed initramfs: busybox and its applet links, the rootfs/ files, the drivers."""
     archive = Cpio()
@@ -189,7 +199,7 @@ def initramfs(kernel_root: Path, kver: str, busybox: Path) -> bytes:
     modules = module_paths(kernel_root, kver)
     for rel in modules:
         archive.file(f"lib/modules/{rel}", (kernel_root / "lib" / "modules" / kver / rel).read_bytes())
-    archive.file("etc/modules", "".join(f"{rel}\n" for rel in modules).encode())
+    archive.file("etc/modules", "".join(f"{module_line(rel)}\n" for rel in modules).encode())
     # The kernel's xz decoder knows only CRC32 checks (and no BCJ filters: plain LZMA2 is the default).
     return lzma.compress(archive.finish(), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=9)
 

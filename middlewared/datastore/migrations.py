@@ -179,4 +179,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "audit log service", (
         "ALTER TABLE audit_log ADD COLUMN service TEXT NOT NULL DEFAULT 'MIDDLEWARE'",
     )),
+    # Templates and where clones came from. A linked clone's disks are overlays on its template's volumes: the
+    # trigger keeps such a template's row, whatever path a delete takes (the API refuses first, naming the clones).
+    Migration(8, "vm templates and clone sources", (
+        "ALTER TABLE vm_vm ADD COLUMN template INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE vm_clone (
+            vm INTEGER PRIMARY KEY REFERENCES vm_vm (id) ON DELETE CASCADE,
+            source INTEGER REFERENCES vm_vm (id) ON DELETE SET NULL,
+            linked INTEGER NOT NULL
+        )""",
+        "CREATE INDEX vm_clone_source ON vm_clone (source)",
+        """CREATE TRIGGER vm_template_in_use BEFORE DELETE ON vm_vm
+            WHEN EXISTS (SELECT 1 FROM vm_clone WHERE source = OLD.id AND linked)
+            BEGIN SELECT RAISE(ABORT, 'the template has linked clones'); END""",
+    )),
 )

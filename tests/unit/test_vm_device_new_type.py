@@ -102,5 +102,5 @@ async def test_clone_and_delete_follow_its_class_attributes() -> None:
     device = Watchdog.from_attributes({"dtype": "WATCHDOG", "interval": 30})
     assert device == Watchdog(action="reset", interval=30)
     stored = {"dtype": "WATCHDOG", "action": "reset", "interval": 30}
-    assert await device.clone_attributes(stored, "copy", None) == {**stored, "interval": None}  # type: ignore[arg-type]
+    assert await device.clone_attributes(stored, "copy", None, False) == {**stored, "interval": None}  # type: ignore[arg-type]
     assert device.delete_option is None and device.volume() is None

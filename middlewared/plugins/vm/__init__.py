@@ -100,9 +100,10 @@ async def store_kvm_probe(middleware: "Middleware") -> None:
 
 
 async def autostart(service: VMService) -> None:
-    """Start every stopped VM marked autostart; a failure is logged, not fatal."""
+    """Start every stopped VM marked autostart (templates never start); a failure is logged, not fatal."""
     await service.hypervisor.connected.wait()
-    for vm in await service.query([["autostart", "=", True], ["status.state", "=", VMState.STOPPED.value]]):
+    for vm in await service.query([["autostart", "=", True], ["template", "=", False],
+                                   ["status.state", "=", VMState.STOPPED.value]]):
         try:
             await service.start(vm["id"], {"overcommit": False})
             logger.info("autostarted VM %s", vm["name"])

@@ -134,9 +134,9 @@ class DeviceSupport(Protocol):
         that the VM and its devices it reads are still current when the commit writes them."""
         ...
 
-    async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:
-        """vm.clone: device inputs for the clone (new MACs and ports, DISK volumes copied, removed again on
-        failure); the clone is then made by vm.create."""
+    async def prepare_clone(self, vm: Mapping[str, Any], new_name: str, linked: bool) -> list[dict[str, Any]]:
+        """vm.clone: device inputs for the clone (new MACs and ports, DISK volumes copied or, linked, overlaid;
+        removed again on failure); the clone is then made by vm.create."""
         ...
 
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import libvirt
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm import lifecycle_schemas as S
-from middlewared.plugins.vm import guest_agent, memory
+from middlewared.plugins.vm import guest_agent, memory, template
 from middlewared.plugins.vm.model import VMRecord, VMState
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ async def _vm(vms: "VMRecords", id_: int) -> tuple[dict[str, Any], VMRecord]:
 async def start(vms: "VMRecords", id_: int, options: dict[str, Any]) -> None:
     """Start a stopped VM: check memory and devices, redefine its domain from the record, boot it."""
     vm, record = await _vm(vms, id_)
+    template.refuse_template(vm, "be started")
     state = vm["status"]["state"]
     if state == VMState.RUNNING:
         raise CallError(f"VM {record.name} is already running", errno.EINVAL)

@@ -93,6 +93,7 @@ class VMRecord:
     machine_type: str | None = None
     uuid: str | None = None
     command_line_args: str = ""
+    template: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:

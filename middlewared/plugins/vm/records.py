@@ -1,6 +1,7 @@
 """vm.create/update/delete/query: VM records in SQLite, each write with its libvirt domain in one step."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -14,7 +15,7 @@ import psutil
 
 from middlewared.crud import CRUDService
 from middlewared.errors import CallError
-from middlewared.plugins.vm import capabilities
+from middlewared.plugins.vm import capabilities, template
 from middlewared.plugins.vm import schemas as S
 from middlewared.plugins.vm.devices_api import DeviceHost, DeviceRequest, DeviceSupport, StoreDevices, StoredDevices
 from middlewared.plugins.vm.domain_xml import domain_xml_string, ovmf_code_file, ovmf_vars_file
@@ -62,6 +63,7 @@ class VMRecords(CRUDService):
         super().__init__(middleware)
         # Which operations of one VM may overlap (guard.py): lifecycle calls, updates, deletes, snapshots.
         self.guard = VMGuards()
+        self.clone_sources = template.CloneSources()
 
     # -- reading ---------------------------------------------------------------------------------
     async def _records(self) -> dict[int, dict[str, Any]]:
@@ -70,9 +72,16 @@ class VMRecords(CRUDService):
 
     async def _record_cache(self) -> RecordCache:
         if self._cache is None:
+            self.clone_sources.load(await self.middleware.db.fetchall("SELECT vm, source, linked FROM vm_clone"))
             records = await self.middleware.db.exclusively(read_all)
             self._cache = RecordCache(records, self._devices.claims if self._devices is not None else no_claims)
         return self._cache
+
+    def linked_clone_names(self, template_id: int) -> list[str]:
+        """The names of a template's linked clones (the cache is loaded)."""
+        assert self._cache is not None
+        return [self._cache.records[i]["name"] for i in self.clone_sources.linked_clones(template_id)
+                if i in self._cache.records]
 
     @property
     def devices(self) -> DeviceSupport:
@@ -103,6 +112,7 @@ class VMRecords(CRUDService):
         devices = [self.devices.public(d) for d in record["devices"]]
         entry = {**record, "devices": devices, "status": status.as_dict(),
                  "display_available": any(d["attributes"].get("dtype") == "DISPLAY" for d in devices)}
+        entry.update(self.clone_sources.entry_fields(record["id"]))
         for extension in self.entry_extensions:
             entry.update(extension(record["id"]))
         return entry
@@ -207,8 +217,9 @@ class VMRecords(CRUDService):
             conn.defineXML(self.domain_xml(vm, stored.devices, stored.host))
         await self._write(write, vm.id)
 
-    async def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Validate, insert the record and its devices, and define the domain, all or nothing."""
+    async def do_create(self, data: dict[str, Any], clone_of: tuple[int, bool] | None = None) -> dict[str, Any]:
+        """Validate, insert the record and its devices, and define the domain, all or nothing. A clone names its
+        source VM and whether it is linked, stored in the same transaction."""
         data = dict(data)
         devices_in = data.pop("devices", [])
         verrors = validate_vm(data, await self.host_facts(None), "vm_create")
@@ -230,6 +241,8 @@ class VMRecords(CRUDService):
                 record = VMRecord.from_row({**data, "id": int(cur.lastrowid or 0)})
                 stored = store(db, conn, record)
                 conn.defineXML(self.domain_xml(record, stored.devices, stored.host))
+                if clone_of is not None:
+                    template.record_clone(db, record.id, *clone_of)
                 return record.id
             return await self._write(write)
 
@@ -243,7 +256,12 @@ class VMRecords(CRUDService):
             # another in the database thread without waiting for the event loop in between.
             verrors.check()
             vm_id = await commit(_no_devices)
-        return await self.get_instance(vm_id)
+        if clone_of is not None:
+            self.clone_sources.add(vm_id, *clone_of)
+        entry = await self.get_instance(vm_id)
+        if entry["template"]:
+            await _set_base_mode(entry, True)
+        return entry
 
     async def do_update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         """Change fields (and reconcile devices when given), redefining the domain."""
@@ -258,6 +276,9 @@ class VMRecords(CRUDService):
             verrors = validate_vm(new, await self.host_facts(id_), "vm_update")
             if new["name"] != old["name"] and old["status"]["state"] != VMState.STOPPED:
                 verrors.add("vm_update.name", "Stop the VM before renaming it", errno.EBUSY)
+            problem = template.change_problem(old, new["template"], self.linked_clone_names(id_))
+            if problem:
+                verrors.add("vm_update.template", problem, errno.EBUSY)
             return DeviceRequest({**new, "id": id_, "status": old["status"]}, current, data.get("devices"), verrors)
 
         async def commit(store: StoreDevices) -> None:
@@ -274,13 +295,19 @@ class VMRecords(CRUDService):
                 conn.defineXML(self.domain_xml(new_rec, stored.devices, stored.host))
             await self._write(write, id_)
         await self.devices.write(read, commit)
-        return await self.get_instance(id_)
+        entry = await self.get_instance(id_)
+        if entry["template"] != state["old"]["template"]:
+            await _set_base_mode(entry, entry["template"])
+        return entry
 
     async def do_delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Remove the record, its domain and NVRAM, and (zvols) its DISK volumes."""
         options = options or {}
         vm = await self.get_instance(id_)
         record = VMRecord.from_row(vm)
+        clones = self.linked_clone_names(id_)
+        if clones:
+            raise template.in_use(vm, clones)
         if vm["status"]["state"] != VMState.STOPPED:
             if not options.get("force"):
                 raise CallError(f"VM {vm['name']} is running; stop it first or delete with force",
@@ -294,6 +321,7 @@ class VMRecords(CRUDService):
             db.execute("DELETE FROM vm_vm WHERE id = ?", (id_,))
             _undefine(conn, record.domain_name)
         await self._write(write, id_)
+        self.clone_sources.forget(id_)
         # The domain's logs go with it: a later VM must not inherit them.
         for path in (qemu_log_path(record.domain_name),
                      self.domain_context(record).serial_log_path):
@@ -303,6 +331,12 @@ class VMRecords(CRUDService):
         if options.get("zvols"):
             await self.devices.delete_volumes(vm["devices"])
         return True
+
+
+async def _set_base_mode(vm: Mapping[str, Any], base: bool) -> None:
+    """Make a template's DISK volumes read-only bases, or writable again when it stops being a template."""
+    paths = template.disk_paths(vm["devices"])
+    await asyncio.to_thread(template.set_mode, paths, template.BASE_MODE if base else template.VOLUME_MODE)
 
 
 def _no_devices(db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord) -> StoredDevices:

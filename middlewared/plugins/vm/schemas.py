@@ -60,6 +60,11 @@ FIELDS: dict[str, dict[str, Any]] = {
     "uuid": _nullable("string", "Domain UUID (generated when null).", format="uuid"),
     "command_line_args": {"type": "string", "default": "",
                           "description": "Extra QEMU arguments, shell-quoted."},
+    "template": {"type": "boolean", "default": False,
+                 "description": "A template (as Proxmox's `qm template`): it cannot be started, its DISK volumes "
+                                "become read-only bases, and vm.clone with linked makes clones whose disks are "
+                                "qcow2 overlays on them. Changed only while the VM is stopped; refused while it has "
+                                "snapshots (to true) or linked clones (to false)."},
 }
 
 DEVICES_INPUT: dict[str, Any] = {
@@ -120,6 +125,12 @@ VM_ENTRY: dict[str, Any] = {
                     "items": {"type": "object", "description": "A device."}},
         "display_available": {"type": "boolean", "description": "Whether the VM has a DISPLAY device."},
         "snapshot_count": {"type": "integer", "description": "How many snapshots the VM has (vm.snapshot.query)."},
+        "cloned_from": {"type": ["integer", "null"],
+                        "description": "The VM this one was cloned from (vm.clone); null when it is no clone or that "
+                                       "VM was deleted since (a template with linked clones cannot be)."},
+        "linked_clone": {"type": "boolean",
+                         "description": "Whether this VM is a linked clone: its DISK volumes are qcow2 overlays on "
+                                        "those of its template, cloned_from."},
     },
 }
 

@@ -219,11 +219,13 @@ class VMService(VMRecords):
         return await memory.get_vmemory_in_use(self)
 
     # -- clone -----------------------------------------------------------------------------------------------
-    @api_method(params=[L.ID, clone.CLONE_NAME], result=S.VM_ENTRY, roles=("VM_WRITE",))
-    async def clone(self, id_: int, name: str | None) -> dict[str, Any]:
-        """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool."""
+    @api_method(params=[L.ID, clone.CLONE_NAME, clone.CLONE_OPTIONS], result=S.VM_ENTRY, roles=("VM_WRITE",))
+    async def clone(self, id_: int, name: str | None, options: dict[str, Any]) -> dict[str, Any]:
+        """Clone a VM: new name, uuid, MACs and display ports; DISK volumes copied in the storage pool. A template
+        also has linked clones (options.linked), whose disks are qcow2 overlays on its volumes; it cannot be deleted
+        while they exist, and deleting one leaves the template as it was."""
         async with self.guard(id_).shared():
-            return await clone.clone(self, id_, name)
+            return await clone.clone(self, id_, name, options)
 
     # -- statistics -------------------------------------------------------------------------------------------
     @api_method(params=[stats_api.IDS], result=stats_api.STATS_RESULT, roles=stats_api.READ)

@@ -132,9 +132,10 @@ class Device:
         """The storage volume ("<pool>/<volume>") the device owns, removed with vm.delete's zvols."""
         return None
 
-    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str,
-                               host: "Host") -> dict[str, Any] | None:
-        """The attributes of this device in a clone named new_name (None: left out of the clone)."""
+    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str, host: "Host",
+                               linked: bool) -> dict[str, Any] | None:
+        """The attributes of this device in a clone named new_name (None: left out of the clone); `linked`: a
+        linked clone of a template, whose disks are overlays on the template's (CallError: this device has none)."""
         return {**attributes, **{key: None for key in self.regenerated}}
 
     async def image(self, host: "Host") -> "Storage":

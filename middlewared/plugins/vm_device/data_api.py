@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from middlewared.errors import CallError
 from middlewared.job import Job
 from middlewared.plugins.vm.model import VMRecord, VMState
+from middlewared.plugins.vm.template import refuse_template
 from middlewared.plugins.vm_device import import_export as io
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device import resize as growth
@@ -77,6 +78,7 @@ async def resize(service: "VMDeviceService", id_: int, options: dict[str, Any]) 
     a = device["attributes"]
     typed = _with_image(service, id_, a, "resized")
     vm = await service.vms.get_instance(device["vm"])
+    refuse_template(vm, "grow its disks")
     storage = await typed.image(await service.manager.host(vm["id"]))
     size = options["size"]
     growth.check_growth(storage, size)

@@ -153,10 +153,10 @@ class Disk(StorageDevice):
     def volume(self) -> str | None:
         return self.zvol_name
 
-    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str,
-                               host: "Host") -> dict[str, Any] | None:
-        """A copy of the volume, named after the clone, in the same pool."""
-        copied = await super().clone_attributes(attributes, new_name, host)
+    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str, host: "Host",
+                               linked: bool) -> dict[str, Any] | None:
+        """A copy of the volume, named after the clone, in the same pool; linked, a qcow2 overlay on it."""
+        copied = await super().clone_attributes(attributes, new_name, host, linked)
         source = await host.volume(str(self.zvol_name))
         if source is None or copied is None:
             raise CallError(f"Volume {self.zvol_name} does not exist.", errno.ENOENT)
@@ -164,8 +164,8 @@ class Disk(StorageDevice):
         while await host.volume(f"{source.pool}/{name}") is not None:
             n += 1
             name = f"{source.name}_{new_name}_{n}"
-        copy = await host.hv.run(pool.clone_volume, source, name)
-        return {**copied, "path": copy.path, "zvol_name": copy.zvol_name}
+        copy = await host.hv.run(pool.overlay_volume if linked else pool.clone_volume, source, name)
+        return {**copied, "path": copy.path, "zvol_name": copy.zvol_name, "format": copy.format}
 
     async def image(self, host: "Host") -> "Storage":
         return await volume_storage(str(self.zvol_name), host)

@@ -163,16 +163,17 @@ class DeviceManager:
                 except CallError as e:
                     logger.warning("cannot delete volume %s: %s", volume, e.errmsg)
 
-    async def prepare_clone(self, vm: Mapping[str, Any], new_name: str) -> list[dict[str, Any]]:
-        """Device inputs for a clone, as each type makes them (DISK volumes copied, new MACs, ports and
-        serials; RAW left out)."""
+    async def prepare_clone(self, vm: Mapping[str, Any], new_name: str, linked: bool) -> list[dict[str, Any]]:
+        """Device inputs for a clone, as each type makes them (DISK volumes copied or, linked, overlaid; new MACs,
+        ports and serials; RAW left out of a full clone, refused by a linked one)."""
         stored = (await self.vms.stored_vms())[vm["id"]]["devices"]
         host = await self.host(vm["id"])
         out: list[dict[str, Any]] = []
         try:
             for row in sorted(stored, key=device_order):
                 device = self.types.typed(row["attributes"])
-                attributes = await device.clone_attributes(row["attributes"], new_name, host) if device else None
+                attributes = (await device.clone_attributes(row["attributes"], new_name, host, linked)
+                              if device else None)
                 if attributes is not None:
                     out.append({"attributes": attributes, "order": row["order"]})
         except BaseException:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import libvirt
 from lxml import etree
 
+from middlewared.plugins.vm.template import BASE_MODE
 from middlewared.plugins.vm.xml_helpers import sub
 from middlewared.plugins.vm_device import qemu_img
 
@@ -123,7 +124,7 @@ def volume_at(conn: libvirt.virConnect, path: str) -> Volume | None:
     return next((v for v in all_volumes(conn) if v.path == path), None)
 
 
-def _volume_xml(name: str, capacity: int, fmt: str) -> str:
+def _volume_xml(name: str, capacity: int, fmt: str, backing: Volume | None = None) -> str:
     vol = etree.Element("volume")
     sub(vol, "name", name)
     sub(vol, "capacity", str(capacity), unit="bytes")
@@ -134,6 +135,12 @@ def _volume_xml(name: str, capacity: int, fmt: str) -> str:
     if fmt == "qcow2":
         # libvirt makes qcow2 v2 (compat 0.10) unless told; QEMU cannot grow a v2 image that has snapshots.
         sub(target, "compat", "1.1")
+    if backing is not None:
+        # libvirt makes it with `qemu-img create -b <path> -F <format>`: the backing format is recorded in the
+        # overlay, so nobody has to probe it (QEMU refuses to guess a backing file's format).
+        store = sub(vol, "backingStore")
+        sub(store, "path", backing.path)
+        sub(store, "format", type=backing.format)
     return etree.tostring(vol, encoding="unicode")
 
 
@@ -159,6 +166,14 @@ def clone_volume(conn: libvirt.virConnect, source: Volume, name: str) -> Volume:
         delete_volume(conn, source.pool, name)
         raise
     return copy
+
+
+def overlay_volume(conn: libvirt.virConnect, source: Volume, name: str) -> Volume:
+    """A new qcow2 volume in the source's pool whose backing file is the source (a linked clone's disk): it holds
+    only what the clone writes. The source becomes a read-only base first, as it must stay from now on."""
+    os.chmod(source.path, BASE_MODE)
+    pool = conn.storagePoolLookupByName(source.pool)
+    return _volume(pool, pool.createXML(_volume_xml(name, source.capacity, "qcow2", source), 0))
 
 
 def delete_volume(conn: libvirt.virConnect, pool_name: str, name: str) -> bool:

@@ -114,8 +114,12 @@ class Raw(StorageDevice):
     def identity(self) -> str:
         return self.path
 
-    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str,
-                               host: "Host") -> dict[str, Any] | None:
+    async def clone_attributes(self, attributes: Mapping[str, Any], new_name: str, host: "Host",
+                               linked: bool) -> dict[str, Any] | None:
+        if linked:
+            # A raw file has no qcow2 header to name a backing file, and a copy would not be linked.
+            raise CallError(f"RAW disk {self.path} is an image file, which a linked clone cannot overlay: make a full "
+                            "clone, or import it into a DISK volume (vm.device.import_disk)", errno.EINVAL)
         logger.info("RAW disks must be copied manually: %s is left out of clone %s", self.path, new_name)
         return None
 

@@ -17,6 +17,7 @@ from middlewared.errors import CallError, InstanceNotFound, ValidationError, Val
 from middlewared.job import Job
 from middlewared.plugins.vm.model import VMRecord, VMState
 from middlewared.plugins.vm.records import VMRecords
+from middlewared.plugins.vm.template import refuse_template
 from middlewared.plugins.vm_device.paths import real_roots
 from middlewared.plugins.vm_snapshot import schemas as S
 from middlewared.plugins.vm_snapshot.engine import Outcome, QcowInternalEngine, SnapshotEngine, Target
@@ -179,6 +180,7 @@ class VMSnapshotService(Service):
         async with self.vms.guard(vm["id"]).exclusive():
             # As it is now: an update that ran while this waited may have changed its disks.
             vm = await self.vms.get_instance(vm["id"])
+            refuse_template(vm, "take snapshots")
             existing = await self._rows("WHERE vm = ?", (vm["id"],))
             if any(r["name"] == data["name"] for r in existing):
                 raise ValidationErrors([ValidationError("vm_snapshot_create.name",
@@ -242,6 +244,7 @@ class VMSnapshotService(Service):
         job.set_progress(0, WAITING.format(name=vm["name"]))
         async with self.vms.guard(vm["id"]).exclusive():
             vm = await self.vms.get_instance(snap["vm"])
+            refuse_template(vm, "be reverted to a snapshot")
             if vm["status"]["state"] != VMState.STOPPED and not options["force"]:
                 raise CallError(f"VM {vm['name']} is {vm['status']['state'].lower()}: stop it before reverting to "
                                 f"snapshot {snap['name']}, or revert with force (what it did since is lost)",

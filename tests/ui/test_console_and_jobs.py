@@ -83,3 +83,60 @@ def test_vnc_console_draws_the_running_guest_in_the_page(page: Any, ui_daemon: D
         with root(ui_daemon) as c:
             c.call("vm.poweroff", vm["id"])
             c.call("vm.delete", vm["id"])
+
+
+def job_item(page: Any, job_id: int) -> Any:
+    return page.locator(f'li.job[data-job="{job_id}"]')
+
+
+def test_vm_page_shows_its_uptime_and_its_jobs_live(page: Any, ui_daemon: Daemon) -> None:
+    vm = make_vm(ui_daemon, memory=128)
+    other = make_vm(ui_daemon)
+    with root(ui_daemon) as c:
+        c.call("vm.start", vm["id"])
+        started = c.call("vm.status", vm["id"])["started_at"]
+    login(page)
+    page.goto(f"/ui/vms/{vm['id']}")
+    # The uptime counts up every second, from the QEMU process's start.
+    uptime = page.get_by_test_id("uptime")
+    first = uptime.inner_text()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", first), first
+    h, m, s = map(int, first.split(":"))
+    assert abs(h * 3600 + m * 60 + s - (time.time() - started)) < 5
+    page.wait_for_function(f"document.querySelector('[data-testid=uptime]').textContent !== {first!r}")
+
+    page.get_by_role("navigation", name="VM sections").get_by_role("link", name="Jobs", exact=True).click()
+    page.get_by_text("No jobs about this VM yet.").wait_for()
+    with root(ui_daemon) as c:
+        # Started elsewhere: a stop the firmware ignores runs for the 5 s shutdown timeout, then fails.
+        stop = c.call("vm.stop", vm["id"])
+        item = job_item(page, stop)
+        item.locator(".badge", has_text="RUNNING").wait_for()
+        item.get_by_role("progressbar").wait_for()
+        assert item.get_by_role("button", name="Abort").is_disabled()
+        assert axe_violations(page) == []
+        shot(page, "vm-jobs")
+        item.locator(".badge", has_text="FAILED").wait_for(timeout=60000)
+        assert "did not shut down" in item.locator(".error").inner_text()
+        # Jobs naming the VM in other ways: a snapshot's object, then only the snapshot's id.
+        snap = c.call("vm.snapshot.create", {"vm": vm["id"], "name": "s1"}, job=True)
+        taken = c.call("core.get_jobs", [["method", "=", "vm.snapshot.create"]], {"order_by": ["-id"]})[0]["id"]
+        job_item(page, taken).locator(".badge", has_text="SUCCESS").wait_for()
+        deleted = c.call("vm.snapshot.delete", snap["id"])
+        job_item(page, deleted).locator(".badge", has_text="SUCCESS").wait_for()
+        # Another VM's job is not listed.
+        elsewhere = c.call("vm.snapshot.create", {"vm": other["id"], "name": "s2"})
+        c.call("vm.poweroff", vm["id"])
+        image = ui_daemon.storage / f"{unique('raw')}.img"
+        with open(image, "wb") as f, open("/dev/urandom", "rb") as noise:
+            for _ in range(256):  # 256 MiB of data: its copy takes long enough to be aborted
+                f.write(noise.read(2**20))
+        raw = c.call("vm.device.create", {"vm": vm["id"], "attributes": {"dtype": "RAW", "path": str(image),
+                                                                         "exists": True}})
+        # An abortable job on one of the VM's devices, aborted from the page.
+        export = c.call("vm.device.export_disk", raw["id"], {"path": str(ui_daemon.storage / f"{unique('copy')}.qcow2")})
+        job_item(page, export).get_by_role("button", name="Abort").click()
+        job_item(page, export).locator(".badge", has_text="ABORTED").wait_for(timeout=30000)
+        c.call("core.job_wait", elsewhere, job=True)
+    assert job_item(page, elsewhere).count() == 0
+    assert page.locator("li.job").count() == 4

@@ -22,3 +22,11 @@ export function topology(vm) {
   const total = vm.vcpus * vm.cores * vm.threads;
   return vm.cores === 1 && vm.threads === 1 ? `${total}` : `${total} (${vm.vcpus}×${vm.cores}×${vm.threads})`;
 }
+
+// A duration in seconds as Proxmox shows uptimes: "3 d 04:05:06", "04:05:06".
+export function duration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const days = Math.floor(s / 86400);
+  const clock = [Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0")).join(":");
+  return days ? `${days} d ${clock}` : clock;
+}

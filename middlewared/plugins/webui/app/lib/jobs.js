@@ -61,6 +61,33 @@ export function jobsByVm(map) {
   return out;
 }
 
+// Whether a job (running or ended) concerns a VM, by what each job method's arguments carry: the VM id
+// first (vm.stop, vm.restart, vm.log_file_download, and core.bulk's items of a vm.* method), a {vm} object
+// (vm.snapshot.create), one of its devices' ids (vm.device.export_disk), the volume of one of its disks
+// (vm.device.import_disk), one of its snapshots' ids (vm.snapshot.delete and revert; ids the caller has seen),
+// or a result naming it (vm.import_ova's new VM, a revert's snapshot).
+export function concernsVm(job, vm, snapshotIds = new Set()) {
+  const args = job.arguments || [];
+  const first = args[0];
+  const devices = vm.devices || [];
+  const result = job.result && typeof job.result === "object" ? job.result : {};
+  if (result.vm === vm.id || result.vm?.id === vm.id) return true;
+  switch (job.method) {
+    case "core.bulk":
+      return String(first).startsWith("vm.") && (args[1] || []).some((p) => p[0] === vm.id);
+    case "vm.snapshot.create":
+      return first?.vm === vm.id;
+    case "vm.snapshot.delete": case "vm.snapshot.revert":
+      return snapshotIds.has(first);
+    case "vm.device.export_disk":
+      return devices.some((d) => d.id === first);
+    case "vm.device.import_disk":
+      return devices.some((d) => d.attributes.zvol_name && d.attributes.zvol_name === first?.zvol_name);
+    default:
+      return job.method.startsWith("vm.") && !job.method.startsWith("vm.device.") && first === vm.id;
+  }
+}
+
 export async function abort(jobId) {
   try {
     await client.call("core.job_abort", [jobId]);

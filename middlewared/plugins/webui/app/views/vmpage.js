@@ -1,5 +1,5 @@
-// One VM: its state and actions, and tabs for the summary (live graphs), hardware, settings, snapshots,
-// log and console. The record comes from the live VM collection, so the page follows every change.
+// One VM: its state and actions, and tabs for the summary (uptime, live graphs), hardware, settings,
+// snapshots, log, console and its jobs. The record comes from the live VM collection, so the page follows every change.
 import { html, useState, useEffect } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
 import { vms } from "../lib/vms.js";
@@ -10,16 +10,17 @@ import { Link, navigate } from "../lib/router.js";
 import { ACTIONS, blocked, runOne, Confirm } from "../lib/vmactions.js";
 import { Button, Progress, Empty } from "../lib/widgets.js";
 import { Chart } from "../lib/chart.js";
-import { mib, bytes, topology } from "../lib/format.js";
+import { mib, bytes, topology, duration } from "../lib/format.js";
 import { StateBadge } from "./vmlist.js";
 import { Hardware } from "./hardware.js";
 import { Settings } from "./settings.js";
 import { Snapshots } from "./snapshots.js";
 import { LogTab } from "./vmlog.js";
 import { ConsoleTab } from "./console.js";
+import { VmJobs } from "./vmjobs.js";
 
 const TABS = [["summary", "Summary"], ["hardware", "Hardware"], ["settings", "Settings"], ["snapshots", "Snapshots"],
-  ["log", "Log"], ["console", "Console"]];
+  ["log", "Log"], ["console", "Console"], ["jobs", "Jobs"]];
 
 function useHistory(id) {
   const [history, setHistory] = useState([]);
@@ -65,8 +66,22 @@ function GuestInfo({ vm }) {
   </section>`;
 }
 
+// Time since the QEMU process started (vm.query's status.started_at), ticking every second.
+function Uptime({ since }) {
+  const [, tick] = useState(0);
+  useEffect(() => {
+    if (since == null) return undefined;
+    const timer = setInterval(() => tick((n) => n + 1), 1000);
+    return () => clearInterval(timer);
+  }, [since]);
+  if (since == null) return "—";
+  return html`<time datetime=${new Date(since * 1000).toISOString()} title=${`Since ${new Date(since * 1000).toLocaleString()}`}
+    data-testid="uptime">${duration(Date.now() / 1000 - since)}</time>`;
+}
+
 function Summary({ vm }) {
-  const facts = [["State", html`<${StateBadge} state=${vm.status?.state} />`], ["vCPUs", topology(vm)], ["Memory", mib(vm.memory)],
+  const facts = [["State", html`<${StateBadge} state=${vm.status?.state} />`], ["Uptime", html`<${Uptime} since=${vm.status?.started_at} />`],
+    ["vCPUs", topology(vm)], ["Memory", mib(vm.memory)],
     ["Firmware", `${vm.bootloader}${vm.enable_secure_boot ? ", secure boot" : ""}${vm.trusted_platform_module ? ", TPM" : ""}`],
     ["Start with the host", vm.autostart ? "Yes" : "No"], ["Devices", (vm.devices || []).map((d) => d.attributes.dtype).join(", ") || "None"],
     ["Description", vm.description || "—"], ["UUID", vm.uuid]];
@@ -82,7 +97,7 @@ export function VmPage({ id, tab }) {
   if (!vm) return html`<${Empty}>No VM with id ${id} (or not visible to you). <${Link} to="">Back to the list<//><//>`;
   const act = (a) => (a.confirm ? setAsking(a) : runOne(a, vm));
   const done = () => { setAsking(null); if (asking?.key === "delete") setTimeout(() => !vms.get().has(id) && navigate(""), 500); };
-  const Tab = { summary: Summary, hardware: Hardware, settings: Settings, snapshots: Snapshots, log: LogTab, console: ConsoleTab }[tab] || Summary;
+  const Tab = { summary: Summary, hardware: Hardware, settings: Settings, snapshots: Snapshots, log: LogTab, console: ConsoleTab, jobs: VmJobs }[tab] || Summary;
   return html`<section aria-labelledby="vm-title">
     <p class="muted small"><${Link} to="">Virtual machines<//> /</p>
     <div class="page-head">

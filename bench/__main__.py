@@ -18,7 +18,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
     parser.add_argument("--running", type=int, default=10, help="stats: how many of the VMs run [10]")
     parser.add_argument("--intervals", type=int, default=10, help="stats: 2 s intervals each CPU figure spans [10]")
-    parser.add_argument("--rounds", type=int, default=3, help="lifecycle, data: rounds on each side [3]")
+    parser.add_argument("--rounds", type=int, help="lifecycle, data: counted rounds on each side [3, 5]")
     parser.add_argument("--upload-gib", type=float, default=1.0, help="velocity: GiB uploaded [1]")
     parser.add_argument("--import-gib", type=float, default=2.0, help="data: GiB written in the imported image [2]")
     return parser.parse_args(argv)
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(vm.run(vms=args.vms, starts=args.starts))
     if args.bench == "lifecycle":
         from bench import lifecycle
-        asyncio.run(lifecycle.run(rounds=args.rounds))
+        asyncio.run(lifecycle.run(rounds=args.rounds or 3))
     if args.bench == "velocity":
         from bench import velocity
         asyncio.run(velocity.run(vms=args.vms, upload_gib=args.upload_gib))
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(stats.run(vms=args.vms, running=args.running, intervals=args.intervals))
     if args.bench == "data":
         from bench import data
-        asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds))
+        asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds or 5))
     if args.bench == "ui":
         from bench import ui
         asyncio.run(ui.run(vms=args.vms))

@@ -1,12 +1,27 @@
 """bench data: disk import and RAM snapshots through the daemon, beside the raw tools in the same run.
 
-- vm.device.import_disk of a qcow2 image (2 GiB of written data by default) into a new qcow2 volume, call to job
-  end, beside `qemu-img convert` of the same image into a file of the same filesystem (throughput ratio).
-- vm.snapshot.create with RAM and vm.snapshot.revert (force) of a running VM with 512 MiB, beside
-  `virsh snapshot-create-as` / `snapshot-revert` of a domain of the same size, disk and RAM. libvirt 9.0 refuses
-  those on UEFI (pflash) domains, which every daemon VM is, so the virsh domain boots SeaBIOS; both guests sit
-  in their firmware (no boot medium), so neither has much of its RAM written. A second baseline is what virsh
-  does on the daemon's own UEFI domain (a twin of it): an external RAM-only snapshot, and destroy + restore.
+Import (a qcow2 image with 2 GiB written, by default), twice: with the source in the page cache (read through
+before each side) and out of it (its pages dropped before each side, nothing else); before each side the page
+cache holds nothing dirty (sync), so that neither pays for writing back the other's copy.
+- daemon: vm.device.import_disk into a new qcow2 volume of the pool, from the call to the job's end (inspecting
+  the source, libvirt making the volume, `qemu-img convert -p -n` into it); the volume is deleted after, untimed.
+- raw: `qemu-img convert -p -f qcow2 -O qcow2` of the same image into a new file of the same directory; the file
+  is deleted after, untimed.
+
+Snapshots of a running guest with 512 MiB of RAM (all guests sit in their firmware, no boot medium, so little of
+their RAM is written); each side deletes its snapshot after, untimed, so no side accumulates files.
+- daemon: vm.snapshot.create with memory (pause, qcow2 internal snapshot of the disk in one QMP transaction,
+  NVRAM copy, RAM saved by libvirt as an external memory-only snapshot, resume), then vm.snapshot.revert with
+  force (power off, `qemu-img snapshot -a`, NVRAM copy back, restore of the saved RAM), each call to job end.
+- virsh on a SeaBIOS domain of the same size and disk: `snapshot-create-as` / `snapshot-revert --running`, QEMU's
+  internal savevm/loadvm, which keeps the QEMU process; libvirt 9.0 refuses it on the UEFI (pflash) domains the
+  daemon makes.
+- virsh on a twin of the daemon's own UEFI domain: what libvirt 9.0 offers there, an external RAM-only snapshot
+  (no disk snapshot) and, as revert, `destroy` + `restore` (a new QEMU process, as the daemon's revert).
+
+Fairness: round 0 of each figure warms up and is not counted (the first writes of a few GiB, whoever makes them,
+can land in memory the host has to provide afresh); the sides take turns going first; figures are medians with
+their range. The job logs of the daemon's last import, create and revert are printed: what each step took.
 """
 from __future__ import annotations
 
@@ -54,36 +69,69 @@ async def job_seconds(client: RpcClient, method: str, *params: Any) -> tuple[flo
     return time.perf_counter() - began, result
 
 
+async def last_job_log(client: RpcClient, method: str) -> str:
+    """The log of the daemon's last job of a method: its steps and what each took."""
+    jobs = await client.call("core.get_jobs", [["method", "=", method]], {"order_by": ["-id"], "limit": 1})
+    return str(jobs[0]["logs_excerpt"] or "") if jobs else ""
+
+
+def settle(source: Path, cold: bool) -> None:
+    """The same page-cache state before each side: nothing dirty (so that no side pays for writing back the
+    other's copy), and the source image either out of the page cache (cold) or read into it (cached)."""
+    os.sync()
+    with open(source, "rb") as f:
+        if cold:
+            # Only the source leaves the cache (clean pages, hence the sync first): dropping every cache would
+            # also evict the daemon's and libvirtd's code, which a running service keeps in memory.
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        else:
+            while f.read(8 << 20):
+                pass
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 async def bench_import(client: RpcClient, storage: Path, pool: str, size: int, rounds: int, table: Table) -> None:
     source = storage / "source.qcow2"
     await asyncio.to_thread(make_source, source, size)
-    ours: list[float] = []
-    raw: list[float] = []
+    for cold in (False, True):
+        ours: list[float] = []
+        raw: list[float] = []
 
-    async def daemon_side(i: int) -> None:
-        await asyncio.to_thread(os.sync)
-        seconds, _ = await job_seconds(client, "vm.device.import_disk",
-                                       {"source": str(source), "zvol_name": f"{pool}/import{i}"})
-        ours.append(seconds)
-        await asyncio.to_thread(subprocess.run, ["virsh", "-q", "vol-delete", "--pool", pool, f"import{i}"],
-                                check=True, capture_output=True)
+        async def daemon_side(i: int) -> float:
+            seconds, _ = await job_seconds(client, "vm.device.import_disk",
+                                           {"source": str(source), "zvol_name": f"{pool}/import{i}"})
+            await asyncio.to_thread(subprocess.run, ["virsh", "-q", "vol-delete", "--pool", pool, f"import{i}"],
+                                    check=True, capture_output=True)
+            return seconds
 
-    async def raw_side(i: int) -> None:
-        target = storage / pool / f"raw{i}.qcow2"
-        await asyncio.to_thread(os.sync)
-        raw.append(await asyncio.to_thread(run_cmd, "qemu-img", "convert", "-p", "-f", "qcow2", "-O", "qcow2",
-                                           str(source), str(target)))
-        target.unlink()
-    for i in range(rounds):
-        # Alternate which goes first, so that neither always finds the source in the page cache; each starts
-        # with nothing dirty (os.sync), so that neither pays for writing back the other's copy.
-        for side in (daemon_side, raw_side) if i % 2 == 0 else (raw_side, daemon_side):
-            await side(i)
-        print(f"  import round {i + 1}: daemon {ours[-1]:.2f} s, qemu-img {raw[-1]:.2f} s", file=sys.stderr)
-    d, r = statistics.median(ours), statistics.median(raw)
-    table.add(f"import {size / GIB:.1f} GiB qcow2, MiB/s", fmt(size / d / 2**20, 0), fmt(size / r / 2**20, 0),
-              f"{r / d:.2f}", ">= 0.95", f"median of {rounds}; daemon {min(ours):.2f}-{max(ours):.2f} s, "
-              f"qemu-img {min(raw):.2f}-{max(raw):.2f} s")
+        async def raw_side(i: int) -> float:
+            target = storage / pool / f"raw{i}.qcow2"
+            seconds = await asyncio.to_thread(run_cmd, "qemu-img", "convert", "-p", "-f", "qcow2", "-O", "qcow2",
+                                              str(source), str(target))
+            target.unlink()
+            return seconds
+        # Round 0 warms up and is not counted: the first writes of a few GiB after a while land in memory the
+        # host has not touched lately (on a VM host, memory given back to the hypervisor), whoever makes them.
+        for i in range(rounds + 1):
+            times: dict[Any, float] = {}
+            for side in (daemon_side, raw_side) if i % 2 == 0 else (raw_side, daemon_side):
+                await asyncio.to_thread(settle, source, cold)
+                times[side] = await side(i)
+            print(f"  import round {i}{' (warm-up)' if i == 0 else ''}, {'cold' if cold else 'cached'}: "
+                  f"daemon {times[daemon_side]:.2f} s, qemu-img {times[raw_side]:.2f} s"
+                  f"{' (daemon first)' if i % 2 == 0 else ' (qemu-img first)'}", file=sys.stderr)
+            if i:
+                ours.append(times[daemon_side])
+                raw.append(times[raw_side])
+        d, r = statistics.median(ours), statistics.median(raw)
+        state = "source out of the page cache" if cold else "source in the page cache"
+        table.add(f"import {size / GIB:.1f} GiB qcow2, MiB/s ({'cold' if cold else 'cached'})",
+                  fmt(size / d / 2**20, 0), fmt(size / r / 2**20, 0), f"{r / d:.2f}", ">= 0.95",
+                  f"median of {rounds}, {state}; daemon {spread(ours)} s, qemu-img {spread(raw)} s")
+    print("  daemon's last import job:\n" + await last_job_log(client, "vm.device.import_disk"), file=sys.stderr)
 
 
 def uefi_twin_xml(daemon_xml: str, daemon_name: str, name: str, disk: str) -> str:
@@ -122,33 +170,57 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
     conn.defineXML(uefi_twin_xml(conn.lookupByName(daemon_name).XMLDesc(0), daemon_name, twin_name, str(twin_disk)))
     times: dict[str, list[float]] = {k: [] for k in ("create", "revert", "vcreate", "vrevert", "ucreate", "urevert",
                                                      "held")}
+
+    async def daemon_side(i: int) -> None:
+        seconds, snap = await job_seconds(client, "vm.snapshot.create", {"vm": vm["id"], "name": f"s{i}",
+                                                                         "memory": True})
+        await asyncio.to_thread(os.sync)
+        record(i, "create", seconds)
+        record(i, "held", snap["held_ms"])
+        record(i, "revert", (await job_seconds(client, "vm.snapshot.revert", snap["id"], {"force": True}))[0])
+        await client.call("vm.snapshot.delete", snap["id"])
+
+    async def bios_side(i: int) -> None:
+        record(i, "vcreate", await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-create-as", raw_name, f"s{i}"))
+        await asyncio.to_thread(os.sync)
+        record(i, "vrevert", await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-revert", raw_name, f"s{i}",
+                                                     "--running"))
+        await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-delete", raw_name, f"s{i}")
+
+    async def uefi_side(i: int) -> None:
+        # What libvirt 9.0 itself offers on a UEFI domain: an external RAM-only snapshot, revert by restore.
+        record(i, "ucreate", await asyncio.to_thread(
+            run_cmd, "virsh", "-q", "snapshot-create-as", twin_name, f"s{i}", "--no-metadata", "--memspec",
+            f"file={memory_file},snapshot=external", "--diskspec", "vda,snapshot=no"))
+        await asyncio.to_thread(os.sync)
+        began = time.perf_counter()
+        await asyncio.to_thread(run_cmd, "virsh", "-q", "destroy", twin_name)
+        await asyncio.to_thread(run_cmd, "virsh", "-q", "restore", str(memory_file), "--running")
+        record(i, "urevert", time.perf_counter() - began)
+        memory_file.unlink()
+
+    def record(i: int, key: str, value: float) -> None:
+        if i:  # round 0 warms up and is not counted
+            times[key].append(value)
+        last[key] = value
+    last: dict[str, float] = {}
+    sides = [daemon_side, bios_side, uefi_side]
     try:
         await client.call("vm.start", vm["id"])
         conn.lookupByName(raw_name).create()
         conn.lookupByName(twin_name).create()
         await asyncio.sleep(5)  # the firmwares settle
-        for i in range(rounds):
-            seconds, snap = await job_seconds(client, "vm.snapshot.create",
-                                              {"vm": vm["id"], "name": f"s{i}", "memory": True})
-            times["create"].append(seconds)
-            times["held"].append(snap["held_ms"])
-            times["revert"].append((await job_seconds(client, "vm.snapshot.revert", snap["id"], {"force": True}))[0])
-            times["vcreate"].append(await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-create-as", raw_name,
-                                                            f"s{i}"))
-            times["vrevert"].append(await asyncio.to_thread(run_cmd, "virsh", "-q", "snapshot-revert", raw_name,
-                                                            f"s{i}", "--running"))
-            # What libvirt 9.0 itself offers on a UEFI domain: an external RAM-only snapshot, revert by restore.
-            times["ucreate"].append(await asyncio.to_thread(
-                run_cmd, "virsh", "-q", "snapshot-create-as", twin_name, f"s{i}", "--no-metadata", "--memspec",
-                f"file={memory_file},snapshot=external", "--diskspec", "vda,snapshot=no"))
-            began = time.perf_counter()
-            await asyncio.to_thread(run_cmd, "virsh", "-q", "destroy", twin_name)
-            await asyncio.to_thread(run_cmd, "virsh", "-q", "restore", str(memory_file), "--running")
-            times["urevert"].append(time.perf_counter() - began)
-            memory_file.unlink()
-            print(f"  snapshot round {i + 1}: daemon create {times['create'][-1]:.2f} s revert "
-                  f"{times['revert'][-1]:.2f} s; virsh {times['vcreate'][-1]:.2f} s / {times['vrevert'][-1]:.2f} s",
+        for i in range(rounds + 1):
+            # Each side goes first in turn; each starts with nothing dirty in the page cache.
+            for side in sides[i % 3:] + sides[:i % 3]:
+                await asyncio.to_thread(os.sync)
+                await side(i)
+            print(f"  snapshot round {i}{' (warm-up)' if i == 0 else ''}, {sides[i % 3].__name__} first: daemon "
+                  f"create {last['create']:.2f} s revert {last['revert']:.2f} s; virsh SeaBIOS {last['vcreate']:.2f} s"
+                  f" / {last['vrevert']:.2f} s; virsh UEFI {last['ucreate']:.2f} s / {last['urevert']:.2f} s",
                   file=sys.stderr)
+        for method in ("vm.snapshot.create", "vm.snapshot.revert"):
+            print(f"  daemon's last {method} job:\n" + await last_job_log(client, method), file=sys.stderr)
     finally:
         await client.call("vm.delete", vm["id"], {"force": True, "zvols": True})
         dom = conn.lookupByName(raw_name)
@@ -162,12 +234,14 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
                              ("u", "virsh on the same UEFI domain: external RAM only / destroy + restore")):
             r = statistics.median(times[prefix + key])
             table.add(f"{label} ({memory} MiB)", fmt(d, 2), fmt(r, 2), f"{d / r:.2f}", "<= 1.05",
-                      f"median of {rounds}; {what}")
-    table.add("  guest held (paused) by the daemon's create, ms", fmt(statistics.median(times["held"]), 0), "", "",
-              "", "median; virsh pauses the guest for its whole create")
+                      f"median of {rounds}; {what}; daemon {spread(times[key])} s, "
+                      f"virsh {spread(times[prefix + key])} s")
+    held = times["held"]
+    table.add("  guest held (paused) by the daemon's create, ms", fmt(statistics.median(held), 0), "", "", "",
+              f"median, {min(held):.0f}-{max(held):.0f}; virsh pauses the guest for its whole create")
 
 
-async def run(size: int = 2 * GIB, memory: int = 512, rounds: int = 3) -> None:
+async def run(size: int = 2 * GIB, memory: int = 512, rounds: int = 5) -> None:
     """Import and snapshot figures beside their raw tools."""
     quiet_libvirt()
     began = time.perf_counter()

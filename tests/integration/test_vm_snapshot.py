@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -133,8 +134,13 @@ async def test_running_vm_disk_only_pauses_and_revert_needs_force(unix_rpc: Rpc,
         assert tags(path) == set()
         mem = await job(unix_rpc, "vm.snapshot.create", {"vm": vm_id, "name": "ram", "memory": True})
         assert mem["memory"] and mem["memory_size"] > 0 and mem["size"] > mem["memory_size"]
+        # The job logs say what each step took: where a slow snapshot or revert spends its time.
+        log = await job_log(unix_rpc, "vm.snapshot.create")
+        assert re.search(r"disk snapshot: \d+ ms", log) and re.search(r"RAM saved: \d+ ms", log), log
         await job(unix_rpc, "vm.snapshot.revert", mem["id"], {"force": True})
         assert (await unix_rpc.call("vm.status", vm_id))["state"] == "RUNNING"
+        log = await job_log(unix_rpc, "vm.snapshot.revert")
+        assert re.search(r"powered the running VM off: \d+ ms", log) and "restored the saved guest" in log, log
         assert pattern(path, 7)
     finally:
         await unix_rpc.call("vm.poweroff", vm_id)

@@ -34,3 +34,9 @@ def test_dispatch_table_measures_both_callers(monkeypatch: pytest.MonkeyPatch) -
 def test_velocity_bench_is_offered() -> None:
     from bench import velocity
     assert callable(velocity.run) and parse_args(["velocity", "--upload-gib", "0.5"]).upload_gib == 0.5
+
+
+def test_data_bench_defaults_to_five_rounds_and_reports_ranges() -> None:
+    from bench import data
+    assert parse_args(["data"]).rounds is None and parse_args(["data", "--rounds", "7"]).rounds == 7
+    assert callable(data.run) and data.spread([2.5, 0.25, 1.0]) == "0.25-2.50"

@@ -5,6 +5,7 @@ import asyncio
 import errno
 import json
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from middlewared.errors import CallError
@@ -103,19 +104,24 @@ async def import_disk(service: "VMDeviceService", data: dict[str, Any], *, job: 
     leaves no volume behind."""
     job.set_progress(0, f"Importing {data['source']}")
     return await service.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
-                                    lambda percent: job.set_progress(percent, f"Copying {data['source']}"))
+                                       lambda percent: job.set_progress(percent, f"Copying {data['source']}"),
+                                       job.log)
 
 
 async def import_volume(service: "VMDeviceService", source: str, source_format: str | None, zvol_name: str, fmt: str,
-                        progress: Callable[[float], None]) -> dict[str, Any]:
-    """Copy an image under the storage roots into a new volume (import_disk's work, also for vm.import_ova)."""
+                        progress: Callable[[float], None], log: Callable[[str], None] = lambda _: None
+                        ) -> dict[str, Any]:
+    """Copy an image under the storage roots into a new volume (import_disk's work, also for vm.import_ova); log
+    gets what each step took."""
+    began = time.monotonic()
     host = await service.manager.host()
     source = io.confined(source, host.roots, "source")
     image = await asyncio.to_thread(io.inspect, source, source_format)
+    log(f"{source} is {image.format} (read in {(time.monotonic() - began) * 1000:.0f} ms)")
     pool_name, _, name = zvol_name.partition("/")
     if not await host.pool_active(pool_name):
         raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
-    volume = await io.import_image(service.vms.hypervisor, image, pool_name, name, fmt, progress)
+    volume = await io.import_image(service.vms.hypervisor, image, pool_name, name, fmt, progress, log)
     return {"zvol_name": volume.zvol_name, "path": volume.path, "format": fmt, "size": volume.capacity,
             "source": io.describe(image)}
 

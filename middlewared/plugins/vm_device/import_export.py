@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -55,8 +56,10 @@ def inspect(path: str, fmt: str | None) -> Image:
 
 
 async def import_image(hv: Hypervisor, image: Image, pool_name: str, name: str, fmt: str,
-                       progress: Callable[[float], None]) -> pool.Volume:
-    """Copy an image into a new volume of the pool (fmt: qcow2 or raw); removed again on failure or abort."""
+                       progress: Callable[[float], None], log: Callable[[str], None] = lambda _: None) -> pool.Volume:
+    """Copy an image into a new volume of the pool (fmt: qcow2 or raw); removed again on failure or abort. log
+    gets what each step took."""
+    began = time.monotonic()
     if await hv.run(pool.lookup_volume, pool_name, name) is not None:
         raise CallError(f"Volume {pool_name}/{name} already exists", errno.EEXIST)
     free = await hv.run(lambda conn: int(conn.storagePoolLookupByName(pool_name).info()[3]))
@@ -64,6 +67,8 @@ async def import_image(hv: Hypervisor, image: Image, pool_name: str, name: str, 
         raise CallError(f"{image.path} holds {image.actual_size} bytes; pool {pool_name} has {free} free",
                         errno.ENOSPC)
     volume = await hv.run(pool.create_volume, pool_name, name, image.virtual_size, fmt)
+    log(f"checked the pool and created volume {pool_name}/{name} in {(time.monotonic() - began) * 1000:.0f} ms")
+    began = time.monotonic()
     try:
         # -n: write into the volume libvirt made (any file-backed pool), not a file qemu-img creates.
         await qemu_img.convert(image.path, image.format, volume.path, fmt, progress, create=False)
@@ -71,6 +76,8 @@ async def import_image(hv: Hypervisor, image: Image, pool_name: str, name: str, 
         with contextlib.suppress(Exception):
             await asyncio.shield(hv.run(pool.delete_volume, pool_name, name))
         raise
+    log(f"qemu-img copied {image.path} ({image.format}, {image.virtual_size} bytes) into it in "
+        f"{time.monotonic() - began:.2f} s")
     return volume
 
 

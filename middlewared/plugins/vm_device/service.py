@@ -149,9 +149,10 @@ class VMDeviceService(CRUDService):
         return True
 
     async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
-                            progress: Callable[[float], None]) -> dict[str, Any]:
-        """Convert an image file into a new volume (for the vm plugin's OVA import)."""
-        return await data_api.import_volume(self, source, source_format, zvol_name, fmt, progress)
+                            progress: Callable[[float], None], log: Callable[[str], None] = lambda _: None
+                            ) -> dict[str, Any]:
+        """Convert an image file into a new volume (for vm.device.import_disk and the vm plugin's OVA import)."""
+        return await data_api.import_volume(self, source, source_format, zvol_name, fmt, progress, log)
 
     # -- choices ---------------------------------------------------------------------------------------------
     @api_method(result=S.string_map("Address -> address."), roles=choices.ROLES)
@@ -202,7 +203,7 @@ class VMDeviceService(CRUDService):
         return await data_api.resize(self, id_, options)
 
     @api_method(params=[data_api.IMPORT], result=data_api.IMPORTED, roles=data_api.WRITE,
-                job=JobOptions(abortable=True, description=lambda a: f"Importing {a[0]['source']}"))
+                job=JobOptions(abortable=True, logs=True, description=lambda a: f"Importing {a[0]['source']}"))
     async def import_disk(self, data: dict[str, Any], *, job: Job) -> dict[str, Any]:
         """Copy a disk image (qcow2, VMDK, VHDX, VDI or raw, under the storage roots) into a new volume of a
         storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure

@@ -82,6 +82,7 @@ class AuditService(Service):
         ds = self.middleware.db
         rows = [{"audit_id": r["id"], "timestamp": {"$date": int(r["timestamp"] * 1000)}, "event": r["event"],
                  "service": r["service"], "username": r["username"], "origin": r["origin"], "session": r["session"],
-                 "method": r["method"], "params": json.loads(r["params"]), "success": bool(r["success"]), "error": r["error"]}
+                 "method": r["method"], "params": json.loads(r["params"]), "success": bool(r["success"]),
+                 "error": r["error"]}
                 for r in await ds.fetchall("SELECT * FROM audit_log ORDER BY id")]
         return query_rows(rows, filters, options)

@@ -25,7 +25,12 @@ def params(call: "Call") -> dict[str, Any]:
     return call.body
 
 
-def record(call: "Call", failure: "VelocityError | None") -> None:
+def describe(failure: "VelocityError") -> str:
+    """An error answer as the audit log reads it."""
+    return f"HTTP {failure.status}, code {failure.code}: {failure.message}"
+
+
+def record(call: "Call", error: str | None) -> None:
     """One record of a request that may change state (reads are not recorded: endpoint.audit is None)."""
     log = call.middleware.audit_log
     event = call.endpoint.audit
@@ -36,5 +41,4 @@ def record(call: "Call", failure: "VelocityError | None") -> None:
     except OSError:  # a unix socket's peer is asked for its credentials, and it may have hung up by now
         origin = "UNIX:gone"
     source = AuditSource(call.username, origin, call.session, SERVICE)
-    error = None if failure is None else f"HTTP {failure.status}, code {failure.code}: {failure.message}"
     log.record(event, source, f"{call.endpoint.method} {call.endpoint.path}", redact(params(call)), error)

@@ -2,6 +2,7 @@
 and the one dispatcher that turns a request into a handler call and every failure into ``{code, message}``."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -228,10 +229,13 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
     except web.HTTPException as e:  # aiohttp's own refusals while reading (e.g. a body too large)
         failure = E.VelocityError(e.status, endpoint.base + (E.TOO_LARGE if e.status == 413 else E.MALFORMED),
                                   e.reason)
+    except asyncio.CancelledError:  # the daemon stops, or the client went away while it was answered
+        audit.record(call, "cancelled")
+        raise
     except Exception:
         logger.exception("%s %s failed", endpoint.method, endpoint.path)
         failure = E.VelocityError(500, endpoint.base + E.INTERNAL, "Internal error")
-    audit.record(call, failure)
+    audit.record(call, None if failure is None else audit.describe(failure))
     if failure is not None:
         return _json(failure.body(), status=failure.status)
     if isinstance(result, web.StreamResponse):

@@ -97,6 +97,12 @@ async def test_keys_end_with_password_change_and_user_removal(velocity_daemon: D
                                              "another-password")
         await root.ok("DELETE", "/u/user", {"uid": uid})
         assert (await user("POST", "/u/user")).code == 101
+        # A user disabled or locked over JSON-RPC loses its keys too.
+        for change in ({"enabled": False}, {"locked": True}):
+            uid, user = await new_user(root)
+            async with connect(velocity_daemon) as rpc:
+                await rpc.call("user.update", uid, change)
+            assert (await user("POST", "/u/user")).code == 101, change
 
 
 @pytest.fixture(scope="module")

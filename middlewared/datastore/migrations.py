@@ -193,4 +193,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHEN EXISTS (SELECT 1 FROM vm_clone WHERE source = OLD.id AND linked)
             BEGIN SELECT RAISE(ABORT, 'the template has linked clones'); END""",
     )),
+    # Volumes and files a write makes before the row owning them commits (plugins/vm_device/intents.py): what
+    # a daemon killed in between leaves is found and removed at the next start.
+    Migration(9, "storage intents", (
+        """CREATE TABLE storage_intent (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            life TEXT NOT NULL,
+            created REAL NOT NULL
+        )""",
+        "CREATE INDEX storage_intent_target ON storage_intent (target)",
+    )),
 )

@@ -19,7 +19,7 @@ from tests.support import unique
 DEVICE: dict[str, Any] = {"dtype": "USB", "controller_type": "qemu-xhci", "device": None,
                           "usb": {"vendor_id": "0x1234", "product_id": "0x5678"}}
 INTERFACE = {"public", "claims", "elements", "snapshot", "check_available", "write", "prepare_clone", "delete_volumes",
-             "random_mac", "free_display_ports"}
+             "removing_volumes", "random_mac", "free_display_ports"}
 
 
 def test_the_interface_is_this_small_and_each_method_says_why_it_exists() -> None:

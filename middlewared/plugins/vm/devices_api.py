@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import (Any, AsyncContextManager, Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Protocol,
+                    Sequence, TypeVar)
 
 import libvirt
 from lxml import etree
@@ -142,6 +143,12 @@ class DeviceSupport(Protocol):
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Remove the storage volumes the devices own (DISK): vm.delete with zvols, a clone or an OVA import that
         failed after its volumes were made."""
+        ...
+
+    def removing_volumes(self, devices: Sequence[Mapping[str, Any]]) -> AsyncContextManager[None]:
+        """vm.delete with zvols, around the transaction that deletes the rows: the volumes are recorded as about
+        to lose their owner (delete_volumes forgets them once removed), so that a daemon killed before
+        delete_volumes removes them at its next start; if the body fails, the rows still own them."""
         ...
 
     def random_mac(self) -> str:

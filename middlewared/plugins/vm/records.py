@@ -320,7 +320,8 @@ class VMRecords(CRUDService):
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM vm_vm WHERE id = ?", (id_,))
             _undefine(conn, record.domain_name)
-        await self._write(write, id_)
+        async with self.devices.removing_volumes(vm["devices"] if options.get("zvols") else []):
+            await self._write(write, id_)
         self.clone_sources.forget(id_)
         # The domain's logs go with it: a later VM must not inherit them.
         for path in (qemu_log_path(record.domain_name),

@@ -18,6 +18,7 @@ from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.schema import apply_defaults, compile_schema, validation_errors
 
 if TYPE_CHECKING:
+    from middlewared.plugins.vm_device.intents import Leftover
     from middlewared.plugins.vm_device.host import Host
     from middlewared.plugins.vm_device.planning import Check
     from middlewared.plugins.vm_device.resize import Storage
@@ -152,6 +153,10 @@ class Device:
 
     async def remove_storage(self, host: "Host") -> None:
         """Remove the storage delete_option names (CallError on failure)."""
+        return None
+
+    def storage_leftover(self) -> Leftover | None:
+        """The storage delete_option names, as an intent record names it."""
         return None
 
     def owned_files(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from middlewared.plugins.vm_device import import_export as io
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device import resize as growth
 from middlewared.plugins.vm_device.disk import ZVOL_NAME
+from middlewared.plugins.vm_device.intents import VOLUME, Leftover
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.service import VMDeviceService
@@ -103,9 +104,12 @@ async def import_disk(service: "VMDeviceService", data: dict[str, Any], *, job: 
     storage pool, for a DISK device's zvol_name; the percentage is qemu-img's own. An abort or a failure
     leaves no volume behind."""
     job.set_progress(0, f"Importing {data['source']}")
-    return await service.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
-                                       lambda percent: job.set_progress(percent, f"Copying {data['source']}"),
-                                       job.log)
+    result = await service.import_volume(data["source"], data["source_format"], data["zvol_name"], data["format"],
+                                         lambda percent: job.set_progress(percent, f"Copying {data['source']}"),
+                                         job.log)
+    # Imported: the user's volume now, though no row names it yet (a kill before this removes it at restart).
+    await service.manager.intents.forget([result["zvol_name"]])
+    return result
 
 
 async def import_volume(service: "VMDeviceService", source: str, source_format: str | None, zvol_name: str, fmt: str,
@@ -121,7 +125,9 @@ async def import_volume(service: "VMDeviceService", source: str, source_format: 
     pool_name, _, name = zvol_name.partition("/")
     if not await host.pool_active(pool_name):
         raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)
-    volume = await io.import_image(service.vms.hypervisor, image, pool_name, name, fmt, progress, log)
+    # Recorded until the caller's row (vm.import_ova) or the job's success (import_disk) owns the volume.
+    async with host.making(Leftover(VOLUME, f"{pool_name}/{name}")):
+        volume = await io.import_image(service.vms.hypervisor, image, pool_name, name, fmt, progress, log)
     return {"zvol_name": volume.zvol_name, "path": volume.path, "format": fmt, "size": volume.capacity,
             "source": io.describe(image)}
 

@@ -9,6 +9,7 @@ from lxml import etree
 
 from middlewared.errors import CallError
 from middlewared.plugins.vm_device import pool
+from middlewared.plugins.vm_device.intents import VOLUME, Leftover
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import reachability_error
 from middlewared.plugins.vm_device.resize import Storage, volume_storage
@@ -164,7 +165,9 @@ class Disk(StorageDevice):
         while await host.volume(f"{source.pool}/{name}") is not None:
             n += 1
             name = f"{source.name}_{new_name}_{n}"
-        copy = await host.hv.run(pool.overlay_volume if linked else pool.clone_volume, source, name)
+        # Owned by no row until the clone's create commits: recorded so that a kill meanwhile leaks nothing.
+        async with host.making(Leftover(VOLUME, f"{source.pool}/{name}")):
+            copy = await host.hv.run(pool.overlay_volume if linked else pool.clone_volume, source, name)
         return {**copied, "path": copy.path, "zvol_name": copy.zvol_name, "format": copy.format}
 
     async def image(self, host: "Host") -> "Storage":
@@ -174,6 +177,9 @@ class Disk(StorageDevice):
         if await host.volume(str(self.zvol_name)) is None:
             return f"Volume {self.zvol_name} does not exist"
         return None
+
+    def storage_leftover(self) -> Leftover | None:
+        return Leftover(VOLUME, str(self.zvol_name))
 
     async def remove_storage(self, host: "Host") -> None:
         await host.delete_volume(str(self.zvol_name))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import pwd
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Awaitable, Callable, Sequence, TypeVar, cast
 
 from middlewared.config import StorageConfig
 from middlewared.plugins.vm.hypervisor import Hypervisor
@@ -19,6 +20,7 @@ from middlewared.plugins.vm_device.usbdev import UsbDevice, usb_devices
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.base import Device
+    from middlewared.plugins.vm_device.intents import Intents, Leftover
 
 T = TypeVar("T")
 
@@ -45,8 +47,11 @@ class Host:
     """The host as one request sees it."""
 
     def __init__(self, hv: Hypervisor, storage: StorageConfig, domain_type: str,
-                 running_elsewhere: Callable[[], Sequence["Device"]] = tuple) -> None:
+                 running_elsewhere: Callable[[], Sequence["Device"]] = tuple,
+                 intents: "Intents | None" = None) -> None:
         self.hv = hv
+        # Where volumes made outside a device plan (clone copies) record their intent; None: not recorded.
+        self.intents = intents
         self.roots = real_roots(storage.roots)
         self.pool = storage.pool
         # A pool the daemon creates itself lives under the first root, so CDROM/RAW rules cover it too.
@@ -66,6 +71,10 @@ class Host:
         return cast(T, self._memo[key])
 
     # -- storage ---------------------------------------------------------------------------------
+    def making(self, leftover: "Leftover") -> AsyncContextManager[None]:
+        """Around the step that makes leftover outside a device plan: its intent recorded (see intents.py)."""
+        return self.intents.making(leftover) if self.intents is not None else contextlib.nullcontext()
+
     async def ensure_pool(self) -> None:
         """Create (dir pool under the first root), start and autostart the configured pool when needed."""
         await self._once("pool", lambda: self.hv.run(pool.ensure_pool, self.pool, self.pool_dir))

@@ -5,7 +5,8 @@ import asyncio
 import errno
 import logging
 import os
-from typing import Any, Awaitable, Callable, Collection, Hashable, Mapping, Sequence, TypeVar
+from typing import (Any, AsyncContextManager, Awaitable, Callable, Collection, Hashable, Mapping, Sequence,
+                    TypeVar)
 
 from lxml import etree
 
@@ -18,6 +19,7 @@ from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import display, layout, nic, rows
 from middlewared.plugins.vm_device.base import Device
 from middlewared.plugins.vm_device.host import Host
+from middlewared.plugins.vm_device.intents import VOLUME, Intents, Leftover, targets_of
 from middlewared.plugins.vm_device.model import HostSnapshot, as_snapshot
 from middlewared.plugins.vm_device.planning import make_plan
 from middlewared.plugins.vm_device.registry import DEVICE_TYPES, Registry
@@ -39,6 +41,14 @@ class DeviceManager:
         self.starting: asyncio.Task[None] | None = None
         # Every write of device rows (vm.device.* and the devices of vm.create/update).
         self.writes = DeviceWrites(self)
+        self._intents: Intents | None = None
+
+    @property
+    def intents(self) -> Intents:
+        """The intent records of volumes and files being made (the database opens after this is made)."""
+        if self._intents is None:
+            self._intents = Intents(self.vms.middleware.db)
+        return self._intents
 
     @property
     def hv(self) -> Hypervisor:
@@ -55,16 +65,24 @@ class DeviceManager:
             # Only PCI and USB checks ask: other requests do not pay for a look at every VM.
             return [device for i, r in stored.items() if i != vm_id and self._running(r) for d in r["devices"]
                     if (device := self.types.typed(d["attributes"])) is not None]
-        return Host(self.hv, self.storage, self.vms.domain_type.value, running)
+        return Host(self.hv, self.storage, self.vms.domain_type.value, running, self.intents)
 
     async def start(self) -> None:
-        """Once libvirt answers: make sure the configured storage pool exists."""
+        """Once libvirt answers: make sure the configured storage pool exists, then remove the volumes and files
+        of writes an earlier life of the daemon never finished."""
         await self.hv.connected.wait()
         host = await self.host()
         try:
             await host.ensure_pool()
         except CallError as e:
             logger.error("storage pool %s: %s", self.storage.pool, e.errmsg)
+        async with self.writes.lock:
+            stored = (await self.vms.stored_vms()).values()
+            owned = targets_of(d["attributes"] for r in stored for d in r["devices"])
+            removed = await self.intents.clean_up(self.hv, owned, self.vms.instance, host.roots)
+        if removed:
+            logger.warning("removed %d volumes and files of writes the daemon never finished: %s",
+                           len(removed), ", ".join(removed))
 
     async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
                    changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,
@@ -151,17 +169,26 @@ class DeviceManager:
         busy = display.Busy(claims.__contains__, listening | display.RESERVED_PORTS | set(also_taken))
         return display.pick_ports(busy, count)
 
+    def _volumes(self, devices: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The storage volumes ("<pool>/<name>") the devices own."""
+        return [v for row in devices if (d := self.types.typed(row["attributes"])) is not None and (v := d.volume())]
+
+    def removing_volumes(self, devices: Sequence[Mapping[str, Any]]) -> AsyncContextManager[None]:
+        """vm.delete with zvols: the volumes' intents around the transaction that deletes the rows (see
+        DeviceSupport.removing_volumes)."""
+        return self.intents.making(*(Leftover(VOLUME, v) for v in self._volumes(devices)))
+
     async def delete_volumes(self, devices: Sequence[Mapping[str, Any]]) -> None:
         """Delete the storage volumes the devices own (failures are logged)."""
         host = await self.host()
-        for row in devices:
-            device = self.types.typed(row["attributes"])
-            volume = device.volume() if device is not None else None
-            if volume:
-                try:
-                    await host.delete_volume(volume)
-                except CallError as e:
-                    logger.warning("cannot delete volume %s: %s", volume, e.errmsg)
+        for volume in self._volumes(devices):
+            try:
+                await host.delete_volume(volume)
+            except CallError as e:
+                logger.warning("cannot delete volume %s: %s", volume, e.errmsg)
+                continue
+            # Its intent (a copy or import no row came to own, a deleted VM's volume) goes with it.
+            await self.intents.forget([volume])
 
     async def prepare_clone(self, vm: Mapping[str, Any], new_name: str, linked: bool) -> list[dict[str, Any]]:
         """Device inputs for a clone, as each type makes them (DISK volumes copied or, linked, overlaid; new MACs,

@@ -14,6 +14,7 @@ from middlewared.errors import CallError
 from middlewared.plugins.vm_device.model import Proposal, Slot
 from middlewared.plugins.vm_device.paths import PathError, confine, reachability_error
 from middlewared.plugins.vm_device.resize import Storage, file_storage
+from middlewared.plugins.vm_device.intents import FILE, Leftover
 from middlewared.plugins.vm_device.resources import CreateFile, GrowFile
 from middlewared.plugins.vm_device.storage import PATH, STORAGE_PROPERTIES, StorageDevice, confined_path
 
@@ -134,6 +135,9 @@ class Raw(StorageDevice):
         if not await asyncio.to_thread(os.path.isfile, self.path):
             return f"{self.path} does not exist"
         return None
+
+    def storage_leftover(self) -> Leftover | None:
+        return Leftover(FILE, self.path)
 
     async def remove_storage(self, host: "Host") -> None:
         try:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from middlewared.plugins.vm.hypervisor import Hypervisor
 from middlewared.plugins.vm_device import pool
+from middlewared.plugins.vm_device.intents import FILE, VOLUME, Intents, Leftover
 from middlewared.plugins.vm_device.paths import create_sparse
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,11 @@ class Action(Protocol):
 
     async def undo(self, hv: Hypervisor) -> None:
         """Revert the change."""
+        ...
+
+    @property
+    def leftover(self) -> Leftover | None:
+        """What apply makes that must go again if the write never commits (an intent is recorded first)."""
         ...
 
 
@@ -45,6 +51,10 @@ class CreateVolume:
     async def undo(self, hv: Hypervisor) -> None:
         await hv.run(pool.delete_volume, self.pool, self.name)
 
+    @property
+    def leftover(self) -> Leftover | None:
+        return Leftover(VOLUME, f"{self.pool}/{self.name}")
+
 
 @dataclass(frozen=True)
 class CreateFile:
@@ -58,6 +68,10 @@ class CreateFile:
 
     async def undo(self, hv: Hypervisor) -> None:
         await asyncio.to_thread(os.unlink, self.path)
+
+    @property
+    def leftover(self) -> Leftover | None:
+        return Leftover(FILE, self.path)
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,10 @@ class GrowFile:
     async def undo(self, hv: Hypervisor) -> None:
         await asyncio.to_thread(os.truncate, self.path, self.old_size)
 
+    @property
+    def leftover(self) -> Leftover | None:
+        return None
+
 
 @dataclass(frozen=True)
 class RemoveFile:
@@ -89,6 +107,10 @@ class RemoveFile:
         # Nothing to put back: such files are made again from the device's data before the next start.
         return None
 
+    @property
+    def leftover(self) -> Leftover | None:
+        return None
+
 
 class Resources:
     """The actions of one plan: applied in order; on failure, those made are undone in reverse."""
@@ -97,21 +119,28 @@ class Resources:
         self.actions = actions
         self._done: list[Action] = []
 
-    async def provision(self, hv: Hypervisor) -> None:
-        """Apply every action; if one fails, undo the others and raise."""
+    async def provision(self, hv: Hypervisor, intents: Intents) -> None:
+        """Apply every action, each leftover's intent recorded before; if one fails, undo the others and raise.
+        The transaction storing the rows that name the leftovers deletes their intents."""
         for action in self.actions:
+            leftover = action.leftover
             try:
-                await action.apply(hv)
+                async with intents.making(leftover) if leftover else contextlib.nullcontext():
+                    await action.apply(hv)
             except BaseException:
-                await self.undo(hv)
+                await self.undo(hv, intents)
                 raise
             self._done.append(action)
 
-    async def undo(self, hv: Hypervisor) -> None:
-        """Undo what provision() made (failures are logged: the request fails anyway)."""
+    async def undo(self, hv: Hypervisor, intents: Intents) -> None:
+        """Undo what provision() made (failures are logged: the request fails anyway, and the intent of what
+        could not be removed stays for the next start)."""
         while self._done:
             action = self._done.pop()
             try:
                 await action.undo(hv)
             except Exception:
                 logger.exception("cannot undo %s", action)
+                continue
+            if action.leftover:
+                await intents.forget([action.leftover.target])

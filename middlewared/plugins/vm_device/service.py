@@ -138,13 +138,18 @@ class VMDeviceService(CRUDService):
         missing = await storage.storage_missing(host) if storage is not None else None
         if missing and not force:
             raise CallError(f"{missing} (delete with force to remove the device anyway)", errno.ENOENT)
-        await self.manager.writes.change(device["vm"], [], [id_], force=force)
-        if storage is not None and not missing:
+        doomed = storage.storage_leftover() if storage is not None and not missing else None
+        # Recorded before the row goes: a kill before the storage follows it removes the storage at the next start.
+        async with self.manager.intents.making(*[doomed] if doomed else []):
+            await self.manager.writes.change(device["vm"], [], [id_], force=force)
+        if storage is not None and doomed is not None:
             try:
                 await storage.remove_storage(host)
             except CallError as e:
                 if not force:
                     raise CallError(f"Device {id_} was deleted, but not its storage: {e.errmsg}", e.errno) from e
+            else:
+                await self.manager.intents.forget([doomed.target])
         self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
         return True
 

@@ -16,7 +16,7 @@ from middlewared.errors import ValidationErrors
 from middlewared.plugins.vm.devices_api import (Commit, DeviceChange, DevicePlan, DeviceRequest, StoredDevices,
                                                 StoreDevices)
 from middlewared.plugins.vm.model import VMRecord
-from middlewared.plugins.vm_device import layout, rows
+from middlewared.plugins.vm_device import intents, layout, rows
 from middlewared.plugins.vm_device.model import as_snapshot
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class DeviceWrites:
         def store(db: sqlite3.Connection, conn: libvirt.virConnect, vm: VMRecord) -> StoredDevices:
             devices, rows_ = rows.store_plan(db, vm.id, current, plan)
             stored[:] = rows_
+            # The rows own the volumes and files they name from this commit on.
+            intents.claim(db, [row["attributes"] for row in rows_])
             if plan.live:
                 dom = conn.lookupByName(vm.domain_name)
                 flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -95,11 +97,11 @@ class DeviceWrites:
 
     async def _provisioned(self, plan: DevicePlan, commit: Callable[[], Awaitable[T]]) -> T:
         """Create the plan's volumes and files, then commit; remove them again if the commit fails."""
-        await plan.resources.provision(self.manager.hv)
+        await plan.resources.provision(self.manager.hv, self.manager.intents)
         try:
             return await commit()
         except BaseException:
-            await plan.resources.undo(self.manager.hv)
+            await plan.resources.undo(self.manager.hv, self.manager.intents)
             raise
 
     def announce(self, before: Sequence[Mapping[str, Any]], stored: Sequence[Mapping[str, Any]],

@@ -17,7 +17,9 @@ export const ACTIONS = [
   { key: "restart", label: "Restart", method: "vm.restart", states: RUNNING, job: true },
   { key: "suspend", label: "Suspend", method: "vm.suspend", states: RUNNING },
   { key: "poweroff", label: "Power off", method: "vm.poweroff", states: LIVE, confirm: "poweroff" },
-  { key: "clone", label: "Clone", method: "vm.clone", states: null, confirm: "clone", args: (id, o) => [id, o.name || null] },
+  // vm.clone(id, name) as TrueNAS clients send it; a template's linked clone adds the options argument.
+  { key: "clone", label: "Clone", method: "vm.clone", states: null, confirm: "clone",
+    args: (id, o) => (o.linked ? [id, o.name || null, { linked: true }] : [id, o.name || null]) },
   { key: "delete", label: "Delete", method: "vm.delete", states: null, confirm: "delete",
     args: (id, o) => [id, { zvols: !!o.zvols, force: !!o.force }] },
 ];
@@ -27,6 +29,7 @@ export const byKey = Object.fromEntries(ACTIONS.map((a) => [a.key, a]));
 export function blocked(action, vm) {
   if (!can("VM_WRITE", vm.id)) return "Needs the VM_WRITE role on this VM";
   const state = vm.status?.state;
+  if (action.key === "start" && vm.template) return "A template cannot be started: clone it";
   if (action.states && !action.states.includes(state)) return `Not while ${String(state).toLowerCase()}`;
   return null;
 }
@@ -79,7 +82,9 @@ export function Confirm({ action, vms, onDone }) {
       ${action.confirm === "stop" && html`<p>An ACPI shutdown is sent; the guest has its shutdown timeout to stop.</p>
         <${Field} spec=${{ name: "force", type: "checkbox", label: "Power off if it has not stopped after the timeout" }} value=${o.force} set=${set("force")} />`}
       ${action.confirm === "poweroff" && html`<p>The guest is stopped at once, like pulling its power cord: unsaved data is lost.</p>`}
-      ${action.confirm === "clone" && html`<${Field} spec=${{ name: "name", label: "Name of the clone", help: "Empty: the name with _clone and a number." }} value=${o.name} set=${set("name")} />`}
+      ${action.confirm === "clone" && html`<${Field} spec=${{ name: "name", label: "Name of the clone", help: "Empty: the name with _clone and a number." }} value=${o.name} set=${set("name")} />
+        ${single && vms[0].template && html`<${Field} spec=${{ name: "linked", type: "checkbox", label: "Linked clone",
+          help: "Its disks are overlays on the template's (made at once, holding only what the clone writes); the template cannot be deleted while it has linked clones." }} value=${o.linked} set=${set("linked")} />`}`}
       ${action.confirm === "delete" && html`<p>Deleting <strong>${names}</strong> cannot be undone.</p>
         <${Field} spec=${{ name: "zvols", type: "checkbox", label: "Also delete their disk volumes" }} value=${o.zvols} set=${set("zvols")} />
         <${Field} spec=${{ name: "force", type: "checkbox", label: "Power off running VMs first" }} value=${o.force} set=${set("force")} />

@@ -40,6 +40,29 @@ function specs(c) {
   ];
 }
 
+// Convert to a template (Proxmox's qm template) and back: vm.update's template flag, with what it means.
+function Template({ vm }) {
+  const [busy, setBusy] = useState(false);
+  const why = !can("VM_WRITE", vm.id) ? "Needs the VM_WRITE role on this VM"
+    : vm.status?.state !== "STOPPED" ? "Stop the VM first" : null;
+  const set = async (template) => {
+    setBusy(true);
+    try {
+      await client.call("vm.update", [vm.id, { template }]);
+      toast(template ? `${vm.name} is a template` : `${vm.name} is a regular VM again`, "ok");
+    } catch (err) {
+      toast(`${vm.name}: ${err.message}`, "error", 10000);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<section class="card settings" aria-label="Template"><h2>Template</h2>
+    <p class="muted">${vm.template ? "This VM is a template: it cannot be started, and its disks are the read-only bases of its linked clones. Clone it to use it."
+      : "A template cannot be started: it is cloned, fully or as linked clones whose disks are overlays on its own (read-only from then on)."}</p>
+    <div class="actions">${vm.template ? html`<${Button} why=${why} busy=${busy} onClick=${() => set(false)}>Make a regular VM again<//>`
+      : html`<${Button} why=${why} busy=${busy} onClick=${() => set(true)}>Convert to template<//>`}</div></section>`;
+}
+
 export function Settings({ vm }) {
   const [data, setData] = useState(() => ({ ...vm }));
   const [errors, setErrors] = useState({});
@@ -80,5 +103,6 @@ export function Settings({ vm }) {
       <button type="button" class="btn" disabled=${!changed.length} onClick=${() => { setData({ ...vm }); setErrors({}); }}>Revert</button>
       <${Button} kind="primary" type="submit" why=${why || (changed.length ? null : "Nothing changed")} busy=${busy}>Save<//>
     </div>
-  </form>`;
+  </form>
+  <${Template} vm=${vm} />`;
 }

@@ -82,6 +82,8 @@ async def test_linked_clone_of_a_template(unix_rpc: Rpc, daemon: Daemon, media: 
             assert e.errno == 16 and clone["name"] in e.reason, e.error
             assert await expect_invalid(unix_rpc, "vm.update", vm["id"], {"template": False}) == [
                 ("vm_update.template", 16)]
+            e = await expect_call_error(unix_rpc, "vm.device.delete", by_dtype(vm, "DISK")[0]["id"], {"zvol": True})
+            assert e.errno == 16 and clone["name"] in e.reason and os.path.exists(base), e.error
             full = await unix_rpc.call("vm.clone", vm["id"])
             try:
                 assert full["cloned_from"] == vm["id"] and not full["linked_clone"] and not full["template"]

@@ -201,16 +201,19 @@ async def test_import_disk(home: Path, lv: libvirt.virConnect) -> None:
         await killed_then_retried(home, lv, daemon, daemon.storage / daemon.pool / "{name}", call, never)
 
 
-async def test_clone_copies(home: Path, lv: libvirt.virConnect) -> None:
+@pytest.mark.parametrize("linked", [False, True], ids=["copy", "linked overlay"])
+async def test_clone_copies(home: Path, lv: libvirt.virConnect, linked: bool) -> None:
     async with crash_site(home, lv) as daemon:
         source = unique("src")
         async with connect(daemon) as rpc:
-            vm = await rpc.call("vm.create", {"name": source, "memory": 64, "autostart": False, "devices": [
-                {"attributes": {"dtype": "DISK", "create_zvol": True, "zvol_name": f"{daemon.pool}/{source}",
-                                "zvol_volsize": GIB}}]})
+            # A linked clone's overlays are made from a template's volumes.
+            vm = await rpc.call("vm.create", {"name": source, "memory": 64, "autostart": False, "template": linked,
+                                              "devices": [{"attributes": {
+                                                  "dtype": "DISK", "create_zvol": True,
+                                                  "zvol_name": f"{daemon.pool}/{source}", "zvol_volsize": GIB}}]})
 
         def call(name: str) -> tuple[str, list[Any]]:
-            return "vm.clone", [vm["id"], name]
+            return "vm.clone", [vm["id"], name, {"linked": linked}]
         await killed_then_retried(home, lv, daemon, daemon.storage / daemon.pool / f"{source}_{{name}}", call,
                                   vm_named)
 

@@ -12,6 +12,7 @@ from middlewared.plugins.vm.devices_api import DeviceChange
 from middlewared.plugins.vm.model import VMState
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.service import VMService
+from middlewared.plugins.vm.template import in_use
 from middlewared.plugins.vm_device import choices, data_api
 from middlewared.plugins.vm_device import schemas as S
 from middlewared.plugins.vm_device.manager import DeviceManager
@@ -74,7 +75,8 @@ class VMDeviceService(CRUDService):
 
     @api_method(params=CRUD.delete, result=CRUD.deleted, roles=CRUD.write)
     async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
-        """Remove a device (from a running VM only with force), and with zvol or raw_file its volume or file."""
+        """Remove a device (from a running VM only with force), and with zvol or raw_file its volume or file (not
+        the volume of a template that has linked clones: their overlays need it)."""
         return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
@@ -131,6 +133,9 @@ class VMDeviceService(CRUDService):
                 raise CallError(refusal, errno.EINVAL)
         storage = typed if typed is not None and typed.delete_option and options[typed.delete_option] else None
         vm = await self.vms.get_instance(device["vm"])
+        clones = self.vms.linked_clone_names(vm["id"]) if storage is not None else []
+        if clones:
+            raise in_use(vm, clones)
         if storage is not None and vm["status"]["state"] != VMState.STOPPED:
             raise CallError(f"VM {vm['name']} is running and uses this storage: stop it before deleting it",
                             errno.EBUSY)

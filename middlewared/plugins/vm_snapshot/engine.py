@@ -168,6 +168,8 @@ class QcowInternalEngine:
         out.vm_state = "SUSPENDED" if was_paused else "RUNNING"
         with out.step("block nodes found"):
             nodes = _nodes(dom, target.disks)
+        # Prepared before the guest is held, which then lasts only as long as QEMU's own work.
+        memory_xml = self._memory_snapshot_xml(dom, target) if memory else None
         began = time.monotonic()
         # A guest whose memory is saved must not run on meanwhile: only a disk-only snapshot may freeze instead.
         frozen = not memory and not was_paused and self._freeze(dom, out)
@@ -181,9 +183,9 @@ class QcowInternalEngine:
                         {"type": "blockdev-snapshot-internal-sync", "data": {"device": node, "name": target.tag}}
                         for node in nodes.values()]})
             self._copy_nvram(target, out)
-            if memory:
+            if memory_xml is not None:
                 with out.step("RAM saved"):
-                    self._save_memory(dom, target)
+                    dom.snapshotCreateXML(memory_xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
         except BaseException:
             for node in nodes.values():
                 with contextlib.suppress(CallError, libvirt.libvirtError):
@@ -212,7 +214,7 @@ class QcowInternalEngine:
         return True
 
     @staticmethod
-    def _save_memory(dom: libvirt.virDomain, target: Target) -> None:
+    def _memory_snapshot_xml(dom: libvirt.virDomain, target: Target) -> str:
         # An external memory snapshot with every disk left out: QEMU migrates RAM and device state to a file
         # that virDomainRestore reads back. Taken after the disk snapshot, because the migration leaves the
         # block devices inactive until the guest resumes.
@@ -221,8 +223,7 @@ class QcowInternalEngine:
         disks = etree.SubElement(snap, "disks")
         for disk in etree.fromstring(dom.XMLDesc(0)).iterfind("devices/disk/target"):
             etree.SubElement(disks, "disk", name=str(disk.get("dev")), snapshot="no")
-        dom.snapshotCreateXML(etree.tostring(snap, encoding="unicode"),
-                              libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
+        return etree.tostring(snap, encoding="unicode")
 
     @staticmethod
     def _copy_nvram(target: Target, out: Outcome) -> None:

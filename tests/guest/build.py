@@ -43,8 +43,9 @@ CMDLINE = "console=ttyS0,115200n8 quiet"
 # nec-xhci and qemu-xhci, which USB disks (usb_storage) are plugged into.
 MODULES = ("button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "e1000", "e1000e", "sd_mod", "sr_mod",
            "isofs", "usb_storage", "ahci", "xhci_pci")
-# Module parameters by module name. usb-storage would wait a second (delay_use) before scanning each new
-# device, and the guest's boot waits for its USB disks.
+# Module parameters by module name, given to insmod (which, unlike modprobe, reads none from the kernel
+# command line). usb-storage would wait a second (delay_use) before scanning each new device, and the guest's
+# boot waits for its USB disks.
 MODULE_OPTIONS = {"usb_storage": "delay_use=0"}
 VOLUME_ID = "MWGUEST"
 

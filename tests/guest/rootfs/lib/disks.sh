@@ -14,7 +14,7 @@ disk_bus() {
 usb_device() {
     local dir
     dir=$(readlink -f "$1")
-    while [ "${#dir}" -gt 4 ]; do
+    while [ "${#dir}" -gt 4 ]; do   # up to /sys
         [ -r "$dir/idVendor" ] && { echo "$dir"; return 0; }
         dir=${dir%/*}
     done

@@ -66,6 +66,10 @@ class AuthConfig:
     rate_limit_period: int = 60
     # Seconds added before answering a failed login; it grows with recent failures from the same address.
     failed_login_delay: float = 1.0
+    # Failed logins within ten minutes after which logins are refused (EBUSY) from that address only: as one user
+    # name, and as any name at all.
+    failed_logins_per_user: int = 10
+    failed_logins_per_address: int = 30
     # PBKDF2-SHA512 iterations of new API keys (SCRAM clients accept 50000..5000000; TrueNAS uses 500000).
     api_key_iterations: int = 500000
     # Audit records kept; older ones are deleted.

@@ -19,6 +19,7 @@ FAST = """
 api_key_iterations = 50000
 failed_login_delay = 0.0
 rate_limit_calls = 100000
+failed_logins_per_address = 100000
 """
 
 
@@ -33,9 +34,13 @@ def auth_daemon(libvirtd: str) -> Iterator[Daemon]:
 
 
 @asynccontextmanager
-async def connect(url: str, socket: str | None = None, **headers: str) -> AsyncIterator[Rpc]:
-    """A raw JSON-RPC connection (TCP, or the unix socket when socket is given)."""
-    connector = aiohttp.UnixConnector(path=socket) if socket else None
+async def connect(url: str, socket: str | None = None, source: str | None = None, **headers: str
+                  ) -> AsyncIterator[Rpc]:
+    """A raw JSON-RPC connection (TCP, from the loopback address `source` if given; or the unix socket when socket
+    is given)."""
+    connector: aiohttp.BaseConnector | None = aiohttp.UnixConnector(path=socket) if socket else None
+    if source:
+        connector = aiohttp.TCPConnector(local_addr=(source, 0))
     async with aiohttp.ClientSession(connector=connector) as s:
         rpc = Rpc(await s.ws_connect("ws://localhost/api/current" if socket else url, max_msg_size=0,
                                      headers=headers or None))

@@ -5,7 +5,9 @@ import asyncio
 import base64
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,7 @@ import pytest
 from midclt import AsyncClient
 from midclt.scram import scram_login
 from tests.integration.test_auth_daemon import as_root, auth_daemon, connect, error_of, logged_in, make_user
-from tests.support import Daemon
+from tests.support import Daemon, cleanup_libvirt, start_daemon, stop_daemon, unique
 
 __all__ = ["auth_daemon"]
 
@@ -297,8 +299,9 @@ async def test_tracebacks_only_for_full_admins(auth_daemon: Daemon) -> None:
         assert "Traceback" in (await failed_job(root))["exception"]
 
 
-async def test_failed_logins_lock_the_user_name(auth_daemon: Daemon) -> None:
-    """Ten failures within ten minutes, from any address and by any mechanism, stop that name's logins."""
+async def test_failed_logins_lock_the_user_name_out_of_that_address_only(auth_daemon: Daemon) -> None:
+    """Ten failures as one name from one address within ten minutes, by any mechanism, stop that name's logins from
+    that address, even with the right password; the user still logs in from another address."""
     username, password, _ = await make_user(auth_daemon, ["VM_READ"])
     key = await make_key(auth_daemon, username)
     async with connect(auth_daemon.url) as rpc:
@@ -310,5 +313,31 @@ async def test_failed_logins_lock_the_user_name(auth_daemon: Daemon) -> None:
                                                         "api_key": f"{key['id']}-{'x' * 64}"}) == \
                     {"response_type": "AUTH_ERR"}
         locked = await error_of(rpc, "auth.login", username, password)
-        assert locked.errno == 16 and "Too many failed logins" in locked.reason
+        assert locked.errno == 16 and "Too many failed logins for this user from this address" in locked.reason
         assert await rpc.call("auth.login", "root", "wrong-password") is False  # other names are not locked
+    async with connect(auth_daemon.url, source="127.0.0.2") as elsewhere:
+        assert await elsewhere.call("auth.login", username, password) is True
+
+
+async def test_failures_over_many_names_lock_the_address_out(libvirtd: str) -> None:
+    """The per-address limit counts failures as any user name; other addresses and root on the unix socket are
+    not concerned."""
+    with tempfile.TemporaryDirectory(prefix="mwauth-") as tmp:
+        d = start_daemon(Path(tmp), pool=unique("mwauth"), extra="[auth]\nfailed_login_delay = 0.0\n"
+                         "rate_limit_calls = 100000\nfailed_logins_per_address = 5\n")
+        try:
+            username, password, _ = await make_user(d, ["VM_READ"])
+            async with connect(d.url) as rpc:
+                for n in range(5):
+                    assert await rpc.call("auth.login", unique(f"guess{n}"), "wrong-password") is False
+                refused = await error_of(rpc, "auth.login", username, password)
+                assert refused.errno == 16 and "Too many failed logins from this address" in refused.reason
+                refused = await error_of(rpc, "auth.login_ex", {"mechanism": "TOKEN_PLAIN", "token": "x"})
+                assert refused.errno == 16
+            async with connect(d.url, source="127.0.0.2") as elsewhere:
+                assert await elsewhere.call("auth.login", username, password) is True
+            async with as_root(d) as root:
+                assert (await root.call("auth.me"))["pw_name"] == "root"
+        finally:
+            stop_daemon(d)
+            cleanup_libvirt(d.pool)

@@ -8,6 +8,8 @@ from typing import Iterator
 import aiohttp
 import pytest
 
+from tests.integration.test_auth_daemon import connect as connect_tcp
+from tests.integration.test_auth_daemon import error_of
 from tests.integration.velocity_support import (ROOT_PASSWORD, Client, as_root, new_user, private_daemon, rest,
                                                 velocity_daemon)
 from tests.support import Daemon, connect, unique
@@ -133,15 +135,23 @@ async def test_unknown_paths_answer_json_not_html(velocity_daemon: Daemon) -> No
             assert answer.status == 404 and answer.headers["Content-Type"].startswith("application/json")
 
 
-async def test_failed_logins_lock_the_name_as_over_json_rpc(velocity_daemon: Daemon) -> None:
+async def test_failed_logins_lock_the_name_out_of_that_address_as_over_json_rpc(velocity_daemon: Daemon) -> None:
+    """JSON-RPC and REST failures count together; the name is refused from that address only."""
     async with as_root(velocity_daemon) as root:
-        uid, _ = await new_user(root)
-        name = (await root.ok("POST", "/u/user", {"uid": uid}))["name"]
+        name, password = unique("vu"), unique("pw-")
+        await root.ok("PUT", "/u/user", {"name": name, "password": password})
         anonymous = root.as_key(None)
-        for _ in range(10):
-            assert (await anonymous("POST", "/u/auth", {"username": name, "password": "wrong"})).code == 1100
-        locked = await anonymous("POST", "/u/auth", {"username": name, "password": "whatever"})
-        assert (locked.status, locked.code) == (403, 1101)
+        async with connect_tcp(velocity_daemon.url) as rpc:
+            for _ in range(5):
+                assert await rpc.call("auth.login", name, "wrong") is False
+            for _ in range(5):
+                assert (await anonymous("POST", "/u/auth", {"username": name, "password": "wrong"})).code == 1100
+            locked = await anonymous("POST", "/u/auth", {"username": name, "password": password})
+            assert (locked.status, locked.code) == (403, 1101)
+            assert "from this address" in locked.body["message"]
+            assert (await error_of(rpc, "auth.login", name, password)).errno == 16
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as session:
+            await Client(session, velocity_daemon).login(name, password)
 
 
 async def test_browsers_on_other_origins_may_call(velocity_daemon: Daemon) -> None:

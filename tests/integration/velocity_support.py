@@ -34,6 +34,7 @@ def velocity_config(tmp: Path, network: str | None = None) -> str:
 api_key_iterations = 50000
 failed_login_delay = 0.0
 rate_limit_calls = 100000
+failed_logins_per_address = 100000
 
 [velocity]
 authkey_lifetime = 60

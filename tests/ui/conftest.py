@@ -25,6 +25,7 @@ FAST = """
 api_key_iterations = 50000
 failed_login_delay = 0.0
 rate_limit_calls = 100000
+failed_logins_per_address = 100000
 """
 
 pytestmark = pytest.mark.timeout(300)

@@ -6,7 +6,8 @@ import errno
 import pytest
 
 from middlewared.errors import CallError
-from middlewared.plugins.auth.limits import FAILURE_MEMORY, USER_FAILURE_LIMIT, FailureThrottle, RateLimiter
+from middlewared.plugins.auth.limits import (ADDRESS_FAILURE_LIMIT, FAILURE_MEMORY, PAIR_FAILURE_LIMIT, FailureThrottle,
+                                            RateLimiter)
 from middlewared.plugins.auth.passwords import hash_password, verify_password
 
 
@@ -60,13 +61,40 @@ def test_failure_delay_grows_per_address() -> None:
     assert FailureThrottle(0.0).delay("a") == 0.0
 
 
-def test_failures_per_user_name_from_many_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failures_as_one_name_refuse_that_address_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacker failing as root locks only themselves out: root logs in from anywhere else."""
     clock = Clock(monkeypatch)
     throttle = FailureThrottle(1.0)
-    for n in range(USER_FAILURE_LIMIT - 1):
-        throttle.delay(f"10.0.0.{n}", "root")
-    assert not throttle.locked("root")
-    assert throttle.delay("10.0.1.1", "root") >= 1.0 * (1 + 0.5 * 8)  # the name's failures slow it down too
-    assert throttle.locked("root") and not throttle.locked("alice") and not throttle.locked(None)
+    for _ in range(PAIR_FAILURE_LIMIT - 1):
+        throttle.delay("10.0.0.66", "root")
+    assert throttle.refusal("10.0.0.66", "root") is None
+    throttle.delay("10.0.0.66", "root")
+    assert throttle.refusal("10.0.0.66", "root") == \
+        "Too many failed logins for this user from this address; try again later"
+    assert throttle.refusal("10.0.0.1", "root") is None  # the administrator's own address
+    assert throttle.refusal("10.0.0.66", "alice") is None and throttle.refusal("10.0.0.66", None) is None
     clock.now += FAILURE_MEMORY + 1
-    assert not throttle.locked("root")
+    assert throttle.refusal("10.0.0.66", "root") is None
+
+
+def test_failures_over_many_names_refuse_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-address limit holds however the guesses are spread over user names (and for none)."""
+    clock = Clock(monkeypatch)
+    throttle = FailureThrottle(1.0)
+    for n in range(ADDRESS_FAILURE_LIMIT):
+        assert throttle.refusal("10.0.0.66", f"user{n}") is None
+        throttle.delay("10.0.0.66", f"user{n}")
+    for name in ("root", "someone-new", None):
+        assert throttle.refusal("10.0.0.66", name) == "Too many failed logins from this address; try again later"
+    assert throttle.refusal("10.0.0.1", "user0") is None
+    clock.now += FAILURE_MEMORY + 1
+    assert throttle.refusal("10.0.0.66", "root") is None
+
+
+def test_failures_as_one_name_from_many_addresses_slow_it_down() -> None:
+    """Guesses spread over addresses refuse nobody, but each failure of that name waits longer."""
+    throttle = FailureThrottle(1.0)
+    for n in range(3 * PAIR_FAILURE_LIMIT):
+        throttle.delay(f"10.0.{n}.1", "root")
+    assert throttle.refusal("10.0.99.1", "root") is None
+    assert throttle.delay("10.0.99.1", "root") >= 1.0 * (1 + 0.5 * 8)

@@ -1,5 +1,6 @@
 """Limits on what unauthenticated clients may try: calls per address, and failed logins per address and per
-user name (so that guesses spread over many addresses are limited too)."""
+(user name, address) pair. Refusals fall on the address that failed, never on a user name everywhere: otherwise
+anyone could lock the administrator out by failing as them (the way fail2ban guards Proxmox and sshd)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,8 @@ from collections import deque
 from middlewared.errors import CallError
 
 FAILURE_MEMORY = 600.0  # seconds a failed login keeps counting against its address and its user name
-USER_FAILURE_LIMIT = 10  # failed logins of one user name within FAILURE_MEMORY before its logins are refused
+PAIR_FAILURE_LIMIT = 10  # failed logins as one user name from one address before that address may not log in as it
+ADDRESS_FAILURE_LIMIT = 30  # failed logins from one address (any user names) before it may not log in at all
 MAX_TRACKED = 10000      # keys remembered before stale ones are forgotten
 
 
@@ -91,18 +93,27 @@ class FailureLog:
 
 
 class FailureThrottle:
-    """Failed logins: a delay of 1-2 base delays growing with recent failures of the address or the user
-    name, and no logins at all for a user name with USER_FAILURE_LIMIT recent failures."""
+    """Failed logins: each one answered after 1-2 base delays, growing with the recent failures of its address or
+    of its user name (from anywhere); logins from an address are refused, even with the right secret, once it has
+    ADDRESS_FAILURE_LIMIT recent failures, and as a user name once that name has PAIR_FAILURE_LIMIT from it. The
+    same user logs in from any other address meanwhile."""
 
-    def __init__(self, base: float, user_limit: int = USER_FAILURE_LIMIT) -> None:
+    def __init__(self, base: float, pair_limit: int = PAIR_FAILURE_LIMIT,
+                 address_limit: int = ADDRESS_FAILURE_LIMIT) -> None:
         self.base = base
-        self.user_limit = user_limit
+        self.pair_limit = pair_limit
+        self.address_limit = address_limit
         self.addresses = FailureLog()
+        self.pairs = FailureLog()
         self.users = FailureLog()
 
-    def locked(self, username: str | None) -> bool:
-        """Whether logins of this user name are refused for now (its recent failures reached the limit)."""
-        return username is not None and self.users.recent(username) >= self.user_limit
+    def refusal(self, address: str, username: str | None) -> str | None:
+        """Why a login from address as username is refused for now (None: it may try)."""
+        if self.addresses.recent(address) >= self.address_limit:
+            return "Too many failed logins from this address; try again later"
+        if username is not None and self.pairs.recent(_pair(address, username)) >= self.pair_limit:
+            return "Too many failed logins for this user from this address; try again later"
+        return None
 
     def delay(self, address: str, username: str | None = None) -> float:
         """The pause for one more failure from address for username (recorded by this call)."""
@@ -111,8 +122,14 @@ class FailureThrottle:
         if username is not None:
             previous = max(previous, self.users.recent(username))
             self.users.record(username)
+            self.pairs.record(_pair(address, username))
         return self.base * random.uniform(1.0, 2.0) * (1 + 0.5 * min(previous, 8))
 
     async def failed(self, address: str, username: str | None = None) -> None:
         """Sleep the delay of one more failure from address for username."""
         await asyncio.sleep(self.delay(address, username))
+
+
+def _pair(address: str, username: str) -> str:
+    # NUL occurs in neither an address nor a user name.
+    return f"{address}\0{username}"

@@ -113,7 +113,8 @@ class ScopePolicy:
         self.index = ScopeIndex()
         auth = middleware.config.auth
         self.limiter = RateLimiter(auth.rate_limit_calls, auth.rate_limit_period)
-        self.failures = FailureThrottle(auth.failed_login_delay)
+        self.failures = FailureThrottle(auth.failed_login_delay, auth.failed_logins_per_user,
+                                        auth.failed_logins_per_address)
 
     async def allows(self, method: "Method", credentials: Credentials, params: Sequence[Any]) -> bool:
         """Scoped roles allow a call on VMs they cover; without a VM argument, only reading calls."""

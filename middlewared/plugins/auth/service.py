@@ -69,11 +69,12 @@ class AuthService(Service):
         """Start the session (or slow down and record the failure) and build the answer."""
         audit = self.middleware.audit_log
         failures = policy(self.middleware).failures
-        if failures.locked(outcome.username):
-            # Even the right secret: guesses spread over many addresses must not go on for this name.
+        refusal = failures.refusal(conn.address, outcome.username)
+        if refusal is not None:
+            # Even the right secret: guessing from this address stops; other addresses are not concerned.
             if audit is not None:
                 audit.record("AUTHENTICATION", AuditSource.of(conn, outcome.username), mechanism, [], "LOCKED")
-            raise CallError("Too many failed logins for this user; try again later", errno.EBUSY)
+            raise CallError(refusal, errno.EBUSY)
         if outcome.credentials is None:
             if audit is not None:
                 audit.record("AUTHENTICATION", AuditSource.of(conn, outcome.username), mechanism, [],

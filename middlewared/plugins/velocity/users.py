@@ -28,12 +28,12 @@ async def _issue(call: Call, row: dict[str, Any], session: str | None = None) ->
 async def auth_post(call: Call) -> dict[str, Any]:
     username = call.body.get("username", call.body.get("name", ""))
     call.actor = username
-    failures = policy(call.middleware).failures
-    if failures.locked(username):  # the JSON-RPC logins' rule: guesses spread over addresses stop too
+    failures, address = policy(call.middleware).failures, call.request.remote or "unknown"
+    if failures.refusal(address, username) is not None:  # the JSON-RPC logins' rule and counts
         raise call.error(1101)
     outcome = await check_password(call.middleware, username, call.body["password"])
     if outcome.credentials is None or outcome.credentials.user_id is None:
-        await failures.failed(call.request.remote or "unknown", username)
+        await failures.failed(address, username)
         raise call.error(1100)
     row = await accounts.user_row(call.middleware, outcome.credentials.user_id)
     assert row is not None
@@ -195,7 +195,7 @@ ENDPOINTS = [
                  "password": S.string("Password.")}, ("password",)),
                  "anyOf": [{"required": ["username"]}, {"required": ["name"]}]},
              response=AUTH_RESULT, errors=(Err(403, 1100, "Unknown user or wrong password"),
-                                           Err(403, 1101, "Too many failed logins for this user; try again later")),
+                                           Err(403, 1101, "Too many failed logins from this address; try again later")),
              public=True, audit="AUTHENTICATION"),
     Endpoint("PATCH", "/u/auth", "Refresh an authkey: the old one ends, a new one is returned.", auth_patch,
              request=S.request("The key, in the body or as a Bearer token.", {}), response=AUTH_RESULT,

@@ -74,10 +74,15 @@ def page(browser: Any, ui_daemon: Daemon) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # The page loads nothing from elsewhere (no CDN, no web fonts): every request goes to the daemon.
+    outside: list[str] = []
+    pg.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{ui_daemon.port}/", "data:", "blob:"))
+          else outside.append(r.url))
     pg.set_default_timeout(20000)
     yield pg
     context.close()
     assert not errors, errors
+    assert not outside, outside
 
 
 def login(page: Any, username: str = "root", password: str = ROOT_PASSWORD) -> None:

@@ -1,6 +1,6 @@
 """Points of the web UI the other browser tests leave out: every VM tab at a phone's width, what the first
 load transfers, sorting, the per-row menu, changing CD-ROM media while running, reverting a snapshot, saving
-settings, the QEMU log download."""
+settings, the QEMU log download, the wizard's host limits, a grant made in the administration pages."""
 from __future__ import annotations
 
 import re
@@ -158,3 +158,62 @@ def test_settings_saved_and_qemu_log_downloaded(page: Any, ui_daemon: Daemon) ->
     path = download.value.path()
     assert download.value.suggested_filename == f"{vm['name']}-qemu.log"
     assert b"qemu-system" in open(path, "rb").read() or b"QEMU" in open(path, "rb").read()
+
+
+def test_wizard_shows_the_host_limits(page: Any, ui_daemon: Daemon) -> None:
+    with root(ui_daemon) as c:
+        maximum = c.call("vm.maximum_supported_vcpus")
+    login(page)
+    page.goto("/ui/vms/new")
+    page.get_by_role("textbox", name="Name", exact=True).fill(unique("lim"))
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text(f"this host supports up to {maximum}.").wait_for()
+    page.get_by_text(re.compile(r"Available on the host now: [\d.]+ [KMGT]iB")).wait_for()
+
+
+def dialog_save(page: Any) -> None:
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    page.get_by_role("dialog").wait_for(state="detached")
+
+
+def test_administration_grants_a_user_one_vm_group(page: Any, browser: Any, ui_daemon: Daemon) -> None:
+    mine, other = make_vm(ui_daemon), make_vm(ui_daemon)
+    username, password, group = unique("adm"), unique("pw-"), unique("vmg")
+    login(page)
+    admin = page.get_by_role("navigation", name="Administration sections")
+    page.get_by_role("link", name="Administration").click()
+    admin.get_by_role("link", name="Users", exact=True).click()
+    page.get_by_role("button", name="Add").click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    dialog_save(page)
+    page.get_by_role("cell", name=username, exact=True).wait_for()
+    admin.get_by_role("link", name="VM groups", exact=True).click()
+    page.get_by_role("button", name="Add").click()
+    page.get_by_label("Name", exact=True).fill(group)
+    page.get_by_label("VMs").select_option(label=mine["name"])
+    dialog_save(page)
+    page.get_by_role("cell", name=group, exact=True).wait_for()
+    admin.get_by_role("link", name="Grants", exact=True).click()
+    page.get_by_role("button", name="Add").click()
+    page.get_by_label("Role").select_option("VM_WRITE")
+    page.get_by_label("User", exact=True).select_option(label=username)
+    page.get_by_label("On VM group (and below)").select_option(label=group)
+    dialog_save(page)
+    grant = page.get_by_role("row").filter(has_text=username)
+    grant.wait_for()
+    assert axe_violations(page) == []
+    shot(page, "admin-grant-created")
+    # The new user sees and may start only the VM of that group.
+    context = browser.new_context(bypass_csp=True, base_url=f"http://127.0.0.1:{ui_daemon.port}")
+    theirs = context.new_page()
+    login(theirs, username, password)
+    row(theirs, mine["name"]).get_by_role("button", name=f"Start {mine['name']}").wait_for()
+    assert row(theirs, other["name"]).count() == 0
+    context.close()
+    grant.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    grant.wait_for(state="detached")
+    with root(ui_daemon) as c:
+        user = c.call("user.query", [["username", "=", username]], {"get": True})
+        assert c.call("acl.query", [["user", "=", user["id"]]]) == []

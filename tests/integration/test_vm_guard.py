@@ -50,7 +50,7 @@ async def test_start_during_a_revert_waits_then_succeeds(unix_rpc: Rpc, daemon: 
             await unix_rpc.call("vm.poweroff", vm_id)
 
 
-async def test_snapshot_create_waits_for_an_update_and_sees_its_devices(unix_rpc: Rpc, daemon: Daemon) -> None:
+async def test_snapshot_create_then_a_resize_and_an_update_wait_in_turn(unix_rpc: Rpc, daemon: Daemon) -> None:
     disk = {"dtype": "DISK", "create_zvol": True, "zvol_name": f"{daemon.pool}/{unique('guard')}",
             "zvol_volsize": 1 << 20, "type": "VIRTIO"}
     async with vm_with(unix_rpc, disk) as vm:
@@ -60,6 +60,10 @@ async def test_snapshot_create_waits_for_an_update_and_sees_its_devices(unix_rpc
         # Both wait for the stop; the snapshot, queued first, runs first, then the update.
         snapshot_id = await unix_rpc.call("vm.snapshot.create", {"vm": vm["id"], "name": "q"})
         await asyncio.sleep(0.5)
+        # A device write waits for the snapshot too (the snapshot recorded the disk as it was).
+        disk_id = next(d["id"] for d in vm["devices"] if d["attributes"]["dtype"] == "DISK")
+        await unix_rpc.call("vm.device.resize", disk_id, {"size": 2 << 20}, timeout=60)
+        assert (await job_entry(unix_rpc, snapshot_id))["state"] == "SUCCESS"
         updated = await unix_rpc.call("vm.update", vm["id"], {"description": "after"}, timeout=60)
         snapshot = await job_entry(unix_rpc, snapshot_id)
         assert snapshot["state"] == "SUCCESS" and snapshot["result"]["vm_state"] == "STOPPED", snapshot

@@ -1,7 +1,7 @@
 """Per-VM ordering of the operations that must not interleave on one VM.
 
-Starting, stopping and cloning a VM may overlap one another (a power-off must not wait for a graceful stop
-that hangs), so they hold a VM's guard shared. A snapshot create, revert or delete, an update and a delete hold
+Starting, stopping and cloning a VM, and writing or copying its devices (vm.device.*), may overlap one another
+(a power-off must not wait for a graceful stop that hangs), so they hold a VM's guard shared. A snapshot create, revert or delete, an update and a delete hold
 it alone: a start issued while a revert rewrites the disks waits for the revert, then runs, instead of failing
 on QEMU's image lock halfway through. Waiters queue in order: once an exclusive holder waits, later shared
 callers queue behind it, so a stream of starts cannot starve a snapshot.

@@ -9,6 +9,7 @@ from middlewared.crud import CRUDService, crud_schemas
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
 from middlewared.job import Job
 from middlewared.plugins.vm.devices_api import DeviceChange
+from middlewared.plugins.vm.guard import VMGuard
 from middlewared.plugins.vm.model import VMState
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm.service import VMService
@@ -65,19 +66,22 @@ class VMDeviceService(CRUDService):
     async def create(self, data: dict[str, Any]) -> dict[str, Any]:
         """Add a device to a VM: validated against the host and the VM's other devices, its volume or file created if
         asked, stored, and the VM's domain redefined (a running VM takes new devices only once stopped)."""
-        return await super().create(data)
+        async with self.vms.guard(data["vm"]).shared():
+            return await super().create(data)
 
     @api_method(params=CRUD.update, result=CRUD.entry, roles=CRUD.write)
     async def update(self, id_: int, data: dict[str, Any]) -> dict[str, Any]:
         """Change a device's attributes (merged over the stored ones) or order; a running VM takes only changes
         libvirt can make live (CDROM media)."""
-        return await super().update(id_, data)
+        async with (await self._guard(id_)).shared():
+            return await super().update(id_, data)
 
     @api_method(params=CRUD.delete, result=CRUD.deleted, roles=CRUD.write)
     async def delete(self, id_: int, options: dict[str, Any] | None = None) -> bool:
         """Remove a device (from a running VM only with force), and with zvol or raw_file its volume or file (not
         the volume of a template that has linked clones: their overlays need it)."""
-        return await super().delete(id_, options)
+        async with (await self._guard(id_)).shared():
+            return await super().delete(id_, options)
 
     async def rows(self) -> list[dict[str, Any]]:
         devices = [d for r in (await self.vms.stored_vms()).values() for d in r["devices"]]
@@ -92,6 +96,11 @@ class VMDeviceService(CRUDService):
         if device is None:
             raise InstanceNotFound(f"{self.verbose_name} {id_} does not exist")
         return dict(device)
+
+    async def _guard(self, id_: int) -> VMGuard:
+        """The guard of a device's VM: device writes and copies overlap the VM's lifecycle calls, but wait for its
+        snapshot operations, updates and delete (and hold those back)."""
+        return self.vms.guard((await self._stored(id_))["vm"])
 
     def _vm_changed(self, vm_id: int, entry: dict[str, Any]) -> None:
         # The VM's `devices` changed: vm.query subscribers hear it as they would from vm.update.
@@ -210,7 +219,8 @@ class VMDeviceService(CRUDService):
     async def resize(self, id_: int, options: dict[str, Any]) -> dict[str, Any]:
         """Grow a DISK volume or RAW file (never shrink it), after checking the free space where it lives; a
         running guest is told at once and sees the new size without a restart."""
-        return await data_api.resize(self, id_, options)
+        async with (await self._guard(id_)).shared():
+            return await data_api.resize(self, id_, options)
 
     @api_method(params=[data_api.IMPORT], result=data_api.IMPORTED, roles=data_api.WRITE,
                 job=JobOptions(abortable=True, logs=True, description=lambda a: f"Importing {a[0]['source']}"))
@@ -226,7 +236,8 @@ class VMDeviceService(CRUDService):
     async def export_disk(self, id_: int, options: dict[str, Any], *, job: Job) -> str:
         """Copy a stopped VM's DISK volume or RAW file to a new qcow2 or raw file under the storage roots, with
         qemu-img's percentage; an abort or a failure leaves no file behind."""
-        return await data_api.export_disk(self, id_, options, job=job)
+        async with (await self._guard(id_)).shared():
+            return await data_api.export_disk(self, id_, options, job=job)
 
     @api_method(params=[data_api.VIRTUAL_SIZE],
                 result={"title": "result", "type": "integer", "description": "Virtual size in bytes."},

@@ -67,6 +67,13 @@ async def _running_rules(rpc: Rpc, vm: dict[str, Any], other: Path) -> None:
     assert changed["attributes"]["path"] == str(other)
     assert f"<source file='{other}'" in virsh("dumpxml", domain(vm))
     assert f"<source file='{other}'/>" in virsh("dumpxml", "--inactive", domain(vm))
+    # Ejecting empties the running drive and the definition; inserting fills it again.
+    ejected = await rpc.call("vm.device.update", cdrom["id"], {"attributes": {"path": None}})
+    assert ejected["attributes"]["path"] is None
+    for xml in (virsh("dumpxml", domain(vm)), virsh("dumpxml", "--inactive", domain(vm))):
+        assert str(other) not in xml
+    await rpc.call("vm.device.update", cdrom["id"], {"attributes": {"path": str(other)}})
+    assert f"<source file='{other}'" in virsh("dumpxml", domain(vm))
     e = await expect_call_error(rpc, "vm.device.update", display["id"], {"attributes": {"resolution": "800x600"}})
     assert e.errno == errno.EBUSY and "DISPLAY device" in e.reason
     e = await expect_call_error(rpc, "vm.device.create", {"vm": vm["id"], "attributes": {"dtype": "DISPLAY",

@@ -134,7 +134,8 @@ def test_vm_page_shows_its_uptime_and_its_jobs_live(page: Any, ui_daemon: Daemon
         raw = c.call("vm.device.create", {"vm": vm["id"], "attributes": {"dtype": "RAW", "path": str(image),
                                                                          "exists": True}})
         # An abortable job on one of the VM's devices, aborted from the page.
-        export = c.call("vm.device.export_disk", raw["id"], {"path": str(ui_daemon.storage / f"{unique('copy')}.qcow2")})
+        copy = ui_daemon.storage / f"{unique('copy')}.qcow2"
+        export = c.call("vm.device.export_disk", raw["id"], {"path": str(copy)})
         job_item(page, export).get_by_role("button", name="Abort").click()
         job_item(page, export).locator(".badge", has_text="ABORTED").wait_for(timeout=30000)
         c.call("core.job_wait", elsewhere, job=True)

@@ -1,5 +1,5 @@
 """Points of the web UI the other browser tests leave out: every VM tab at a phone's width, what the first
-load transfers, sorting, the per-row menu, changing CD-ROM media while running, reverting a snapshot, saving
+load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, reverting a snapshot, saving
 settings, the QEMU log download, the wizard's host limits, a grant made in the administration pages."""
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_row_menu_suspends_and_resumes(page: Any, ui_daemon: Daemon) -> None:
     r.locator(".state .badge", has_text="STOPPED").wait_for()
 
 
-def test_cdrom_media_changed_while_running(page: Any, ui_daemon: Daemon) -> None:
+def test_cdrom_media_changed_and_ejected_while_running(page: Any, ui_daemon: Daemon) -> None:
     first, second = (ui_daemon.storage / f"{unique('cd')}.iso" for _ in range(2))
     for iso in (first, second):
         iso.write_bytes(b"\0" * 2**20)
@@ -115,7 +115,10 @@ def test_cdrom_media_changed_while_running(page: Any, ui_daemon: Daemon) -> None
         page.get_by_role("dialog").get_by_role("button", name="Save").click()
         cdrom.get_by_text(second.name).wait_for()
         assert str(second) in virsh("domblklist", domain)  # the running domain's drive has the new media
-        shot(page, "vm-hardware-media-changed")
+        cdrom.get_by_role("button", name="Eject").click()
+        cdrom.get_by_text("(no media)").wait_for()
+        assert second.name not in virsh("domblklist", domain)
+        shot(page, "vm-hardware-ejected")
     finally:
         with root(ui_daemon) as c:
             c.call("vm.poweroff", vm["id"])

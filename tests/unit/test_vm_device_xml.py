@@ -43,6 +43,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                                        logical_sectorsize=512, physical_sectorsize=4096)],
     "raw_virtio_io_uring": [dev(1, 1001, "RAW", **RAW, type="VIRTIO", iotype="IO_URING", logical_sectorsize=4096)],
     "cdrom": [dev(1, 1000, "CDROM", **ISO)],
+    "cdrom_empty": [dev(1, 1000, "CDROM", path=None)],
     "disk_qcow2": [dev(1, 1001, "DISK", **DISK, format="qcow2", type="VIRTIO")],
     "cloud_init": [dev(1, 1000, "CDROM", **ISO), dev(2, 1003, "CLOUD_INIT", hostname="h",
                                                      seed="/mnt/.vm-seeds/0123456789abcdef.iso")],

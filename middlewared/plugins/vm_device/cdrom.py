@@ -1,4 +1,5 @@
-"""CDROM: an ISO (any readable file) under the storage roots; its media can be changed while the VM runs."""
+"""CDROM: an ISO (any readable file) under the storage roots, or no media; its media can be changed (and
+ejected) while the VM runs."""
 from __future__ import annotations
 
 import errno
@@ -21,16 +22,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Cdrom(Device):
-    """A SATA CD-ROM drive with an image file as its media."""
+    """A SATA CD-ROM drive with an image file as its media, or empty."""
 
-    path: str
+    path: str | None
 
     dtype = "CDROM"
     description = "A CD-ROM drive whose media is an image file under the storage roots."
     required = ("path",)
     properties = {
-        "path": {**PATH, "description": "Path of the ISO image, inside [storage] roots (stored with symlinks "
-                                        "resolved); it must exist and be readable."},
+        "path": {**PATH, "type": ["string", "null"],
+                 "description": "Path of the ISO image, inside [storage] roots (stored with symlinks resolved); it "
+                                "must exist and be readable. null: an empty drive (the media ejected; a running "
+                                "guest sees it at once)."},
     }
     bootable: ClassVar[bool] = True
     # TrueNAS's read-time default: CD-ROMs boot before disks.
@@ -39,6 +42,8 @@ class Cdrom(Device):
     @classmethod
     async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
+        if a.get("path") is None:
+            return a
         real = confined_path(check, p)
         if real is None:
             return a
@@ -55,17 +60,19 @@ class Cdrom(Device):
         return a
 
     def live_changeable(self, new: Self) -> bool:
-        # Media change: QEMU swaps the image of the drive in place (virDomainUpdateDeviceFlags).
+        # Media change or eject: QEMU swaps (or empties) the drive in place (virDomainUpdateDeviceFlags).
         return replace(self, path="") == replace(new, path="")
 
     def target_prefix(self) -> str | None:
         return "sd"
 
     def to_xml(self, slot: Slot) -> list[etree._Element]:
-        return [disk_xml("file", "cdrom", {"file": self.path}, slot, "sata", readonly=True)]
+        # An empty drive is a <disk> without <source>.
+        source = {"file": self.path} if self.path else None
+        return [disk_xml("file", "cdrom", source, slot, "sata", readonly=True)]
 
     async def unavailable(self, host: "Host") -> list[str]:
-        return await file_problems(self.path, host)
+        return await file_problems(self.path, host) if self.path else []
 
     def identity(self) -> str:
-        return self.path
+        return self.path or ""

@@ -84,13 +84,14 @@ def confined_path(check: "Check", p: Proposal) -> str | None:
         return None
 
 
-def disk_xml(disk_type: str, device: str, source: dict[str, str], slot: Slot, bus: str, *,
+def disk_xml(disk_type: str, device: str, source: dict[str, str] | None, slot: Slot, bus: str, *,
              iotype: str | None = None, serial: str | None = None, logical: int | None = None,
              physical: int | None = None, readonly: bool = False, fmt: str = "raw") -> etree._Element:
-    """A libvirt `<disk>` element (DISK, RAW and CDROM all use it)."""
+    """A libvirt `<disk>` element (DISK, RAW and CDROM all use it); no source: an empty CD-ROM drive."""
     disk = etree.Element("disk", type=disk_type, device=device)
     disk_driver(disk, iotype, fmt)
-    sub(disk, "source", **source)
+    if source is not None:
+        sub(disk, "source", **source)
     assert slot.target is not None
     sub(disk, "target", dev=slot.target, bus=bus)
     if readonly:

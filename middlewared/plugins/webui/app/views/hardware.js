@@ -132,7 +132,7 @@ function DeviceDialog({ vm, device, onClose }) {
 function describe(a) {
   switch (a.dtype) {
     case "DISK": return `${a.zvol_name || a.path} · ${a.type}`;
-    case "CDROM": return a.path;
+    case "CDROM": return a.path || "(no media)";
     case "NIC": return `${a.type} on ${a.nic_attach || "—"} · ${a.mac || ""}`;
     case "DISPLAY": return `${a.type} ${a.bind}:${a.port ?? "auto"}${a.web ? " · web" : ""}`;
     case "RAW": return `${a.path}${a.size ? ` · ${bytes(a.size)}` : ""}`;
@@ -159,6 +159,15 @@ export function Hardware({ vm }) {
       toast(`Remove failed: ${e.message}`, "error", 10000);
     }
   };
+  // The drive stays attached, empty (a running guest sees no media), ready for other media.
+  const eject = async (device) => {
+    try {
+      await client.call("vm.device.update", [device.id, { attributes: { path: null } }]);
+      toast("Media ejected", "ok");
+    } catch (e) {
+      toast(`Eject failed: ${e.message}`, "error", 10000);
+    }
+  };
   return html`<section aria-label="Hardware">
     <div class="toolbar"><${Button} kind="primary" why=${why} onClick=${() => setEditing("new")}>Add device<//></div>
     ${!devices.length ? html`<${Empty}>No devices.<//>` : html`<table class="plain">
@@ -166,6 +175,7 @@ export function Hardware({ vm }) {
       <tbody>${devices.map((d) => html`<tr key=${d.id} data-device=${d.attributes.dtype}>
         <td>${d.attributes.dtype}</td><td class="clip-wide">${describe(d.attributes)}</td><td>${d.order ?? "—"}</td>
         <td class="row-actions"><${Button} why=${why} onClick=${() => setEditing(d)}>${d.attributes.dtype === "CDROM" ? "Change media" : "Edit"}<//>
+          ${d.attributes.dtype === "CDROM" && d.attributes.path && html`<${Button} why=${why} onClick=${() => eject(d)}>Eject<//>`}
           ${["DISK", "RAW"].includes(d.attributes.dtype) && html`<${Button} why=${why} onClick=${() => setGrowing(d)}>Grow<//>`}
           <${Button} why=${why} onClick=${() => setRemoving(d)}>Remove<//></td></tr>`)}</tbody></table>`}
     ${growing && html`<${FormDialog} title=${`Grow ${describe(growing.attributes)}`} specs=${GROW} initial=${{}} submitLabel="Grow"

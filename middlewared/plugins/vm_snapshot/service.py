@@ -31,7 +31,8 @@ COLLECTION = "vm.snapshot.query"
 STATE_DIR = ".vm-snapshots"
 # Snapshot operations hold the VM's guard alone: they wait for its starts, stops, clones and updates under way,
 # and those issued meanwhile wait for them.
-WAITING = "Waiting for the other operations of VM {name} (start, stop, update, clone, snapshots) to end"
+WAITING = ("Waiting for the other operations of VM {name} (start, stop, clone, device or settings changes, "
+           "snapshots) to end")
 
 
 def snapshot_disks(vm: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""`python -m bench [rpc|vm|all|lifecycle|data|velocity|ui|stats]`: run the benchmarks and print each figure beside its raw baseline."""
+"""`python -m bench [rpc|vm|all|lifecycle|data|velocity|ui|stats|ports]`: run the benchmarks and print each figure beside its raw baseline."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity", "ui", "stats")  # all but the first three take minutes: not in all
+BENCHES = ("rpc", "vm", "all", "lifecycle", "data", "velocity", "ui", "stats", "ports")  # all but the first three take minutes: not in all
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -15,6 +15,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=1.5,
                         help="rpc: seconds each throughput figure is measured for, split in rounds [1.5]")
     parser.add_argument("--vms", type=int, default=1000, help="vm, ui, stats: how many VMs to define [1000]")
+    parser.add_argument("--domains", type=int, default=500, help="ports: how many other domains to define [500]")
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
     parser.add_argument("--running", type=int, default=10, help="stats: how many of the VMs run [10]")
     parser.add_argument("--intervals", type=int, default=10, help="stats: 2 s intervals each CPU figure spans [10]")
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bench == "data":
         from bench import data
         asyncio.run(data.run(size=int(args.import_gib * 2**30), rounds=args.rounds or 5))
+    if args.bench == "ports":
+        from bench import ports
+        asyncio.run(ports.run(domains=args.domains))
     if args.bench == "ui":
         from bench import ui
         asyncio.run(ui.run(vms=args.vms))

@@ -26,6 +26,7 @@ class FakeHost:
         self.roots = (str(root),)
         self.volumes = {"tank/old": Volume("tank", "old", "/dev/tank/old", 1 << 20)}
         self.listening = {5900}
+        self.foreign: dict[int, str] = {}
         self.running_elsewhere: list[dict[str, Any]] = []
 
     async def pool_active(self, name: str) -> bool:
@@ -48,6 +49,9 @@ class FakeHost:
 
     async def listening_ports(self) -> set[int]:
         return self.listening
+
+    async def foreign_display_ports(self) -> dict[int, str]:
+        return self.foreign
 
 
 VM = {"id": 1, "name": "vm1", "status": {"state": "STOPPED"}}
@@ -137,6 +141,16 @@ async def test_display_rules(host: FakeHost) -> None:
         ("x.1.attributes.port", errno.EADDRINUSE),  # a web VNC display is fine (noVNC)
         ("x.2.attributes.password", errno.EINVAL), ("x.3.attributes.type", errno.EINVAL),
         ("x.3.attributes.bind", errno.EADDRNOTAVAIL)]
+
+
+async def test_display_ports_of_other_daemons_domains(host: FakeHost) -> None:
+    """A stopped domain of another daemon on the libvirtd holds its port: it is neither picked nor accepted."""
+    host.foreign = {5901: "7_theirs"}
+    p, verrors = await plan(host, [{"attributes": {"dtype": "DISPLAY"}}])
+    assert not verrors and (p.rows[0]["attributes"]["port"], p.rows[0]["attributes"]["web_port"]) == (5902, 5903)
+    _, verrors = await plan(host, [{"attributes": {"dtype": "DISPLAY", "port": 5901}}])
+    assert errors(verrors) == [("x.0.attributes.port", errno.EADDRINUSE)]
+    assert "libvirt domain 7_theirs" in verrors.errors[0].errmsg
 
 
 async def test_masked_password_round_trip_changes_nothing(host: FakeHost) -> None:

@@ -90,6 +90,9 @@ class Hypervisor:
         self._bulk_opening = asyncio.Lock()
         self.states: dict[str, str] = {}
         self.listeners: list[Listener] = []
+        # Called with a domain's name when any domain is defined or undefined, and with None on (re)connecting,
+        # when such events may have been missed.
+        self.definition_listeners: list[Callable[[str | None], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="libvirt")
         self._reconnect_task: asyncio.Task[None] | None = None
         self._callback_ids: list[int] = []
@@ -147,6 +150,7 @@ class Hypervisor:
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)]
         conn.registerCloseCallback(self._on_close, None)
         self.conn = conn
+        self._defined(None)
         await self.refresh()
         self.connected.set()
         logger.info("connected to libvirt at %s", self.uri)
@@ -270,6 +274,8 @@ class Hypervisor:
                       opaque: Any) -> None:
         # Runs on the asyncio loop (libvirtaio): no blocking libvirt calls here.
         name = dom.name()
+        if event in (libvirt.VIR_DOMAIN_EVENT_DEFINED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED):
+            self._defined(name)
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             if self.states.pop(name, None) is not None:
                 self._notify(name, None)
@@ -283,6 +289,13 @@ class Hypervisor:
         if self.states.get(name) != new:
             self.states[name] = new
             self._notify(name, new)
+
+    def _defined(self, name: str | None) -> None:
+        for listener in self.definition_listeners:
+            try:
+                listener(name)
+            except Exception:
+                logger.exception("domain definition listener failed")
 
     def _notify(self, name: str, domain_state: str | None) -> None:
         self._started.pop(name, None)

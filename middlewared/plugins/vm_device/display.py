@@ -129,6 +129,7 @@ class Display(Device):
     @staticmethod
     async def _ports(p: Proposal, check: "Check", a: dict[str, Any]) -> None:
         listening = await check.host.listening_ports()
+        foreign = await check.host.foreign_display_ports()
         old = p.old or {}
         for key in PORT_KEYS:
             port = a[key]
@@ -141,12 +142,15 @@ class Display(Device):
                             errno.EADDRINUSE)
             elif port in RESERVED_PORTS or (port in listening and port != old.get(key)):
                 check.error(p, key, f"Port {port} is being used by another process", errno.EADDRINUSE)
+            elif port in foreign and port != old.get(key):
+                check.error(p, key, f"Port {port} is the display port of libvirt domain {foreign[port]} (not this "
+                            "daemon's), which needs it when it runs", errno.EADDRINUSE)
         if a["port"] is not None and a["port"] == a["web_port"]:
             check.error(p, "web_port", "The web port must differ from the display port")
         missing = [k for k in PORT_KEYS if a[k] is None]
         if not missing:
             return
-        free = pick_ports(Busy(check.held, listening | RESERVED_PORTS | display_ports(a)), len(missing))
+        free = pick_ports(Busy(check.held, listening | set(foreign) | RESERVED_PORTS | display_ports(a)), len(missing))
         if len(free) < len(missing):
             check.error(p, missing[0], "No free ports left for a display device", errno.EADDRINUSE)
             return

@@ -48,8 +48,10 @@ class Host:
 
     def __init__(self, hv: Hypervisor, storage: StorageConfig, domain_type: str,
                  running_elsewhere: Callable[[], Sequence["Device"]] = tuple,
-                 intents: "Intents | None" = None) -> None:
+                 intents: "Intents | None" = None,
+                 foreign_ports: Callable[[], Awaitable[dict[int, str]]] | None = None) -> None:
         self.hv = hv
+        self._foreign_ports = foreign_ports
         # Where volumes made outside a device plan (clone copies) record their intent; None: not recorded.
         self.intents = intents
         self.roots = real_roots(storage.roots)
@@ -124,6 +126,12 @@ class Host:
     async def listening_ports(self) -> set[int]:
         """TCP ports some process listens on."""
         return await self._once("listening", lambda: asyncio.to_thread(netif.listening_ports))
+
+    async def foreign_display_ports(self) -> dict[int, str]:
+        """Display ports of other daemons' domains on the libvirtd, stopped ones too: port -> domain."""
+        if self._foreign_ports is None:
+            return {}
+        return await self._once("foreign_ports", self._foreign_ports)
 
     # -- passthrough ---------------------------------------------------------------------------
     async def pci_devices(self) -> tuple[list[PciDevice], bool]:

@@ -18,6 +18,7 @@ from middlewared.plugins.vm.model import VMState, device_order, domain_name
 from middlewared.plugins.vm.records import VMRecords
 from middlewared.plugins.vm_device import display, layout, nic, rows
 from middlewared.plugins.vm_device.base import Device
+from middlewared.plugins.vm_device.foreign_ports import ForeignPorts
 from middlewared.plugins.vm_device.host import Host
 from middlewared.plugins.vm_device.intents import VOLUME, Intents, Leftover, targets_of
 from middlewared.plugins.vm_device.model import HostSnapshot, as_snapshot
@@ -41,6 +42,7 @@ class DeviceManager:
         self.starting: asyncio.Task[None] | None = None
         # Every write of device rows (vm.device.* and the devices of vm.create/update).
         self.writes = DeviceWrites(self)
+        self.foreign = ForeignPorts()
         self._intents: Intents | None = None
 
     @property
@@ -65,11 +67,13 @@ class DeviceManager:
             # Only PCI and USB checks ask: other requests do not pay for a look at every VM.
             return [device for i, r in stored.items() if i != vm_id and self._running(r) for d in r["devices"]
                     if (device := self.types.typed(d["attributes"])) is not None]
-        return Host(self.hv, self.storage, self.vms.domain_type.value, running, self.intents)
+        return Host(self.hv, self.storage, self.vms.domain_type.value, running, self.intents,
+                    lambda: self.foreign.ports(self.hv, self.vms.instance))
 
     async def start(self) -> None:
         """Once libvirt answers: make sure the configured storage pool exists, then remove the volumes and files
         of writes an earlier life of the daemon never finished."""
+        self.hv.definition_listeners.append(self.foreign.changed)
         await self.hv.connected.wait()
         host = await self.host()
         try:
@@ -83,6 +87,11 @@ class DeviceManager:
         if removed:
             logger.warning("removed %d volumes and files of writes the daemon never finished: %s",
                            len(removed), ", ".join(removed))
+        try:
+            # Read once now rather than at the first display's creation (the first read is of every domain).
+            await self.foreign.ports(self.hv, self.vms.instance)
+        except CallError as e:
+            logger.warning("cannot read the display ports of other domains: %s", e.errmsg)
 
     async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
                    changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,
@@ -165,8 +174,9 @@ class DeviceManager:
     async def free_display_ports(self, count: int, also_taken: Collection[int]) -> list[int]:
         """The lowest free display ports (see DeviceSupport.free_display_ports)."""
         claims = await self.vms.device_claims()
-        listening = await (await self.host()).listening_ports()
-        busy = display.Busy(claims.__contains__, listening | display.RESERVED_PORTS | set(also_taken))
+        host = await self.host()
+        taken = await host.listening_ports() | set(await host.foreign_display_ports())
+        busy = display.Busy(claims.__contains__, taken | display.RESERVED_PORTS | set(also_taken))
         return display.pick_ports(busy, count)
 
     def _volumes(self, devices: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -78,7 +78,8 @@ def page(browser: Any, ui_daemon: Daemon) -> Iterator[Any]:
     outside: list[str] = []
     pg.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{ui_daemon.port}/", "data:", "blob:"))
           else outside.append(r.url))
-    pg.set_default_timeout(20000)
+    # Generous: the daemon and Chromium share the machine with guests under TCG emulation.
+    pg.set_default_timeout(45000)
     yield pg
     context.close()
     assert not errors, errors

@@ -1,5 +1,5 @@
-"""The VM page's VNC console (noVNC drawing the test guest's screen in the page), its live uptime and its
-list of the VM's jobs."""
+"""The VM page's VNC console (noVNC drawing the test guest's screen in the page), its summary (live uptime,
+graphs, guest card) and its list of the VM's jobs."""
 from __future__ import annotations
 
 import re
@@ -104,6 +104,13 @@ def test_vm_page_shows_its_uptime_and_its_jobs_live(page: Any, ui_daemon: Daemon
     h, m, s = map(int, first.split(":"))
     assert abs(h * 3600 + m * 60 + s - (time.time() - started)) < 5
     page.wait_for_function(f"document.querySelector('[data-testid=uptime]').textContent !== {first!r}")
+    # The rest of the summary: live graphs from the stats stream, and the guest card saying why it is empty
+    # (this firmware-only guest has no agent to report its addresses).
+    for graph in ("CPU", "Memory", "Disk", "Network"):
+        page.get_by_role("img", name=re.compile(f"^{graph}: ")).wait_for(timeout=60000)
+    page.wait_for_function("document.querySelector('figure.chart path[d^=M]') !== null", timeout=60000)
+    page.get_by_text("No guest agent answered").wait_for()
+    shot(page, "vm-summary-uptime")
 
     page.get_by_role("navigation", name="VM sections").get_by_role("link", name="Jobs", exact=True).click()
     page.get_by_text("No jobs about this VM yet.").wait_for()

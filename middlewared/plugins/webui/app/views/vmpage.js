@@ -59,7 +59,7 @@ function GuestInfo({ vm }) {
   const addresses = (info.interfaces || []).flatMap((i) => (i.addresses || []).map((a) => `${a.address}/${a.prefix ?? ""} (${i.name})`));
   return html`<section class="card" aria-label="Guest"><div class="toolbar"><h2>Guest</h2><span class="spacer"></span>
       <${Button} onClick=${() => setVersion(version + 1)}>Refresh<//></div>
-    ${!info.agent ? html`<p class="muted">No guest agent answered${info.reason ? `: ${info.reason}` : ""}.</p>`
+    ${!info.agent ? html`<p class="muted">${info.reason || "No guest agent answered."}</p>`
       : html`<dl class="facts wide"><dt>OS</dt><dd>${info.os?.pretty_name || info.os?.name || "—"}</dd>
         <dt>Host name</dt><dd>${info.hostname || "—"}</dd><dt>Addresses</dt><dd>${addresses.join(", ") || "—"}</dd>
         <dt>Time zone</dt><dd>${info.timezone || "—"}</dd></dl>`}

@@ -19,7 +19,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--starts", type=int, default=5, help="vm: how many start latencies to take [5]")
     parser.add_argument("--running", type=int, default=10, help="stats: how many of the VMs run [10]")
     parser.add_argument("--intervals", type=int, default=10, help="stats: 2 s intervals each CPU figure spans [10]")
-    parser.add_argument("--rounds", type=int, help="lifecycle, data: counted rounds on each side [3, 5]")
+    parser.add_argument("--rounds", type=int, help="lifecycle, data, velocity: counted rounds on each side [3, 5, 3]")
     parser.add_argument("--upload-gib", type=float, default=1.0, help="velocity: GiB uploaded [1]")
     parser.add_argument("--import-gib", type=float, default=2.0, help="data: GiB written in the imported image [2]")
     return parser.parse_args(argv)
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(lifecycle.run(rounds=args.rounds or 3))
     if args.bench == "velocity":
         from bench import velocity
-        asyncio.run(velocity.run(vms=args.vms, upload_gib=args.upload_gib))
+        asyncio.run(velocity.run(vms=args.vms, upload_gib=args.upload_gib, rounds=args.rounds or 3))
     if args.bench == "stats":
         from bench import stats
         asyncio.run(stats.run(vms=args.vms, running=args.running, intervals=args.intervals))

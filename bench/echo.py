@@ -1,4 +1,5 @@
-"""The raw baseline: a minimal aiohttp JSON-RPC server answering every request with "pong".
+"""The raw baseline: a minimal aiohttp JSON-RPC server answering every request with "pong" (and a PUT /sink
+that reads a body and drops it, the floor for uploads).
 
 As lean as a real JSON-RPC server can be: it decodes each request and encodes each answer with the fastest
 JSON library there is (orjson, as the daemon does; the standard library would make the baseline, not the
@@ -30,10 +31,19 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def sink(request: web.Request) -> web.Response:
+    """Read a body and throw it away: the floor of an HTTP upload on this machine (no disk)."""
+    size = 0
+    async for data, _ in request.content.iter_chunks():
+        size += len(data)
+    return web.json_response({"size": size})
+
+
 async def serve(port: int, unix: str | None) -> None:
     """Listen on 127.0.0.1:port (and the unix socket) until SIGTERM or SIGINT."""
     app = web.Application()
     app.router.add_get("/api/current", websocket)
+    app.router.add_put("/sink", sink)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()

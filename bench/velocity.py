@@ -2,8 +2,10 @@
 beside `cp` of the same file.
 
 Figures: POST /v/vm/list of N VMs vs vm.query of the same VMs; POST /v/vm/state vs vm.query of one VM (p50,
-p99); PUT /m/media/upload of a file vs `cp` of it into the same directory (MB/s, target >= 0.7x), with the
-daemon's RSS sampled during the upload (it streams: the RSS must stay flat).
+p99); PUT /m/media/upload of a file vs `cp` of it into the same directory followed by `sync` of the copy
+(the daemon fsyncs the file before it answers), in alternating rounds (MB/s, target >= 0.7x), beside the
+raw HTTP floor (the same curl into a bare aiohttp server that drops the body) and the CPU time each server
+spends per GiB, with the daemon's RSS sampled during the uploads (it streams: the RSS must stay flat).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ import psutil
 
 from bench.common import (RpcClient, Table, cleanup_libvirt, first_pong, fmt, percentile, quiet_libvirt, ratio,
                           spawn_daemon, stop_process)
+from bench.rpc import launch_echo
 
 URI = "qemu:///system"
 IN_FLIGHT = 16
@@ -66,7 +69,7 @@ def row(table: Table, name: str, rest: list[float], base: list[float], note: str
         table.add(f"{name} p{p}, ms", fmt(r, 2), fmt(b, 2), ratio(r, b), "", note if p == 50 else "")
 
 
-async def run(vms: int = 1000, upload_gib: float = 1.0) -> None:
+async def run(vms: int = 1000, upload_gib: float = 1.0, rounds: int = 3) -> None:
     quiet_libvirt()
     table = Table(f"Velocity REST with {vms:,} VMs (baseline: JSON-RPC on the same daemon; cp for the upload)",
                   HEADERS)
@@ -84,7 +87,7 @@ async def run(vms: int = 1000, upload_gib: float = 1.0) -> None:
                 headers = {"Authorization": f"Bearer {key}"}
                 gid, ids = await populate(rpc, vms)
                 await listing(table, rpc, http, base, headers, gid, ids)
-                await upload(table, http, base, headers, path, daemon.process.pid, int(upload_gib * 2**30))
+                await upload(table, http, base, headers, path, daemon.process.pid, int(upload_gib * 2**30), rounds)
         except Exception as e:
             table.note(f"aborted: {type(e).__name__}: {e}")
             table.note(daemon.log_tail(1500))
@@ -129,49 +132,107 @@ async def listing(table: Table, rpc: RpcClient, http: aiohttp.ClientSession, bas
 
 
 async def upload(table: Table, http: aiohttp.ClientSession, base: str, headers: dict[str, str], tmp: Path,
-                 pid: int, size: int) -> None:
+                 pid: int, size: int, rounds: int) -> None:
+    """Upload the same file with curl -T, cp + sync it, and send it to a bare aiohttp server that drops it:
+    a warm-up round, then `rounds` counted ones, the sides taking turns going first (the machine may be
+    shared); medians with their range, and the CPU time each server spent per GiB."""
     source, media = tmp / "upload.bin", tmp / "storage" / "media"
     block = os.urandom(CHUNK)
     with open(source, "wb") as f:  # real bytes: a sparse file would flatter cp
         for _ in range(size // CHUNK):
             f.write(block)
     os.sync()
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(source), str(media / "cp-copy")], check=True)
-    os.sync()
-    cp_rate = size / (time.perf_counter() - t0) / 1e6
-    os.unlink(media / "cp-copy")
-    process = psutil.Process(pid)
-    rss: list[int] = [process.memory_info().rss]
+    sink = launch_echo(tmp)
+    daemon = psutil.Process(pid)
+    rss: list[int] = [daemon.memory_info().rss]
     done = asyncio.Event()
+    uploaded: list[str] = []
 
     async def sample() -> None:
         while not done.is_set():
-            rss.append(process.memory_info().rss)
+            rss.append(daemon.memory_info().rss)
             await asyncio.sleep(0.05)
-    sampler = asyncio.create_task(sample())
-    # curl -T streams the file (what a user would run); the bench's own Python would compete for the CPU.
-    argv = ["curl", "-sS", "-T", str(source), f"{base}/m/media/upload"]
-    for name, value in {**headers, "x-velocity-mpid": "1", "x-velocity-gid": "0", "x-velocity-name": "bench.bin",
-                        "x-velocity-type": "DISK", "x-velocity-readonly": "false"}.items():
-        argv += ["-H", f"{name}: {value}"]
-    t0 = time.perf_counter()
-    curl = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
-    out, _ = await curl.communicate()
-    os.sync()
-    took = time.perf_counter() - t0
-    answer = json.loads(out)
-    done.set()
-    await sampler
-    assert answer.get("size") == size, answer
-    rate = size / took / 1e6
-    table.add("upload, MB/s", fmt(rate), fmt(cp_rate), ratio(rate, cp_rate), ">= 0.70",
-              f"{size / 2**30:.2f} GiB with curl -T; cp into the same directory; both synced")
+
+    async def through_daemon(n: int) -> None:
+        answer = json.loads(await curl(source, f"{base}/m/media/upload", {
+            **headers, "x-velocity-mpid": "1", "x-velocity-gid": "0", "x-velocity-name": f"bench{n}.bin",
+            "x-velocity-type": "DISK", "x-velocity-readonly": "false"}))
+        assert answer.get("size") == size, answer
+        uploaded.append(answer["mid"])
+
+    async def copy(n: int) -> None:
+        # cp, then fsync of the copy alone (`sync FILE`): what the daemon does before it answers.
+        target = media / "cp-copy"
+        await run_quietly("cp", str(source), str(target))
+        await run_quietly("sync", str(target))
+        target.unlink()
+
+    async def floor(n: int) -> None:
+        await curl(source, sink.tcp.url.replace("ws:", "http:").removesuffix("/api/current") + "/sink", {})
+    try:
+        await first_pong(sink.tcp, sink.process)
+        servers = {"upload": daemon, "floor": psutil.Process(sink.process.pid)}
+        sides = [("upload", through_daemon), ("cp", copy), ("floor", floor)]
+        rates: dict[str, list[float]] = {name: [] for name, _ in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in servers}
+        sampler = asyncio.create_task(sample())
+        for n in range(rounds + 1):
+            for name, side in sides[n % 3:] + sides[:n % 3]:
+                server = servers.get(name)
+                c0, t0 = server.cpu_times() if server else None, time.perf_counter()
+                await side(n)
+                took = time.perf_counter() - t0
+                if n and server is not None and c0 is not None:
+                    c1 = server.cpu_times()
+                    cpu[name].append((c1.user + c1.system - c0.user - c0.system) * 2**30 / size)
+                if n:
+                    rates[name].append(size / took / 1e6)
+            for mid in uploaded:  # out of the timed part
+                async with http.delete(f"{base}/m/media", json={"mid": mid}, headers=headers) as r:
+                    assert r.status == 200, await r.text()
+            uploaded.clear()
+        done.set()
+        await sampler
+    finally:
+        stop_process(sink.process)
+    report(table, rates, cpu, rss, size, rounds)
+    shutil.rmtree(media, ignore_errors=True)
+    os.unlink(source)
+
+
+def report(table: Table, rates: dict[str, list[float]], cpu: dict[str, list[float]], rss: list[int], size: int,
+           rounds: int) -> None:
+    def span(values: list[float]) -> str:
+        return f"{min(values):,.0f}-{max(values):,.0f}"
+    up, cp, floor = (statistics.median(rates[k]) for k in ("upload", "cp", "floor"))
+    table.add("upload, MB/s (median)", fmt(up), fmt(cp), ratio(up, cp), ">= 0.70",
+              f"{size / 2**30:.2f} GiB, {rounds} rounds; curl -T (daemon fsyncs) vs cp + sync of the copy; "
+              f"ranges {span(rates['upload'])} vs {span(rates['cp'])}")
+    table.add("  raw HTTP floor, MB/s", fmt(floor), fmt(cp), ratio(floor, cp), "",
+              f"curl -T into a bare aiohttp server that drops the body (no disk); range {span(rates['floor'])}")
+    table.add("  server CPU, s per GiB", fmt(statistics.median(cpu["upload"]), 2),
+              fmt(statistics.median(cpu["floor"]), 2), ratio(statistics.median(cpu["upload"]),
+                                                               statistics.median(cpu["floor"])), "",
+              "user + system of the daemon vs of the bare server; independent of the machine's load")
     grew = (max(rss) - rss[0]) / 2**20
     table.add("  daemon RSS growth, MiB", fmt(grew), "-", "-", "flat",
               f"start {rss[0] / 2**20:.0f} MiB, max {max(rss) / 2**20:.0f} MiB, {len(rss)} samples")
-    shutil.rmtree(media, ignore_errors=True)
-    os.unlink(source)
+
+
+async def curl(source: Path, url: str, headers: dict[str, str]) -> bytes:
+    """curl -T (what a user would run; the bench's own Python would compete for the CPU): its output."""
+    argv = ["curl", "-sS", "--fail-with-body", "-T", str(source), url]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    return await run_quietly(*argv)
+
+
+async def run_quietly(*argv: str) -> bytes:
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{argv[0]} failed ({process.returncode}): {out[-300:]!r}")
+    return out
 
 
 def remove_domains(db_path: Path) -> None:

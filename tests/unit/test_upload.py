@@ -6,10 +6,13 @@ import errno
 import os
 from pathlib import Path
 from typing import AsyncIterator
+from unittest import mock
 
+import aiohttp
 import pytest
 
-from middlewared.utils.upload import UploadError, stream_to_file
+from middlewared.utils import upload
+from middlewared.utils.upload import BATCH, UploadError, body_chunks, stream_to_file
 
 
 async def chunks(*parts: bytes, fail: BaseException | None = None, pause: float = 0) -> AsyncIterator[bytes]:
@@ -29,7 +32,7 @@ async def test_exact_length_is_written_and_published(tmp_path: Path) -> None:
     seen: list[int] = []
     n = await stream_to_file(chunks(b"abc", b"defg"), str(tmp_path / "f.iso"), 7, seen.append, mode=0o640)
     assert n == 7 and (tmp_path / "f.iso").read_bytes() == b"abcdefg"
-    assert seen == [3, 7] and leftovers(tmp_path) == ["f.iso"]
+    assert seen == [7] and leftovers(tmp_path) == ["f.iso"]
     assert (tmp_path / "f.iso").stat().st_mode & 0o777 == 0o640
 
 
@@ -79,3 +82,51 @@ async def test_a_target_appearing_meanwhile_is_not_replaced(tmp_path: Path) -> N
         await stream_to_file(racing(), str(tmp_path / "f"), 4)
     assert e.value.errno == errno.EEXIST and (tmp_path / "f").read_bytes() == b"theirs"
     assert leftovers(tmp_path) == ["f"] and not any(p.startswith(".upload") for p in os.listdir(tmp_path))
+
+
+async def test_pieces_are_written_in_batches_with_progress_per_batch(tmp_path: Path) -> None:
+    piece = os.urandom(256 * 1024)
+    count = 2 * BATCH // len(piece) + 3
+    seen: list[int] = []
+    n = await stream_to_file(chunks(*[piece] * count), str(tmp_path / "f"), count * len(piece), seen.append)
+    assert n == count * len(piece) and (tmp_path / "f").read_bytes() == piece * count
+    assert seen == [BATCH, 2 * BATCH, count * len(piece)]
+
+
+def test_a_short_write_goes_on_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.writev
+
+    def short(fd: int, buffers: list[memoryview]) -> int:  # at most 5 bytes per call, across pieces
+        out, left = [], 5
+        for b in buffers:
+            out.append(b[:left])
+            left -= len(out[-1])
+            if not left:
+                break
+        return real(fd, out)
+    monkeypatch.setattr(upload.os, "writev", short)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        upload._write_all(fd, [b"abc", b"", b"defghij", b"k", b"lmnopqrstuvwxyz"])
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"abcdefghijklmnopqrstuvwxyz"
+
+
+def test_more_pieces_than_one_writev_takes(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        upload._write_all(fd, [bytes([i % 256]) for i in range(3 * upload.IOV_MAX + 5)])
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == bytes(i % 256 for i in range(3 * upload.IOV_MAX + 5))
+
+
+async def test_body_chunks_let_the_read_buffer_hold_two_batches() -> None:
+    protocol = mock.Mock()  # the connection under the stream: pause and resume only
+    content = aiohttp.StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+    content.feed_data(b"ab")
+    content.feed_data(b"cd")
+    content.feed_eof()
+    assert [p async for p in body_chunks(content)] == [b"ab", b"cd"]  # as they came: no joined copy
+    assert content.get_read_buffer_limits() == (BATCH, 2 * BATCH)

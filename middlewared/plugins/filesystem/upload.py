@@ -18,7 +18,7 @@ from middlewared.api.errors import CALL_ERROR, error_object, simple_error
 from middlewared.errors import CallError
 from middlewared.job import Job, JobState
 from middlewared.plugins.filesystem.service import FilesystemService
-from middlewared.utils.upload import CHUNK
+from middlewared.utils.upload import BATCH, CHUNK
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -94,6 +94,8 @@ def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
         if not isinstance(part, BodyPartReader) or part.name != "file":
             return _refusal(400, 'The second field must be "file"', errno.EINVAL)
         file_part = part
+        # As for a raw body (utils/upload): the socket is read on while a batch is being written.
+        request.content.set_read_chunk_size(BATCH)
 
         async def run(job: Job) -> Any:
             return await service.receive(job, args[0], args[1], _chunks(file_part), request.content_length)

@@ -16,7 +16,7 @@ from middlewared.plugins.velocity import mediastore
 from middlewared.plugins.velocity import schemas as S
 from middlewared.plugins.velocity.endpoint import CORS, Call, Endpoint
 from middlewared.plugins.velocity.errors import ErrorSpec as Err
-from middlewared.utils.upload import UploadError, stream_to_file
+from middlewared.utils.upload import UploadError, body_chunks, stream_to_file
 
 
 def _pool(call: Call, mpid: int, code: int) -> Any:
@@ -142,7 +142,7 @@ async def upload_put(call: Call) -> dict[str, Any]:
     call.require("velocity.media.create", gid, 9200)
     mid = await _reserve(call, gid, mpid, h["name"], h["type"], h["readonly"] == "true", length, (9201, 9220, 9221))
     try:
-        await stream_to_file(_gathered(call.request.content), os.path.join(pool.path, mid), length)
+        await stream_to_file(body_chunks(call.request.content), os.path.join(pool.path, mid), length)
     except UploadError as e:
         await _forget(call, mid)
         raise call.error(9222 if e.errno == errno.EINVAL else 9220, str(e)) from None
@@ -156,23 +156,8 @@ async def upload_put(call: Call) -> dict[str, Any]:
     return {"mid": mid, "size": length}
 
 
-# Bytes per write to disk (uploads) and per read (downloads).
+# Bytes per read of a download.
 CHUNK = 4 << 20
-
-
-async def _gathered(content: Any) -> AsyncIterator[bytes]:
-    """The body in pieces of at least CHUNK bytes: the socket hands over 64 KiB at a time, and each piece
-    costs a hop to the writing thread."""
-    parts: list[bytes] = []
-    held = 0
-    async for data in content.iter_any():
-        parts.append(data)
-        held += len(data)
-        if held >= CHUNK:
-            yield b"".join(parts)
-            parts, held = [], 0
-    if parts:
-        yield b"".join(parts)
 
 
 def _size(path: str | None) -> int:

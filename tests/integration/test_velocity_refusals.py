@@ -119,13 +119,18 @@ async def test_a_hypervisor_refusal_is_13290_and_the_vm_stays_stopped(velocity_d
     async with as_root(velocity_daemon) as root:
         gid = await new_group(root)
         await assign(root, gid)
-        mid = (await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": unique("d"), "type": "DISK",
+        name = unique("d")
+        mid = (await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": name, "type": "DISK",
                                                         "size": 1 << 20}))["mid"]
         vmid = (await root.ok("PUT", "/v/vm/efi", {"name": unique("vh"), "gid": gid, "cpus": 1, "memory_mib": 64,
                                                    "media": [{"mid": mid, "mode": "VIRTIO"}]}))["vmid"]
         os.unlink(pool_dir(velocity_daemon) / mid)  # the disk's file is gone behind the daemon's back
         refused = await root("PUT", "/v/vm/state", {"vmid": vmid, "state": "RUNNING"})
         assert (refused.status, refused.code) == (500, 13290) and "does not exist" in refused.body["message"]
+        # The client learns which medium, by mid and name; where the host keeps it stays in the daemon's log.
+        assert f"medium {mid} ({name!r})" in refused.body["message"], refused.body
+        assert str(velocity_daemon.storage) not in json.dumps(refused.body)
+        assert str(pool_dir(velocity_daemon) / mid) in velocity_daemon.log()
         assert (await root.ok("POST", "/v/vm/state", {"vmid": vmid}))["state"] == "STOPPED"
     assert "Traceback" not in velocity_daemon.log()
 

@@ -14,7 +14,7 @@ from middlewared.config import VelocityConfig
 from middlewared.credentials import Credentials
 from middlewared.errors import CallError, ValidationErrors
 from middlewared.plugins.auth.scope import ScopeIndex, policy
-from middlewared.plugins.velocity import audit
+from middlewared.plugins.velocity import audit, hostpaths
 from middlewared.plugins.velocity import errors as E
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity.authkeys import AuthKeys
@@ -235,12 +235,23 @@ async def serve(velocity: Velocity, endpoint: Endpoint, request: web.Request) ->
     except Exception:
         logger.exception("%s %s failed", endpoint.method, endpoint.path)
         failure = E.VelocityError(500, endpoint.base + E.INTERNAL, "Internal error")
+    if failure is not None:
+        failure = await _without_host_paths(call, failure)
     audit.record(call, None if failure is None else audit.describe(failure))
     if failure is not None:
         return _json(failure.body(), status=failure.status)
     if isinstance(result, web.StreamResponse):
         return result
     return _json(result) if result is not None else web.Response(status=200)
+
+
+async def _without_host_paths(call: Call, failure: E.VelocityError) -> E.VelocityError:
+    """The failure as a client may read it; the log keeps the host paths it named."""
+    message = await hostpaths.public(call.velocity, failure.message)
+    if message == failure.message:
+        return failure
+    logger.info("%s %s answered %d: %s", call.endpoint.method, call.request.path, failure.code, failure.message)
+    return E.VelocityError(failure.status, failure.code, message)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -21,12 +21,14 @@ their RAM is written); each side deletes its snapshot after, untimed, so no side
 
 Fairness: round 0 of each figure warms up and is not counted (the first writes of a few GiB, whoever makes them,
 can land in memory the host has to provide afresh); the sides take turns going first; figures are medians with
-their range. The job logs of the daemon's last import, create and revert are printed: what each step took.
+their range. Rows "of which" are the steps the daemon's snapshot jobs logged, with what each took (medians); the
+log of its last import job is printed. Each virsh call is a new process, as a user or script runs it.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,6 +46,7 @@ from bench.vm import remove_domains, renamed_xml
 URI = "qemu:///system"
 GIB = 1 << 30
 HEADERS = ["figure", "daemon", "raw tool", "ratio", "target", "note"]
+STEP = re.compile(r"^(.+?)(?::| in) (\d+) ms$", re.M)
 
 
 def run_cmd(*argv: str) -> float:
@@ -73,6 +76,12 @@ async def last_job_log(client: RpcClient, method: str) -> str:
     """The log of the daemon's last job of a method: its steps and what each took."""
     jobs = await client.call("core.get_jobs", [["method", "=", method]], {"order_by": ["-id"], "limit": 1})
     return str(jobs[0]["logs_excerpt"] or "") if jobs else ""
+
+
+def job_steps(log: str) -> dict[str, float]:
+    """Milliseconds per step of a snapshot job log ("disk snapshot: 15 ms", "restored the saved guest in 900 ms"),
+    the snapshot's tag left out of the step's name."""
+    return {re.sub(r" mw-[0-9a-f]+", "", m[1]): float(m[2]) for m in STEP.finditer(log)}
 
 
 def settle(source: Path, cold: bool) -> None:
@@ -170,14 +179,17 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
     conn.defineXML(uefi_twin_xml(conn.lookupByName(daemon_name).XMLDesc(0), daemon_name, twin_name, str(twin_disk)))
     times: dict[str, list[float]] = {k: [] for k in ("create", "revert", "vcreate", "vrevert", "ucreate", "urevert",
                                                      "held")}
+    steps: dict[str, list[dict[str, float]]] = {"create": [], "revert": []}
 
     async def daemon_side(i: int) -> None:
         seconds, snap = await job_seconds(client, "vm.snapshot.create", {"vm": vm["id"], "name": f"s{i}",
                                                                          "memory": True})
+        steps["create"].append(job_steps(await last_job_log(client, "vm.snapshot.create")))
         await asyncio.to_thread(os.sync)
         record(i, "create", seconds)
         record(i, "held", snap["held_ms"])
         record(i, "revert", (await job_seconds(client, "vm.snapshot.revert", snap["id"], {"force": True}))[0])
+        steps["revert"].append(job_steps(await last_job_log(client, "vm.snapshot.revert")))
         await client.call("vm.snapshot.delete", snap["id"])
 
     async def bios_side(i: int) -> None:
@@ -219,8 +231,6 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
                   f"create {last['create']:.2f} s revert {last['revert']:.2f} s; virsh SeaBIOS {last['vcreate']:.2f} s"
                   f" / {last['vrevert']:.2f} s; virsh UEFI {last['ucreate']:.2f} s / {last['urevert']:.2f} s",
                   file=sys.stderr)
-        for method in ("vm.snapshot.create", "vm.snapshot.revert"):
-            print(f"  daemon's last {method} job:\n" + await last_job_log(client, method), file=sys.stderr)
     finally:
         await client.call("vm.delete", vm["id"], {"force": True, "zvols": True})
         dom = conn.lookupByName(raw_name)
@@ -236,6 +246,12 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
             table.add(f"{label} ({memory} MiB)", fmt(d, 2), fmt(r, 2), f"{d / r:.2f}", "<= 1.05",
                       f"median of {rounds}; {what}; daemon {spread(times[key])} s, "
                       f"virsh {spread(times[prefix + key])} s")
+        # Where the daemon's time went: each step its job logged (the warm-up round left out).
+        for step in steps[key][-1] if steps[key] else {}:
+            ms = [round_steps[step] for round_steps in steps[key][1:] if step in round_steps]
+            if ms:
+                table.add(f"  of which {step}, ms", fmt(statistics.median(ms), 0), "", "", "",
+                          f"median, {min(ms):.0f}-{max(ms):.0f}")
     held = times["held"]
     table.add("  guest held (paused) by the daemon's create, ms", fmt(statistics.median(held), 0), "", "", "",
               f"median, {min(held):.0f}-{max(held):.0f}; virsh pauses the guest for its whole create")

@@ -236,7 +236,7 @@ class QcowInternalEngine:
         if dom is not None and dom.isActive():
             with out.step("powered the running VM off"):
                 dom.destroy()
-        with out.step(f"disks and firmware variables are back at snapshot {target.tag}"):
+        with out.step(f"disks and NVRAM put back to snapshot {target.tag}"):
             for disk in target.disks:
                 if not os.path.exists(disk):
                     out.log.append(f"{disk} no longer exists: left out")

@@ -250,14 +250,13 @@ class Middleware:
             return result
         return redact(result)
 
-    def audit_call(self, app: Connection, method: Method, params: Sequence[Any], error: str | None) -> None:
-        """Record a call that changes state (or runs other calls) in the audit log."""
+    def audit_call(self, source: AuditSource, method: Method, params: Sequence[Any], error: str | None) -> None:
+        """Record a call that changes state (or runs other calls) in the audit log, whatever carried it."""
         if self.audit_log is None:
             return
         if method.spec.audit is None and method.read_only and method.name not in ALWAYS_AUDIT:
             return
-        self.audit_log.record("METHOD_CALL", AuditSource.of(app), method.name, self.redact_args(method, list(params)),
-                              error)
+        self.audit_log.record("METHOD_CALL", source, method.name, self.redact_args(method, list(params)), error)
 
     def call_method(self, method: Method, params: Sequence[Any], app: Connection | None,
                     message_id: Any = None) -> Awaitable[Any]:

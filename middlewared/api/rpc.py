@@ -16,6 +16,7 @@ from middlewared.utils import wire_json
 from middlewared.credentials import ANONYMOUS, Credentials
 from middlewared.errors import ENOMETHOD, CallError
 from middlewared.job import Job
+from middlewared.middleware import AuditSource
 
 if TYPE_CHECKING:
     from middlewared.middleware import Method, Middleware
@@ -223,7 +224,7 @@ class RpcConnection:
         finally:
             self.inflight -= 1
             self.middleware.call_stats.observe(method.name, time.perf_counter() - began, error is not None)
-            self.middleware.audit_call(self, method, params, error)
+            self.middleware.audit_call(AuditSource.of(self), method, params, error)
 
     def _result_message(self, msg_id: Any, result: Any) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "result": result, "id": msg_id}

@@ -88,6 +88,9 @@ async def test_a_body_cut_short_leaves_nothing(daemon: Daemon, unix_rpc: Rpc) ->
         await asyncio.sleep(0.1)
     assert jobs and jobs[-1]["state"] == "FAILED", jobs
     assert not [p for p in Path(daemon.storage).iterdir() if name in p.name or p.name.startswith(".upload")]
+    cut, = await unix_rpc.call("audit.query", [["method", "=", "filesystem.put"],
+                                               ["params.0", "=", str(daemon.storage / name)]])
+    assert cut["success"] is False and cut["error"].startswith("HTTP 422: ")
 
 
 async def test_abort_through_the_job(daemon: Daemon, unix_rpc: Rpc) -> None:
@@ -118,3 +121,29 @@ async def test_abort_through_the_job(daemon: Daemon, unix_rpc: Rpc) -> None:
     assert status in (0, 409), body
     assert not target.exists()
     assert not [p for p in Path(daemon.storage).iterdir() if p.name.startswith(".upload")]
+
+
+async def test_uploads_are_audited_as_calls_of_their_method(daemon: Daemon, unix_rpc: Rpc) -> None:
+    """filesystem.put is audited over JSON-RPC; through /_upload too: the token's user, the peer, the path,
+    the outcome, and never the token."""
+    target = str(daemon.storage / f"{unique('audited')}.iso")
+    tok = await token(unix_rpc)
+    assert (await post(daemon, tok, form("filesystem.put", [target, {"mode": 0o600}], b"abc")))[0] == 200
+    refused_tok = await token(unix_rpc)
+    outside = f"/etc/{unique('evil')}"
+    assert (await post(daemon, refused_tok, form("filesystem.put", [outside], b"x")))[0] == 422
+    bad = unique("not-a-token")
+    assert (await post(daemon, bad, form("filesystem.put", [target + ".2"], b"x")))[0] == 401
+    done, = await unix_rpc.call("audit.query", [["method", "=", "filesystem.put"], ["params.0", "=", target]])
+    assert (done["event"], done["service"], done["username"], done["success"], done["error"]) == \
+        ("METHOD_CALL", "MIDDLEWARE", "root", True, None)
+    assert done["params"] == [target, {"mode": 0o600}] and done["origin"].startswith("TCP:127.0.0.1:")
+    refused, = await unix_rpc.call("audit.query", [["method", "=", "filesystem.put"], ["params.0", "=", outside]])
+    assert refused["username"] == "root" and refused["success"] is False
+    assert refused["error"].startswith("HTTP 422: ") and "storage roots" in refused["error"]
+    failed = (await unix_rpc.call("audit.query", [["event", "=", "AUTHENTICATION"], ["method", "=", "TOKEN_PLAIN"],
+                                                  ["origin", "^", "TCP:"]]))[-1]
+    assert (failed["username"], failed["success"], failed["error"]) == \
+        (None, False, "HTTP 401: A valid auth_token is required")
+    everything = json.dumps(await unix_rpc.call("audit.query"))
+    assert tok not in everything and refused_tok not in everything and bad not in everything

@@ -22,6 +22,7 @@ import libvirt
 import pytest
 
 from tests.integration.test_vm_crash import lv  # noqa: F401 (fixture: libvirt with an event loop)
+from tests.ova_maker import make_ova
 from tests.support import Daemon, Rpc, connect, start_daemon, stop_daemon, unique
 
 pytestmark = pytest.mark.timeout(600)
@@ -285,3 +286,16 @@ async def test_delete_with_storage(home: Path, lv: libvirt.virConnect, method: s
                 assert name not in volumes(lv, daemon.pool)
                 return
         pytest.fail("every kill came before the COMMIT")
+
+
+async def test_import_ova(home: Path, lv: libvirt.virConnect) -> None:
+    """Killed as the first disk's volume appears: the volume and the directory the disks were extracted to go."""
+    async with crash_site(home, lv) as daemon:
+        disk = daemon.storage / "ova-source.qcow2"
+        subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "16M"], check=True, capture_output=True)
+        archive = make_ova(daemon.storage, unique("ova"), [disk], vcpus=1, memory_mib=64, nics=[])
+
+        def call(name: str) -> tuple[str, list[Any]]:
+            return "vm.import_ova", [{"path": str(archive), "name": name}]
+        await killed_then_retried(home, lv, daemon, daemon.storage / daemon.pool / "{name}-disk0", call, vm_named)
+        assert not list(daemon.storage.glob(".ova-import-*"))

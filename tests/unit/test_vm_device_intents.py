@@ -50,6 +50,10 @@ async def test_clean_up_removes_only_unowned_leftovers_of_earlier_lives(db: Data
     lost_file = tmp_path / "lost.img"
     lost_file.write_bytes(b"x")
     await earlier.begin(I.Leftover(I.FILE, str(lost_file)))
+    lost_tree = tmp_path / ".work"
+    (lost_tree / "sub").mkdir(parents=True)
+    (lost_tree / "sub" / "disk0").write_bytes(b"x")
+    await earlier.begin(I.Leftover(I.TREE, str(lost_tree)))
     now = I.Intents(db)
     # A write of this life in progress: its volume is no leftover yet.
     await now.begin(I.Leftover(I.VOLUME, f"{POOL}/in-progress"))
@@ -61,7 +65,8 @@ async def test_clean_up_removes_only_unowned_leftovers_of_earlier_lives(db: Data
     removed = await now.clean_up(hv, {f"{POOL}/owned"}, None, [str(tmp_path)])  # type: ignore[arg-type]
     assert outside.exists()
     outside.unlink()
-    assert set(removed) == {f"{POOL}/lost", str(lost_file)}
+    assert set(removed) == {f"{POOL}/lost", str(lost_file), str(lost_tree)}
+    assert not lost_tree.exists()
     assert volume_names(hv) >= {"owned", "made-by-hand", "in-progress"} and "lost" not in volume_names(hv)
     assert not lost_file.exists()
     left = await db.fetchall("SELECT target FROM storage_intent")
@@ -78,6 +83,21 @@ async def test_a_volume_a_domain_uses_is_kept(db: Datastore) -> None:
     assert await I.Intents(db).clean_up(hv, set(), "some-instance", ["/"]) == []  # type: ignore[arg-type]
     assert "used" in volume_names(hv)
     assert await db.fetchall("SELECT * FROM storage_intent") == []
+
+
+async def test_scratch_directory(db: Datastore, tmp_path: Path) -> None:
+    intents = I.Intents(db)
+    with pytest.raises(RuntimeError):
+        async with intents.scratch(str(tmp_path / "work")):
+            (tmp_path / "work" / "part").write_bytes(b"x")
+            assert [r["kind"] for r in await db.fetchall("SELECT kind FROM storage_intent")] == [I.TREE]
+            raise RuntimeError("abort")
+    assert not (tmp_path / "work").exists() and await db.fetchall("SELECT * FROM storage_intent") == []
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError):
+        async with intents.scratch(str(tmp_path / "taken")):
+            pass
+    assert (tmp_path / "taken").exists() and await db.fetchall("SELECT * FROM storage_intent") == []
 
 
 async def test_making_forgets_the_intent_when_the_body_fails(db: Datastore) -> None:

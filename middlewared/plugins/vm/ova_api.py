@@ -4,10 +4,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shutil
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable, Protocol, cast
 
 from middlewared.errors import CallError
 from middlewared.job import Job
@@ -50,6 +49,8 @@ class VolumeImporter(Protocol):
     async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
                             progress: Callable[[float], None]) -> dict[str, Any]: ...
 
+    def scratch_dir(self, path: str) -> AsyncContextManager[None]: ...
+
 
 async def import_ova(vms: "VMRecords", data: dict[str, Any], *, job: Job) -> dict[str, Any]:
     """Create a VM from an OVA: its CPUs, memory, disks (converted into new qcow2 volumes, with qemu-img's
@@ -70,23 +71,22 @@ async def import_ova(vms: "VMRecords", data: dict[str, Any], *, job: Job) -> dic
     for line in system.unknown:
         job.log(line)
     workdir = os.path.join(roots[0], f".ova-import-{uuid.uuid4().hex[:12]}")
-    await asyncio.to_thread(os.mkdir, workdir, 0o700)
     volumes: list[dict[str, Any]] = []
-    try:
-        await _import_disks(vms, job, path, system, workdir, f"{data['pool'] or storage.pool}/{name}", volumes)
-        devices = [{"attributes": {"dtype": "DISK", "zvol_name": v["zvol_name"], "type": "AHCI"},
-                    "order": 1001 + i} for i, v in enumerate(volumes)]
-        devices += [{"attributes": {"dtype": "NIC", "type": ova.nic_model(model),
-                                    "nic_attach": data["nic_attach"]}} for model in system.nics]
-        job.set_progress(97, f"Creating VM {name}")
-        vm = await vms.create(apply_defaults(VM_CREATE, {
-            "name": name, "vcpus": system.vcpus, "memory": system.memory_mib, "autostart": False,
-            "devices": devices}))
-    except BaseException:
-        await vms.devices.delete_volumes([{"attributes": {"dtype": "DISK", **v}} for v in volumes])
-        raise
-    finally:
-        await asyncio.to_thread(shutil.rmtree, workdir, True)
+    # The extracted disks are removed afterwards, also by the next start of a daemon killed meanwhile.
+    async with cast(VolumeImporter, vms.middleware.service("vm.device")).scratch_dir(workdir):
+        try:
+            await _import_disks(vms, job, path, system, workdir, f"{data['pool'] or storage.pool}/{name}", volumes)
+            devices = [{"attributes": {"dtype": "DISK", "zvol_name": v["zvol_name"], "type": "AHCI"},
+                        "order": 1001 + i} for i, v in enumerate(volumes)]
+            devices += [{"attributes": {"dtype": "NIC", "type": ova.nic_model(model),
+                                        "nic_attach": data["nic_attach"]}} for model in system.nics]
+            job.set_progress(97, f"Creating VM {name}")
+            vm = await vms.create(apply_defaults(VM_CREATE, {
+                "name": name, "vcpus": system.vcpus, "memory": system.memory_mib, "autostart": False,
+                "devices": devices}))
+        except BaseException:
+            await vms.devices.delete_volumes([{"attributes": {"dtype": "DISK", **v}} for v in volumes])
+            raise
     return {"vm": vm, "unknown": system.unknown}
 
 

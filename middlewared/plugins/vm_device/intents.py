@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -36,12 +37,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-VOLUME, FILE = "volume", "file"
+VOLUME, FILE, TREE = "volume", "file", "tree"  # a volume, a file, a work directory and all it holds
 
 
 @dataclass(frozen=True)
 class Leftover:
-    """What a write makes: a volume ("<pool>/<name>") or a file (an absolute path)."""
+    """What a write makes: a volume ("<pool>/<name>"), a file or a work directory (an absolute path)."""
 
     kind: str
     target: str
@@ -97,6 +98,18 @@ class Intents:
             await asyncio.shield(self.forget(x.target for x in leftovers))
             raise
 
+    @contextlib.asynccontextmanager
+    async def scratch(self, path: str) -> AsyncIterator[None]:
+        """A new work directory for the body (mode 0700), removed with all it holds afterwards, whatever happens
+        (at the next start if the daemon is killed meanwhile)."""
+        async with self.making(Leftover(TREE, path)):
+            await asyncio.to_thread(os.mkdir, path, 0o700)
+        try:
+            yield
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
+            await asyncio.shield(self.forget([path]))
+
     async def clean_up(self, hv: "Hypervisor", owned: set[str], instance: str | None,
                        roots: Sequence[str]) -> list[str]:
         """Start-up: remove what intents of earlier lives name, except what `owned` (our rows) or a domain of
@@ -129,9 +142,15 @@ async def _remove(hv: "Hypervisor", leftover: Leftover, roots: Sequence[str]) ->
     if leftover.kind == VOLUME:
         pool_name, _, name = leftover.target.partition("/")
         return bool(await hv.run(pool.delete_volume, pool_name, name))
+    # Resolved again, as vm.device.delete does: the file must still be inside the roots.
+    path = confine(leftover.target, roots)
+    if leftover.kind == TREE:
+        if not os.path.isdir(path):
+            return False
+        await asyncio.to_thread(shutil.rmtree, path)
+        return True
     try:
-        # Resolved again, as vm.device.delete does: the file must still be inside the roots.
-        await asyncio.to_thread(os.unlink, confine(leftover.target, roots))
+        await asyncio.to_thread(os.unlink, path)
     except FileNotFoundError:
         return False
     return True

@@ -3,7 +3,7 @@ domain redefined in the same transaction."""
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable
 
 from middlewared.crud import CRUDService, crud_schemas
 from middlewared.errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
@@ -166,6 +166,10 @@ class VMDeviceService(CRUDService):
                 await self.manager.intents.forget([doomed.target])
         self._vm_changed(device["vm"], await self.vms.get_instance(device["vm"]))
         return True
+
+    def scratch_dir(self, path: str) -> AsyncContextManager[None]:
+        """A work directory made and removed around the body, also after a kill (for the OVA import)."""
+        return self.manager.intents.scratch(path)
 
     async def import_volume(self, source: str, source_format: str | None, zvol_name: str, fmt: str,
                             progress: Callable[[float], None], log: Callable[[str], None] = lambda _: None

@@ -46,6 +46,16 @@ def test_every_vm_tab_fits_a_phone(browser: Any, ui_daemon: Daemon) -> None:
             assert page.evaluate(NO_SIDEWAYS_SCROLL), tab
             assert axe_violations(page) == [], tab
             shot(page, f"vm-{tab.lower()}-390")
+        # Under the daemon's real CSP (the axe checks above need it bypassed), noVNC loads and connects.
+        strict = browser.new_context(base_url=f"http://127.0.0.1:{ui_daemon.port}")
+        page = strict.new_page()
+        refused: list[str] = []
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        login(page)
+        page.goto(f"/ui/vms/{vm['id']}/console")
+        page.get_by_text("VNC console: connected").wait_for(timeout=60000)
+        strict.close()
+        assert refused == []
     finally:
         context.close()
         with root(ui_daemon) as c:

@@ -157,3 +157,16 @@ async def test_bytes_beyond_content_length_are_not_part_of_the_upload(velocity_d
         (mid,) = set(os.listdir(pool_dir(velocity_daemon))) - before
         assert (pool_dir(velocity_daemon) / mid).read_bytes() == b"0123456789"
         assert [m["size"] for m in (await root.ok("POST", "/m/media/list", {"gid": gid}))["media"]] == [10]
+
+
+async def test_a_request_that_is_not_http_gets_aiohttps_400_and_no_traceback(velocity_daemon: Daemon) -> None:
+    """The documented limit (plugin README): unparsable requests are answered below the dispatcher."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", velocity_daemon.port)
+    writer.write(b"PUT /v/vm/state HTTP/1.1 extra\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)  # answered, then the connection is closed
+    writer.close()
+    assert answer.split(b" ")[1] == b"400" and b"Content-Type: text/plain" in answer
+    async with as_root(velocity_daemon) as root:  # the daemon serves on
+        assert isinstance((await root.ok("POST", "/v/vm/list", {"gid": 0}))["vms"], list)
+    assert "Traceback" not in velocity_daemon.log()

@@ -21,8 +21,8 @@ their RAM is written); each side deletes its snapshot after, untimed, so no side
 
 Fairness: round 0 of each figure warms up and is not counted (the first writes of a few GiB, whoever makes them,
 can land in memory the host has to provide afresh); the sides take turns going first; figures are medians with
-their range. Rows "of which" are the steps the daemon's snapshot jobs logged, with what each took (medians); the
-log of its last import job is printed. Each virsh call is a new process, as a user or script runs it.
+their range. Rows "of which" are the steps the daemon's jobs logged, with what each took (medians). Each virsh
+call is a new process, as a user or script runs it.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from bench.vm import remove_domains, renamed_xml
 URI = "qemu:///system"
 GIB = 1 << 30
 HEADERS = ["figure", "daemon", "raw tool", "ratio", "target", "note"]
-STEP = re.compile(r"^(.+?)(?::| in) (\d+) ms$", re.M)
+STEP = re.compile(r"^(.+?)(?::| in) (\d+) ms\b", re.M)
 
 
 def run_cmd(*argv: str) -> float:
@@ -79,9 +79,18 @@ async def last_job_log(client: RpcClient, method: str) -> str:
 
 
 def job_steps(log: str) -> dict[str, float]:
-    """Milliseconds per step of a snapshot job log ("disk snapshot: 15 ms", "restored the saved guest in 900 ms"),
-    the snapshot's tag left out of the step's name."""
+    """Milliseconds per step of a job log ("disk snapshot: 15 ms", "restored the saved guest in 900 ms"), a
+    snapshot's tag left out of the step's name."""
     return {re.sub(r" mw-[0-9a-f]+", "", m[1]): float(m[2]) for m in STEP.finditer(log)}
+
+
+def add_steps(table: Table, rounds: list[dict[str, float]]) -> None:
+    """Rows with the median time of each step the daemon's jobs logged, round 0 (the warm-up) left out."""
+    for step in rounds[-1] if rounds else {}:
+        ms = [steps[step] for steps in rounds[1:] if step in steps]
+        if ms:
+            table.add(f"  of which {step}, ms", fmt(statistics.median(ms), 0), "", "", "",
+                      f"median, {min(ms):.0f}-{max(ms):.0f}")
 
 
 def settle(source: Path, cold: bool) -> None:
@@ -108,10 +117,12 @@ async def bench_import(client: RpcClient, storage: Path, pool: str, size: int, r
     for cold in (False, True):
         ours: list[float] = []
         raw: list[float] = []
+        steps: list[dict[str, float]] = []
 
         async def daemon_side(i: int) -> float:
             seconds, _ = await job_seconds(client, "vm.device.import_disk",
                                            {"source": str(source), "zvol_name": f"{pool}/import{i}"})
+            steps.append(job_steps(await last_job_log(client, "vm.device.import_disk")))
             await asyncio.to_thread(subprocess.run, ["virsh", "-q", "vol-delete", "--pool", pool, f"import{i}"],
                                     check=True, capture_output=True)
             return seconds
@@ -140,7 +151,7 @@ async def bench_import(client: RpcClient, storage: Path, pool: str, size: int, r
         table.add(f"import {size / GIB:.1f} GiB qcow2, MiB/s ({'cold' if cold else 'cached'})",
                   fmt(size / d / 2**20, 0), fmt(size / r / 2**20, 0), f"{r / d:.2f}", ">= 0.95",
                   f"median of {rounds}, {state}; daemon {spread(ours)} s, qemu-img {spread(raw)} s")
-    print("  daemon's last import job:\n" + await last_job_log(client, "vm.device.import_disk"), file=sys.stderr)
+        add_steps(table, steps)
 
 
 def uefi_twin_xml(daemon_xml: str, daemon_name: str, name: str, disk: str) -> str:
@@ -246,12 +257,7 @@ async def bench_snapshots(client: RpcClient, storage: Path, pool: str, memory: i
             table.add(f"{label} ({memory} MiB)", fmt(d, 2), fmt(r, 2), f"{d / r:.2f}", "<= 1.05",
                       f"median of {rounds}; {what}; daemon {spread(times[key])} s, "
                       f"virsh {spread(times[prefix + key])} s")
-        # Where the daemon's time went: each step its job logged (the warm-up round left out).
-        for step in steps[key][-1] if steps[key] else {}:
-            ms = [round_steps[step] for round_steps in steps[key][1:] if step in round_steps]
-            if ms:
-                table.add(f"  of which {step}, ms", fmt(statistics.median(ms), 0), "", "", "",
-                          f"median, {min(ms):.0f}-{max(ms):.0f}")
+        add_steps(table, steps[key])
     held = times["held"]
     table.add("  guest held (paused) by the daemon's create, ms", fmt(statistics.median(held), 0), "", "", "",
               f"median, {min(held):.0f}-{max(held):.0f}; virsh pauses the guest for its whole create")

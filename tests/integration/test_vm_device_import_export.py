@@ -53,7 +53,7 @@ async def test_import_each_format(unix_rpc: Rpc, daemon: Daemon, storage: Path, 
                 and e["params"]["fields"]["method"] == "vm.device.import_disk"]
     assert percents and percents[-1] == 100
     jobs = await unix_rpc.call("core.get_jobs", [["method", "=", "vm.device.import_disk"]], {"order_by": ["-id"]})
-    assert "qemu-img copied" in (jobs[0]["logs_excerpt"] or ""), jobs[0]["logs_excerpt"]
+    assert "copied with qemu-img: " in (jobs[0]["logs_excerpt"] or ""), jobs[0]["logs_excerpt"]
     # The volume is an ordinary DISK volume.
     async with vm_with(unix_rpc, {"dtype": "DISK", "zvol_name": result["zvol_name"]}) as vm:
         assert by_dtype(vm, "DISK")[0]["attributes"]["format"] == "qcow2"

@@ -42,10 +42,10 @@ def test_data_bench_defaults_to_five_rounds_and_reports_ranges() -> None:
     assert callable(data.run) and data.spread([2.5, 0.25, 1.0]) == "0.25-2.50"
 
 
-def test_data_bench_reads_the_steps_of_a_snapshot_job_log() -> None:
+def test_data_bench_reads_the_steps_of_a_job_log() -> None:
     from bench.data import job_steps
     log = ("block nodes found: 3 ms\nRAM saved: 594 ms\ntook snapshot mw-b95e2ee61fa24d7b of the disks (1 disk(s)); "
            "guest paused for 905 ms\ndisks and NVRAM put back to snapshot mw-b95e2ee61fa24d7b: 26 ms\n"
-           "restored the saved guest in 1980 ms\n")
+           "restored the saved guest in 1980 ms\ninspected the source: 16 ms (/a/b.qcow2: qcow2, 1024 bytes)\n")
     assert job_steps(log) == {"block nodes found": 3, "RAM saved": 594, "disks and NVRAM put back to snapshot": 26,
-                              "restored the saved guest": 1980}
+                              "restored the saved guest": 1980, "inspected the source": 16}

@@ -121,7 +121,8 @@ async def import_volume(service: "VMDeviceService", source: str, source_format: 
     host = await service.manager.host()
     source = io.confined(source, host.roots, "source")
     image = await asyncio.to_thread(io.inspect, source, source_format)
-    log(f"{source} is {image.format} (read in {(time.monotonic() - began) * 1000:.0f} ms)")
+    log(f"inspected the source: {(time.monotonic() - began) * 1000:.0f} ms ({source}: {image.format}, "
+        f"{image.virtual_size} bytes)")
     pool_name, _, name = zvol_name.partition("/")
     if not await host.pool_active(pool_name):
         raise CallError(f"Storage pool {pool_name} does not exist or is not active", errno.ENOENT)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 from aiohttp import BodyPartReader, web
 
 from middlewared.api.errors import CALL_ERROR, error_object, simple_error
-from middlewared.api.server import peer_credentials
+from middlewared.api.server import peer_origin
 from middlewared.errors import CallError
 from middlewared.job import Job, JobState
 from middlewared.middleware import AuditSource
@@ -74,6 +74,7 @@ class _Upload:
 
     request: web.Request
     token: Token | None = None
+    bad_token: bool = False
     method: "Method | None" = None
     params: list[Any] = field(default_factory=list)
     error: str | None = None
@@ -88,11 +89,8 @@ class _Upload:
     def audit(self, middleware: "Middleware") -> None:
         """Record the request as JSON-RPC records a call of the same method (a bad token as a failed
         token authentication); requests that name no method are not recorded, as on JSON-RPC."""
-        try:
-            _, origin, _ = peer_credentials(self.request)
-        except OSError:  # a unix socket's peer is asked for its credentials, and it may have hung up by now
-            origin = "UNIX:gone"
-        if self.token is None and self.error is not None and self.error.startswith("HTTP 401"):
+        origin = peer_origin(self.request)
+        if self.bad_token:
             if middleware.audit_log is not None:
                 middleware.audit_log.record("AUTHENTICATION", AuditSource(None, origin, None), "TOKEN_PLAIN", [],
                                             self.error)
@@ -124,6 +122,7 @@ def routes(middleware: "Middleware") -> Sequence[web.RouteDef]:
             return state.refuse(411, "A Content-Length header is required", errno.EINVAL)
         state.token = middleware.tokens.take(_token(request), request.remote)
         if state.token is None:
+            state.bad_token = True
             return state.refuse(401, "A valid auth_token is required", errno.EACCES)
         if not request.content_type.startswith("multipart/"):
             return state.refuse(400, "The body must be multipart/form-data", errno.EINVAL)

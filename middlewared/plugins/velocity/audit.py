@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from middlewared.api.server import peer_credentials
+from middlewared.api.server import peer_origin
 from middlewared.middleware import AuditSource, redact
 
 if TYPE_CHECKING:
@@ -36,9 +36,5 @@ def record(call: "Call", error: str | None) -> None:
     event = call.endpoint.audit
     if log is None or event is None:
         return
-    try:
-        _, origin, _ = peer_credentials(call.request)
-    except OSError:  # a unix socket's peer is asked for its credentials, and it may have hung up by now
-        origin = "UNIX:gone"
-    source = AuditSource(call.username, origin, call.session, SERVICE)
+    source = AuditSource(call.username, peer_origin(call.request), call.session, SERVICE)
     log.record(event, source, f"{call.endpoint.method} {call.endpoint.path}", redact(params(call)), error)

@@ -8,7 +8,7 @@ import os
 import re
 import sqlite3
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any
 
 from aiohttp import web
 

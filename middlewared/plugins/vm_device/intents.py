@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Iterable, Mapping, Sequence
 import libvirt
 from lxml import etree
 
+from middlewared.errors import CallError
 from middlewared.plugins.vm.domain_xml import METADATA_NS
 from middlewared.plugins.vm_device import pool
 from middlewared.plugins.vm_device.paths import PathError, confine
@@ -128,7 +129,7 @@ class Intents:
                     removed.append(leftover.target)
             except PathError as e:
                 logger.warning("not removing %s: %s", leftover.target, e)
-            except (OSError, libvirt.libvirtError) as e:
+            except (OSError, CallError) as e:
                 logger.warning("cannot remove %s %s left by an unfinished write: %s", leftover.kind,
                                leftover.target, e)
                 continue

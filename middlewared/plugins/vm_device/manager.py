@@ -80,6 +80,18 @@ class DeviceManager:
             await host.ensure_pool()
         except CallError as e:
             logger.error("storage pool %s: %s", self.storage.pool, e.errmsg)
+        try:
+            await self._remove_leftovers(host)
+        except CallError as e:
+            logger.error("cannot remove what unfinished writes left (at the next start then): %s", e.errmsg)
+        try:
+            # Read once now rather than at the first display's creation (the first read is of every domain).
+            await self.foreign.ports(self.hv, self.vms.instance)
+        except CallError as e:
+            logger.warning("cannot read the display ports of other domains: %s", e.errmsg)
+
+    async def _remove_leftovers(self, host: Host) -> None:
+        """Remove the volumes and files of writes an earlier life never finished (see intents.py)."""
         async with self.writes.lock:
             stored = (await self.vms.stored_vms()).values()
             owned = targets_of(d["attributes"] for r in stored for d in r["devices"])
@@ -87,11 +99,6 @@ class DeviceManager:
         if removed:
             logger.warning("removed %d volumes and files of writes the daemon never finished: %s",
                            len(removed), ", ".join(removed))
-        try:
-            # Read once now rather than at the first display's creation (the first read is of every domain).
-            await self.foreign.ports(self.hv, self.vms.instance)
-        except CallError as e:
-            logger.warning("cannot read the display ports of other domains: %s", e.errmsg)
 
     async def plan(self, vm: Mapping[str, Any], current: Sequence[dict[str, Any]],
                    changes: Sequence[DeviceChange], remove: Sequence[int], verrors: ValidationErrors, *,

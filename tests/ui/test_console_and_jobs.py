@@ -1,5 +1,5 @@
 """The VM page's VNC console (noVNC drawing the test guest's screen in the page), its summary (live uptime,
-graphs, guest card) and its list of the VM's jobs."""
+graphs, guest card) and its list of the VM's jobs; the list's uptime column."""
 from __future__ import annotations
 
 import re
@@ -96,6 +96,9 @@ def test_vm_page_shows_its_uptime_and_its_jobs_live(page: Any, ui_daemon: Daemon
         c.call("vm.start", vm["id"])
         started = c.call("vm.status", vm["id"])["started_at"]
     login(page)
+    # The list's uptime column, coarse: the running VM's, and none for the stopped one.
+    page.locator(f'tr[data-vm="{vm["name"]}"] td[data-label="Uptime"]', has_text="min").wait_for()
+    assert page.locator(f'tr[data-vm="{other["name"]}"] td[data-label="Uptime"]').inner_text() == "—"
     page.goto(f"/ui/vms/{vm['id']}")
     # The uptime counts up every second, from the QEMU process's start.
     uptime = page.get_by_test_id("uptime")

@@ -30,3 +30,12 @@ export function duration(seconds) {
   const clock = [Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0")).join(":");
   return days ? `${days} d ${clock}` : clock;
 }
+
+// The same, coarse, for a table cell that is redrawn once a minute: "3 d 4 h", "4 h 5 min", "< 1 min".
+export function roughDuration(seconds) {
+  const minutes = Math.floor(Math.max(0, seconds) / 60);
+  const [d, h, m] = [Math.floor(minutes / 1440), Math.floor(minutes / 60) % 24, minutes % 60];
+  if (d) return `${d} d ${h} h`;
+  if (h) return `${h} h ${m} min`;
+  return m ? `${m} min` : "< 1 min";
+}

@@ -10,7 +10,7 @@ import { can, session } from "../lib/session.js";
 import { Link, navigate } from "../lib/router.js";
 import { ACTIONS, byKey, blocked, runOne, runBulk, Confirm } from "../lib/vmactions.js";
 import { Button, Progress, Empty } from "../lib/widgets.js";
-import { mib, bytes, topology } from "../lib/format.js";
+import { mib, bytes, topology, roughDuration } from "../lib/format.js";
 
 const PAGE = 100;
 const COLUMNS = [
@@ -19,6 +19,8 @@ const COLUMNS = [
   { key: "vcpus", label: "vCPUs", value: (vm) => vm.vcpus * vm.cores * vm.threads },
   { key: "memory", label: "Memory", value: (vm) => vm.memory },
   { key: "usage", label: "CPU · memory use", value: (vm, g, st) => (st.get(vm.id) || []).slice(-1)[0]?.cpu ?? -1 },
+  // Longest running first when ascending; stopped VMs last.
+  { key: "uptime", label: "Uptime", value: (vm) => vm.status?.started_at ?? Infinity },
   { key: "autostart", label: "Autostart", value: (vm) => (vm.autostart ? 1 : 0) },
   { key: "group", label: "Group", value: (vm, g) => g.get(vm.id) || "" },
 ];
@@ -67,7 +69,9 @@ class Row extends Component {
   }
 }
 
+// `minute` only makes a running VM's row redraw as its uptime grows.
 function rowHtml({ vm, group, running, selected, toggle, ask, usage }) {
+  const started = vm.status?.started_at;
   return html`<tr data-vm=${vm.name} class=${selected ? "selected" : ""}>
     <td class="sel"><input type="checkbox" checked=${selected} onChange=${() => toggle(vm.id)} aria-label=${`Select ${vm.name}`} /></td>
     <td class="name" data-label="Name"><${Link} to=${`vms/${vm.id}`}>${vm.name}<//>
@@ -77,11 +81,23 @@ function rowHtml({ vm, group, running, selected, toggle, ask, usage }) {
     <td data-label="vCPUs" class="num">${topology(vm)}</td>
     <td data-label="Memory" class="num">${mib(vm.memory)}</td>
     <td data-label="Use"><${Usage} points=${usage} vm=${vm} /></td>
+    <td data-label="Uptime" class="num">${started == null ? html`<span class="muted">—</span>` : roughDuration(Date.now() / 1000 - started)}</td>
     <td data-label="Autostart">${vm.autostart ? "Yes" : "No"}</td>
     <td data-label="Group">${group || html`<span class="muted">—</span>`}</td>
     <td class="acts">${can("VM_WRITE", vm.id) ? html`<${RowActions} vm=${vm} ask=${ask} />`
       : html`<span class="muted small" title="Your roles allow viewing this VM, not changing it">View only</span>`}</td>
   </tr>`;
+}
+
+// The current minute (Unix time / 60), advancing on its own: uptimes in the list move once a minute, and
+// only the rows of running VMs are redrawn for it.
+function useMinute() {
+  const [minute, setMinute] = useState(() => Math.floor(Date.now() / 60000));
+  useEffect(() => {
+    const timer = setInterval(() => setMinute(Math.floor(Date.now() / 60000)), 5000);
+    return () => clearInterval(timer);
+  }, []);
+  return minute;
 }
 
 function useIncremental(total, reset) {
@@ -105,6 +121,7 @@ export function VmList() {
   const jobMap = useStore(jobs);
   const st = useStore(stats);
   const { me } = useStore(session); // rows re-render when the session's grants change
+  const minute = useMinute();
   const [prefs, setPrefs] = useState(loadPrefs);
   const [selected, setSelected] = useState(new Set());
   const [asking, setAsking] = useState(null);
@@ -171,6 +188,7 @@ export function VmList() {
       </tr></thead>
       <tbody>
         ${rows.slice(0, limit).map((vm) => html`<${Row} key=${vm.id} vm=${vm} group=${g.get(vm.id)} running=${busy.get(vm.id) || NONE} usage=${st.get(vm.id)} me=${me}
+          minute=${vm.status?.started_at == null ? 0 : minute}
           selected=${selected.has(vm.id)} toggle=${toggle} ask=${ask} />`)}
       </tbody>
     </table>

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -87,7 +87,9 @@ async def run(vms: int = 1000, upload_gib: float = 1.0, rounds: int = 3) -> None
                 headers = {"Authorization": f"Bearer {key}"}
                 gid, ids = await populate(rpc, vms)
                 await listing(table, rpc, http, base, headers, gid, ids)
-                await upload(table, http, base, headers, path, daemon.process.pid, int(upload_gib * 2**30), rounds)
+                uploads = Uploads(http, rpc, base, headers, path / "upload.bin", path / "storage", "",
+                                  int(upload_gib * 2**30))
+                await upload(table, uploads, daemon.process.pid, rounds)
         except Exception as e:
             table.note(f"aborted: {type(e).__name__}: {e}")
             table.note(daemon.log_tail(1500))
@@ -131,97 +133,122 @@ async def listing(table: Table, rpc: RpcClient, http: aiohttp.ClientSession, bas
     row(table, "/v/vm/state vs vm.query get", rest_state, rpc_state, f"{STATE_CALLS} calls, one VM")
 
 
-async def upload(table: Table, http: aiohttp.ClientSession, base: str, headers: dict[str, str], tmp: Path,
-                 pid: int, size: int, rounds: int) -> None:
-    """Upload the same file with curl -T, cp + sync it, and send it to a bare aiohttp server that drops it:
-    a warm-up round, then `rounds` counted ones, the sides taking turns going first (the machine may be
-    shared); medians with their range, and the CPU time each server spent per GiB."""
-    source, media = tmp / "upload.bin", tmp / "storage" / "media"
-    block = os.urandom(CHUNK)
-    with open(source, "wb") as f:  # real bytes: a sparse file would flatter cp
-        for _ in range(size // CHUNK):
-            f.write(block)
-    os.sync()
-    sink = launch_echo(tmp)
-    daemon = psutil.Process(pid)
-    rss: list[int] = [daemon.memory_info().rss]
-    done = asyncio.Event()
-    uploaded: list[str] = []
+@dataclass
+class Uploads:
+    """The sides of the upload figures: the same file through each, timed as a whole."""
 
-    async def sample() -> None:
-        while not done.is_set():
-            rss.append(daemon.memory_info().rss)
-            await asyncio.sleep(0.05)
+    http: aiohttp.ClientSession
+    rpc: RpcClient
+    base: str
+    headers: dict[str, str]
+    source: Path
+    storage: Path
+    sink_url: str
+    size: int
+    mids: list[str] = field(default_factory=list)
 
-    async def through_daemon(n: int) -> None:
-        answer = json.loads(await curl(source, f"{base}/m/media/upload", {
-            **headers, "x-velocity-mpid": "1", "x-velocity-gid": "0", "x-velocity-name": f"bench{n}.bin",
+    async def velocity(self, n: int) -> None:
+        """PUT /m/media/upload with curl -T; the daemon fsyncs the file before it answers."""
+        answer = json.loads(await curl(["-T", str(self.source)], f"{self.base}/m/media/upload", {
+            **self.headers, "x-velocity-mpid": "1", "x-velocity-gid": "0", "x-velocity-name": f"bench{n}.bin",
             "x-velocity-type": "DISK", "x-velocity-readonly": "false"}))
-        assert answer.get("size") == size, answer
-        uploaded.append(answer["mid"])
+        assert answer.get("size") == self.size, answer
+        self.mids.append(answer["mid"])
 
-    async def copy(n: int) -> None:
-        # cp, then fsync of the copy alone (`sync FILE`): what the daemon does before it answers.
-        target = media / "cp-copy"
-        await run_quietly("cp", str(source), str(target))
+    async def truenas(self, n: int) -> None:
+        """POST /_upload into filesystem.put (multipart, as TrueNAS clients send it) with curl -F."""
+        token = await self.rpc.call("auth.generate_token", 300, {}, False, True)
+        data = json.dumps({"method": "filesystem.put", "params": [str(self.storage / f"put{n}.bin")]})
+        await curl(["-F", f"data={data}", "-F", f"file=@{self.source}"], f"{self.base}/_upload?auth_token={token}", {})
+
+    async def copy(self, n: int) -> None:
+        """cp, then fsync of the copy alone (`sync FILE`): what the daemon does before it answers."""
+        target = self.storage / "cp-copy"
+        await run_quietly("cp", str(self.source), str(target))
         await run_quietly("sync", str(target))
         target.unlink()
 
-    async def floor(n: int) -> None:
-        await curl(source, sink.tcp.url.replace("ws:", "http:").removesuffix("/api/current") + "/sink", {})
+    async def floor(self, n: int) -> None:
+        """curl -T into a bare aiohttp server that reads the body and drops it."""
+        await curl(["-T", str(self.source)], self.sink_url, {})
+
+    async def clean(self) -> None:
+        """Remove what a round wrote (not timed)."""
+        for mid in self.mids:
+            async with self.http.delete(f"{self.base}/m/media", json={"mid": mid}, headers=self.headers) as r:
+                assert r.status == 200, await r.text()
+        self.mids.clear()
+        for put in self.storage.glob("put*.bin"):
+            put.unlink()
+
+
+async def upload(table: Table, uploads: Uploads, pid: int, rounds: int) -> None:
+    """Each side in turn: a warm-up round, then `rounds` counted ones, the sides taking turns going first
+    (the machine may be shared); medians with their range, the CPU time each server spent per GiB, and the
+    daemon's RSS sampled all along."""
+    with open(uploads.source, "wb") as f:  # real bytes: a sparse file would flatter cp
+        block = os.urandom(CHUNK)
+        for _ in range(uploads.size // CHUNK):
+            f.write(block)
+    os.sync()
+    daemon = psutil.Process(pid)
+    rss: list[int] = [daemon.memory_info().rss]
+    sides = [("upload", uploads.velocity), ("/_upload", uploads.truenas), ("cp", uploads.copy),
+             ("floor", uploads.floor)]
+    rates: dict[str, list[float]] = {name: [] for name, _ in sides}
+    cpu: dict[str, list[float]] = {"upload": [], "/_upload": [], "floor": []}
+    sink = launch_echo(uploads.source.parent)
     try:
         await first_pong(sink.tcp, sink.process)
-        servers = {"upload": daemon, "floor": psutil.Process(sink.process.pid)}
-        sides = [("upload", through_daemon), ("cp", copy), ("floor", floor)]
-        rates: dict[str, list[float]] = {name: [] for name, _ in sides}
-        cpu: dict[str, list[float]] = {name: [] for name in servers}
-        sampler = asyncio.create_task(sample())
+        servers = {"upload": daemon, "/_upload": daemon, "floor": psutil.Process(sink.process.pid)}
+        uploads.sink_url = sink.tcp.url.replace("ws:", "http:").removesuffix("/api/current") + "/sink"
         for n in range(rounds + 1):
-            for name, side in sides[n % 3:] + sides[:n % 3]:
+            for name, side in sides[n % len(sides):] + sides[:n % len(sides)]:
                 server = servers.get(name)
                 c0, t0 = server.cpu_times() if server else None, time.perf_counter()
-                await side(n)
+                task = asyncio.create_task(side(n))
+                while not task.done():
+                    rss.append(daemon.memory_info().rss)
+                    await asyncio.wait([task], timeout=0.05)
+                await task
                 took = time.perf_counter() - t0
                 if n and server is not None and c0 is not None:
                     c1 = server.cpu_times()
-                    cpu[name].append((c1.user + c1.system - c0.user - c0.system) * 2**30 / size)
+                    cpu[name].append((c1.user + c1.system - c0.user - c0.system) * 2**30 / uploads.size)
                 if n:
-                    rates[name].append(size / took / 1e6)
-            for mid in uploaded:  # out of the timed part
-                async with http.delete(f"{base}/m/media", json={"mid": mid}, headers=headers) as r:
-                    assert r.status == 200, await r.text()
-            uploaded.clear()
-        done.set()
-        await sampler
+                    rates[name].append(uploads.size / took / 1e6)
+            await uploads.clean()
     finally:
         stop_process(sink.process)
-    report(table, rates, cpu, rss, size, rounds)
-    shutil.rmtree(media, ignore_errors=True)
-    os.unlink(source)
+        uploads.source.unlink()
+    report(table, rates, cpu, rss, uploads.size, rounds)
 
 
 def report(table: Table, rates: dict[str, list[float]], cpu: dict[str, list[float]], rss: list[int], size: int,
            rounds: int) -> None:
     def span(values: list[float]) -> str:
         return f"{min(values):,.0f}-{max(values):,.0f}"
-    up, cp, floor = (statistics.median(rates[k]) for k in ("upload", "cp", "floor"))
-    table.add("upload, MB/s (median)", fmt(up), fmt(cp), ratio(up, cp), ">= 0.70",
-              f"{size / 2**30:.2f} GiB, {rounds} rounds; curl -T (daemon fsyncs) vs cp + sync of the copy; "
-              f"ranges {span(rates['upload'])} vs {span(rates['cp'])}")
-    table.add("  raw HTTP floor, MB/s", fmt(floor), fmt(cp), ratio(floor, cp), "",
+    rate = {name: statistics.median(values) for name, values in rates.items()}
+    seconds = {name: statistics.median(values) for name, values in cpu.items()}
+    table.add("upload, MB/s (median)", fmt(rate["upload"]), fmt(rate["cp"]), ratio(rate["upload"], rate["cp"]),
+              ">= 0.70", f"{size / 2**30:.2f} GiB, {rounds} rounds; /m/media/upload with curl -T (the daemon "
+              f"fsyncs) vs cp + sync of the copy; ranges {span(rates['upload'])} vs {span(rates['cp'])}")
+    table.add("  /_upload, MB/s", fmt(rate["/_upload"]), fmt(rate["cp"]), ratio(rate["/_upload"], rate["cp"]), "",
+              f"filesystem.put, multipart with curl -F; range {span(rates['/_upload'])}")
+    table.add("  raw HTTP floor, MB/s", fmt(rate["floor"]), fmt(rate["cp"]), ratio(rate["floor"], rate["cp"]), "",
               f"curl -T into a bare aiohttp server that drops the body (no disk); range {span(rates['floor'])}")
-    table.add("  server CPU, s per GiB", fmt(statistics.median(cpu["upload"]), 2),
-              fmt(statistics.median(cpu["floor"]), 2), ratio(statistics.median(cpu["upload"]),
-                                                               statistics.median(cpu["floor"])), "",
-              "user + system of the daemon vs of the bare server; independent of the machine's load")
+    for name in ("upload", "/_upload"):
+        table.add(f"  server CPU, s per GiB ({name})", fmt(seconds[name], 2), fmt(seconds["floor"], 2),
+                  ratio(seconds[name], seconds["floor"]), "",
+                  "user + system of the daemon vs of the bare server: how much the load can slow it")
     grew = (max(rss) - rss[0]) / 2**20
     table.add("  daemon RSS growth, MiB", fmt(grew), "-", "-", "flat",
               f"start {rss[0] / 2**20:.0f} MiB, max {max(rss) / 2**20:.0f} MiB, {len(rss)} samples")
 
 
-async def curl(source: Path, url: str, headers: dict[str, str]) -> bytes:
-    """curl -T (what a user would run; the bench's own Python would compete for the CPU): its output."""
-    argv = ["curl", "-sS", "--fail-with-body", "-T", str(source), url]
+async def curl(options: list[str], url: str, headers: dict[str, str]) -> bytes:
+    """curl (what a user would run; the bench's own Python would compete for the CPU): its output."""
+    argv = ["curl", "-sS", "--fail-with-body", *options, url]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     return await run_quietly(*argv)

@@ -170,3 +170,22 @@ async def test_a_request_that_is_not_http_gets_aiohttps_400_and_no_traceback(vel
     async with as_root(velocity_daemon) as root:  # the daemon serves on
         assert isinstance((await root.ok("POST", "/v/vm/list", {"gid": 0}))["vms"], list)
     assert "Traceback" not in velocity_daemon.log()
+
+
+async def test_a_medium_without_its_file_is_named_by_mid_and_name(velocity_daemon: Daemon) -> None:
+    """Attaching a medium whose file was removed on the host: 404 naming the medium, on create and on PATCH."""
+    async with as_root(velocity_daemon) as root:
+        gid = await new_group(root)
+        await assign(root, gid)
+        name = unique("d")
+        mid = (await root.ok("PUT", "/m/media/create", {"mpid": 1, "gid": gid, "name": name, "type": "DISK",
+                                                        "size": 1 << 20}))["mid"]
+        vmid = (await root.ok("PUT", "/v/vm/efi", {"name": unique("vf"), "gid": gid, "cpus": 1,
+                                                   "memory_mib": 64}))["vmid"]
+        os.unlink(pool_dir(velocity_daemon) / mid)
+        made = await root("PUT", "/v/vm/efi", {"name": unique("vf"), "gid": gid, "cpus": 1, "memory_mib": 64,
+                                               "media": [{"mid": mid, "mode": "VIRTIO"}]})
+        patched = await root("PATCH", "/v/vm", {"vmid": vmid, "media": [{"mid": mid, "mode": "BLOCK"}]})
+        for answer, code in ((made, 12211), (patched, 16411)):
+            assert (answer.status, answer.code) == (404, code), answer
+            assert answer.body["message"] == f"Media {mid} ({name!r}) has no file"

@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +71,8 @@ async def media(call: Call, given: list[dict[str, Any]], gid: int, codes: Codes)
         path = mediastore.file_path(call.velocity, rows[0]) if rows else None
         if not rows or rows[0]["gid"] not in lineage or path is None:
             raise call.error(codes.media_missing, f"Media {mid} does not exist in group {gid} or above")
+        if not await asyncio.to_thread(os.path.isfile, path):  # removed on the host behind the daemon's back
+            raise call.error(codes.media_missing, f"Media {mid} ({rows[0]['name']!r}) has no file")
         # As /m/media/list shows it: writable only with write on the pool assigned to the VM's own group.
         writable = any(g["mpid"] == rows[0]["mpid"] and g["write"] for g in grants)
         readonly = bool(attachment.get("readonly")) or rows[0]["readonly"] or not writable

@@ -301,3 +301,15 @@ def tenth_rates(t0: float, answered: Sequence[float]) -> tuple[float, float]:
     first = tenth / (answered[tenth - 1] - t0)
     last = tenth / (answered[-1] - answered[-tenth - 1])
     return first, last
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of a process so far, in ns (schedstat: finer than the 10 ms of clock ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total

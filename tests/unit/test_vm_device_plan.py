@@ -41,7 +41,7 @@ class FakeHost:
     async def qemu_user(self) -> None:
         return None
 
-    async def networks(self) -> Networks:
+    async def networks(self, fresh: bool = False) -> Networks:
         return Networks({"br0": NicKind.BRIDGE, "eth0": NicKind.DIRECT}, {"nat": True}, "eth0")
 
     async def bind_addresses(self) -> list[str]:

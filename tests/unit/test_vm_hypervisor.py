@@ -64,3 +64,33 @@ async def test_expected_libvirt_errors_are_not_printed(capfd: "pytest.CaptureFix
     finally:
         await hypervisor.stop()
     assert "libvirt:" not in capfd.readouterr().err
+
+
+
+async def test_watched_facts_are_kept_until_libvirt_reports_a_change() -> None:
+    hypervisor = Hypervisor("test:///default")
+    await hypervisor.start()
+    reads: list[int] = []
+
+    def networks(conn: libvirt.virConnect) -> list[str]:
+        reads.append(1)
+        return sorted(n.name() for n in conn.listAllNetworks())
+    name = "mwwatched"
+    try:
+        assert set(hypervisor._host_callbacks) == {"networks", "node_devices"}  # the events are registered
+        first = await hypervisor.watched("networks", networks)
+        assert await hypervisor.watched("networks", networks) == first and len(reads) == 1
+        assert hypervisor.conn is not None
+        hypervisor.conn.networkDefineXML(f"<network><name>{name}</name></network>")
+        assert name in await hypervisor.watched("networks", networks, fresh=True) and len(reads) == 2
+        # The event as libvirt delivers it on the daemon's loop (pytest gives each test a loop of its own, and
+        # libvirt's event implementation stays on the first one).
+        hypervisor.conn.networkLookupByName(name).undefine()
+        hypervisor._on_host_change(hypervisor.conn, None, libvirt.VIR_NETWORK_EVENT_UNDEFINED, 0, "networks")
+        assert name not in await hypervisor.watched("networks", networks) and len(reads) == 3
+        # A fact libvirt reports no changes of is read every time.
+        await hypervisor.watched("domains", lambda conn: reads.append(1))
+        await hypervisor.watched("domains", lambda conn: reads.append(1))
+        assert len(reads) == 5
+    finally:
+        await hypervisor.stop()

@@ -111,12 +111,16 @@ class Host:
         return qemu_user(caps, self.domain_type)
 
     # -- networks and ports --------------------------------------------------------------------
-    async def networks(self) -> netif.Networks:
-        """Host interfaces, libvirt networks and the default-route interface."""
+    async def networks(self, fresh: bool = False) -> netif.Networks:
+        """Host interfaces and the default-route interface, read now, and libvirt networks, kept from one request
+        to the next until libvirt reports a change (Hypervisor.watched; fresh: read now)."""
         async def read() -> netif.Networks:
             interfaces, default = await asyncio.to_thread(
                 lambda: (netif.host_interfaces(), netif.default_route_interface()))
-            return netif.Networks(interfaces, await self.hv.run(netif.libvirt_networks), default)
+            return netif.Networks(interfaces, await self.hv.watched("networks", netif.libvirt_networks, fresh),
+                                  default)
+        if fresh:
+            self._memo.pop("networks", None)
         return await self._once("networks", read)
 
     async def bind_addresses(self) -> list[str]:
@@ -139,9 +143,12 @@ class Host:
         return await self._once("pci", lambda: asyncio.to_thread(
             lambda: (pcidev.pci_devices(), pcidev.iommu_enabled())))
 
-    async def usb_devices(self) -> list[UsbDevice]:
-        """Host USB devices."""
-        return await self._once("usb", lambda: self.hv.run(usb_devices))
+    async def usb_devices(self, fresh: bool = False) -> list[UsbDevice]:
+        """Host USB devices, kept from one request to the next until libvirt reports a device added or removed
+        (Hypervisor.watched; fresh: read now)."""
+        if fresh:
+            self._memo.pop("usb", None)
+        return await self._once("usb", lambda: self.hv.watched("node_devices", usb_devices, fresh))
 
     async def snapshot(self) -> HostSnapshot:
         """The host facts device XML depends on."""

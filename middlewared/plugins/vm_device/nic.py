@@ -18,6 +18,7 @@ from middlewared.plugins.vm_device.xml import sub
 
 if TYPE_CHECKING:
     from middlewared.plugins.vm_device.host import Host
+    from middlewared.plugins.vm_device.netif import Networks
     from middlewared.plugins.vm_device.planning import Check
 
 # TrueNAS's prefix. 00:a0:98 is a universally administered OUI (NetApp's), not a locally administered one;
@@ -101,7 +102,7 @@ class Nic(Device):
     @classmethod
     async def normalize(cls, p: Proposal, check: "Check") -> dict[str, Any]:
         a = dict(p.attributes)
-        networks = await check.host.networks()
+        networks = await _networks_for(check.host, a["nic_attach"])
         name = a["nic_attach"] or networks.default_interface
         kind = networks.kind(name) if name else None
         if a["nic_attach"] and kind is None:
@@ -163,7 +164,7 @@ class Nic(Device):
         return [interface]
 
     async def unavailable(self, host: "Host") -> list[str]:
-        networks = await host.networks()
+        networks = await _networks_for(host, self.nic_attach)
         name = self.nic_attach or networks.default_interface
         if name is None:
             return ["the host has no IPv4 default route interface"]
@@ -176,3 +177,12 @@ class Nic(Device):
 
     def identity(self) -> str:
         return self.nic_attach or "default route interface"
+
+
+async def _networks_for(host: "Host", name: str | None) -> "Networks":
+    """The host's networks, read again before a refusal of `name` (absent or an inactive libvirt network) that
+    libvirt's kept list gives: an event reporting a change to it may still be on its way."""
+    networks = await host.networks()
+    if name and (networks.kind(name) is None or networks.inactive(name)):
+        networks = await host.networks(fresh=True)
+    return networks

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lxml import etree
 
@@ -62,7 +62,7 @@ class Usb(Device):
         elif not a["usb"] and not a["device"]:
             check.error(p, "device", "Either device or attributes.usb must be specified")
         elif a["device"]:
-            if not any(d.name == a["device"] for d in await check.host.usb_devices()):
+            if not await _plugged_in(check.host, lambda d: d.name == a["device"]):
                 check.error(p, "device", "Not a valid choice. The device is not available for USB passthrough",
                             errno.ENOENT)
         else:
@@ -98,7 +98,8 @@ class Usb(Device):
         return [hostdev]
 
     async def unavailable(self, host: "Host") -> list[str]:
-        if not any(self.uses(d) for d in await host.usb_devices()):
+        # Read now, not kept: the start's XML gives the device's current bus and device numbers.
+        if not any(self.uses(d) for d in await host.usb_devices(fresh=True)):
             return ["the USB device is not plugged in"]
         if any(isinstance(other, Usb) and (other.device, other.usb) == (self.device, self.usb)
                for other in host.running_elsewhere):
@@ -107,3 +108,10 @@ class Usb(Device):
 
     def identity(self) -> str:
         return self.device or (f"{self.usb.vendor_id}:{self.usb.product_id}" if self.usb else "")
+
+
+async def _plugged_in(host: "Host", match: Callable[[UsbDevice], bool]) -> bool:
+    """Whether a host USB device matches, read again before saying no from the kept list (an event reporting the
+    device may still be on its way)."""
+    return (any(match(d) for d in await host.usb_devices())
+            or any(match(d) for d in await host.usb_devices(fresh=True)))

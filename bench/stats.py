@@ -1,7 +1,9 @@
 """bench stats: the cost of live statistics and of the serial console, beside raw libvirt in the same run.
 
 - One statistics interval with many VMs defined and a few running: the daemon's CPU time per interval (its
-  whole process, idle otherwise), beside one raw getAllDomainStats call made by the bench itself.
+  whole process, idle otherwise), beside one raw getAllDomainStats call made by the bench itself; then the
+  same, and the sample's wall time, with a few active domains that are not the daemon's, beside the figures
+  without them.
 - 100 subscribers to vm.stats: the daemon's CPU share of one core, beside the same daemon with none.
 - Serial console round trip: a keystroke sent through the WebSocket until its echo comes back (the UEFI shell
   of a running VM echoes what is typed), beside the same through `virsh console` in a pseudo-terminal.
@@ -22,13 +24,15 @@ from typing import Any
 import aiohttp
 import libvirt
 
-from bench.common import (RpcClient, Table, bulk, cleanup_libvirt, first_pong, fmt, quiet_libvirt, ratio,
+from bench.common import (RpcClient, RpcError, Table, bulk, cleanup_libvirt, cpu_ns, first_pong, fmt, quiet_libvirt, ratio,
                           spawn_daemon, stop_process)
-from bench.vm import remove_domains
+from bench.vm import remove_domains, renamed_xml
 
 URI = "qemu:///system"
 INTERVAL = 2.0
 SUBSCRIBERS = 100
+FOREIGN = 5             # active (paused) domains of the libvirtd that are not the daemon's
+SAMPLE_READS = 5        # /metrics reads, one per interval, for the sample's wall time
 KEYSTROKES = 20
 HEADERS = ["figure", "daemon", "raw", "ratio", "target", "note"]
 
@@ -39,6 +43,7 @@ async def run(vms: int = 1000, running: int = 10, intervals: int = 10) -> None:
     table = Table(f"statistics and serial console with {vms:,} VMs defined, {running} running", HEADERS)
     conn = libvirt.open(URI)
     domains: list[str] = []
+    foreign: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mwbench-stats-") as tmp:
         daemon = spawn_daemon(Path(tmp), f"mwbench{os.getpid()}")
         try:
@@ -48,13 +53,16 @@ async def run(vms: int = 1000, running: int = 10, intervals: int = 10) -> None:
                 for vm_id in ids[:running]:
                     await client.call("vm.start", vm_id)
                 await asyncio.sleep(3 * INTERVAL)  # the sampler has seen them all
-                await interval_cost(daemon.process.pid, conn, table, intervals)
+                own_cpu = await interval_cost(daemon.process.pid, conn, table, intervals)
+                await foreign_cost(daemon, client, conn, domains[0], table, intervals, own_cpu, foreign)
+                remove_domains(conn, foreign)
                 await subscriber_cost(daemon, table, intervals)
                 await console_round_trip(client, conn, ids[0], domains[0], table)
         except Exception as e:
             table.note(f"aborted: {type(e).__name__}: {e}")
         finally:
             stop_process(daemon.process)
+            remove_domains(conn, foreign)
             remove_domains(conn, domains)
             conn.close()
             cleanup_libvirt(daemon.pool)
@@ -76,18 +84,6 @@ async def define(client: RpcClient, count: int, domains: list[str]) -> list[int]
     return ids
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of a process so far, in ns (schedstat: finer than the 10 ms of clock ticks)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError):
-            pass  # a thread that ended meanwhile
-    return total
-
-
 async def daemon_cpu(pid: int, seconds: float) -> float:
     """CPU seconds the daemon used over `seconds` of wall time."""
     before = cpu_ns(pid)
@@ -96,14 +92,16 @@ async def daemon_cpu(pid: int, seconds: float) -> float:
 
 
 def raw_stats_call(conn: libvirt.virConnect) -> tuple[float, float, int]:
-    """Wall and CPU seconds of one bulk call as the sampler makes it, and how many domains it returned."""
-    from middlewared.plugins.vm.stats_api import read_all
+    """Wall and CPU seconds of one getAllDomainStats call over every running domain of the libvirtd, and how
+    many domains it returned."""
+    from middlewared.plugins.vm.stats_api import STATS_KINDS
     wall, cpu = time.perf_counter(), time.process_time()
-    found = len(read_all(conn))
+    found = len(conn.getAllDomainStats(STATS_KINDS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE))
     return time.perf_counter() - wall, time.process_time() - cpu, found
 
 
-async def interval_cost(pid: int, conn: libvirt.virConnect, table: Table, intervals: int) -> None:
+async def interval_cost(pid: int, conn: libvirt.virConnect, table: Table, intervals: int) -> float:
+    """The daemon's CPU seconds per interval, beside one raw bulk call; returned for foreign_cost."""
     cpu = await daemon_cpu(pid, intervals * INTERVAL) / intervals
     raws = [raw_stats_call(conn) for _ in range(intervals)]
     wall = statistics.median(r[0] for r in raws)
@@ -111,6 +109,55 @@ async def interval_cost(pid: int, conn: libvirt.virConnect, table: Table, interv
     table.add("daemon CPU ms per 2 s interval", fmt(cpu * 1000, 2), fmt(raw_cpu * 1000, 2), ratio(cpu, raw_cpu),
               "-", f"raw: the client CPU of one getAllDomainStats call in the bench ({raws[0][2]} running domains "
                    f"on the host; the call's wall time {wall * 1000:,.1f} ms, spent in libvirtd)")
+    return cpu
+
+
+async def sample_seconds(daemon: Any, client: RpcClient) -> float | None:
+    """The median over a few intervals of how long the daemon's statistics sample took (its /metrics gauge), or
+    None when it has no /metrics."""
+    try:
+        key = (await client.call("api_key.create", {"name": f"bench{time.time_ns()}", "username": "root"}))["key"]
+    except RpcError:
+        return None
+    seen = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        for _ in range(SAMPLE_READS):
+            async with session.get(f"http://127.0.0.1:{daemon.port}/metrics") as response:
+                text = await response.text()
+            seen += [float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("middlewared_stats_sample_seconds ")]
+            await asyncio.sleep(INTERVAL)
+    return statistics.median(seen) if seen else None
+
+
+async def foreign_cost(daemon: Any, client: RpcClient, conn: libvirt.virConnect, template: str, table: Table,
+                       intervals: int, own_cpu: float, foreign: list[str]) -> None:
+    """The daemon's CPU per interval and its sample's wall time again once FOREIGN domains that are not its own
+    run on the same libvirtd (copies of one of its domains, defined and started by the bench): statistics of its
+    own VMs only should cost the same."""
+    pid = daemon.process.pid
+    own_wall = await sample_seconds(daemon, client)
+    xml = conn.lookupByName(template).XMLDesc(0)
+    for i in range(FOREIGN):
+        name = f"mwbenchforeign{os.getpid()}d{i}"
+        foreign.append(name)
+        # Paused: libvirt still asks its QEMU for statistics, but its guest takes no CPU from the measurement.
+        conn.defineXML(renamed_xml(xml, template, name)).createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    await asyncio.sleep(2 * INTERVAL)
+    cpu = await daemon_cpu(pid, intervals * INTERVAL) / intervals
+    table.add(f"  with {FOREIGN} other domains active, ms", fmt(cpu * 1000, 2), fmt(own_cpu * 1000, 2),
+              ratio(cpu, own_cpu), "<= 1.1", "raw column: the same daemon before they started (the line above)")
+    wall = await sample_seconds(daemon, client)
+    if wall is None or own_wall is None:
+        table.add("statistics sample wall time", "-", "-", "-", "", "skipped: the daemon has no /metrics gauge")
+        return
+    raws = [raw_stats_call(conn) for _ in range(SAMPLE_READS)]
+    raw_wall = statistics.median(r[0] for r in raws)
+    table.add(f"statistics sample wall time, {FOREIGN} other domains active, ms", fmt(wall * 1000, 2),
+              fmt(raw_wall * 1000, 2), ratio(wall, raw_wall), "",
+              f"/metrics sample_seconds, median of {SAMPLE_READS}; raw: getAllDomainStats over the host "
+              f"({raws[0][2]} active domains)")
+    table.add("  before they started, ms", fmt(own_wall * 1000, 2), "", "", "", "")
 
 
 async def subscriber_cost(daemon: Any, table: Table, intervals: int) -> None:

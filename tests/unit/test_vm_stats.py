@@ -1,9 +1,13 @@
-"""Rates and history computed from getAllDomainStats records (pure)."""
+"""Rates and history computed from libvirt's bulk statistics records (pure), and the bulk read itself against
+libvirt's test driver."""
 from __future__ import annotations
 
 from typing import Any
 
+import libvirt
+
 from middlewared.plugins.vm.stats import HISTORY_FIELDS, StatsTable
+from middlewared.plugins.vm.stats_api import read_own
 
 
 def raw(cpu_ns: int, vcpu_ns: list[int], wr: int, rx: int, rss_kib: int = 1000) -> dict[str, Any]:
@@ -61,3 +65,20 @@ def test_history_is_bounded_and_survives_a_stop() -> None:
     assert table.since(1, 1010) == points[3:] and table.latest == {}
     table.forget([2])
     assert table.since(1, 0) == []
+
+
+def test_the_bulk_read_asks_only_the_daemons_running_domains() -> None:
+    # The test driver's "test" domain runs; a domain of the same libvirtd that is not ours is not read.
+    conn = libvirt.open("test:///default")
+    try:
+        [(name, stats)] = read_own(conn, {"test", "1_gone"})
+        assert name == "test" and stats["state.state"] == libvirt.VIR_DOMAIN_RUNNING
+        assert read_own(conn, {"1_other"}) == []
+        domain = conn.lookupByName("test")
+        domain.destroy()
+        try:
+            assert read_own(conn, {"test"}) == []
+        finally:
+            domain.create()  # the driver's state is shared by every test of the process
+    finally:
+        conn.close()

@@ -1,15 +1,15 @@
 """vm.get_stats, vm.get_stats_history and the vm.stats event, fed by one bulk libvirt read per interval.
 
 The sampler runs while the daemon runs (so the last hour is there when a page opens): every INTERVAL seconds
-it makes a single getAllDomainStats call for all running domains, keeps the ones that are this daemon's VMs,
-computes rates (middlewared/plugins/vm/stats.py) and sends one vm.stats event carrying every VM. Scoped
-readers receive the same event with only the VMs their grants cover.
+it reads the statistics of this daemon's running VMs, and of no other domain of the libvirtd, in one bulk
+libvirt call (read_own), computes rates (middlewared/plugins/vm/stats.py) and sends one vm.stats event carrying
+every VM. Scoped readers receive the same event with only the VMs their grants cover.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Protocol
 
 import libvirt
 
@@ -118,10 +118,18 @@ HISTORY_RESULT: dict[str, Any] = {
               "properties": {k: {"type": "number" if k == "time" else ["number", "null"],
                                  "description": _POINT_DESCRIPTIONS[k]} for k in HISTORY_FIELDS}},
 }
-def read_all(conn: libvirt.virConnect) -> list[tuple[str, dict[str, Any]]]:
-    """One bulk read of every running domain (blocking; runs in a libvirt thread)."""
-    flags = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
-    return [(dom.name(), stats) for dom, stats in conn.getAllDomainStats(STATS_KINDS, flags)]
+def read_own(conn: libvirt.virConnect, names: Collection[str]) -> list[tuple[str, dict[str, Any]]]:
+    """One bulk read of the running domains among `names` (blocking; runs in a libvirt thread).
+
+    getAllDomainStats would ask the QEMU of every running domain of the libvirtd (another daemon's, virsh's):
+    listing the running domains costs libvirtd no QEMU query, and domainListGetStats then asks only ours.
+    """
+    ours = [dom for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) if dom.name() in names]
+    if not ours:
+        return []
+    # A domain that stopped since the listing comes back with its state alone: it is no longer running.
+    return [(dom.name(), stats) for dom, stats in conn.domainListGetStats(ours, STATS_KINDS)
+            if stats.get("state.state") != libvirt.VIR_DOMAIN_SHUTOFF]
 
 
 def scoped_view(middleware: "Middleware", payload: dict[str, Any], credentials: Credentials) -> dict[str, Any] | None:
@@ -167,8 +175,8 @@ class Sampler:
             return {}
         vms = await self.host.stored_vms()
         ours = {domain_name(vm_id, r["name"]): (vm_id, r["name"]) for vm_id, r in vms.items()}
-        raw = await hypervisor.run_bulk(read_all)
-        entries = self.table.feed((*ours[name], stats) for name, stats in raw if name in ours)
+        raw = await hypervisor.run_bulk(read_own, ours.keys())
+        entries = self.table.feed((*ours[name], stats) for name, stats in raw)
         self.table.forget(vms)
         self.samples += 1
         self.host.middleware.send_event(STATS_EVENT, "CHANGED", fields={

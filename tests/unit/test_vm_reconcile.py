@@ -1,9 +1,13 @@
-"""Start-up reconciliation's decisions (a pure plan) and its id bookkeeping in SQLite."""
+"""Start-up reconciliation's decisions (a pure plan), its listing of libvirt's domains (libvirt's test driver) and
+its id bookkeeping in SQLite."""
 from __future__ import annotations
 
 import sqlite3
 
-from middlewared.plugins.vm.reconcile import Domain, mark_ids_used, parse_owner, plan
+import libvirt
+
+from middlewared.plugins.vm.domain_xml import METADATA_NS
+from middlewared.plugins.vm.reconcile import Domain, list_domains, mark_ids_used, parse_owner, plan
 
 ME, OTHER = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 
@@ -55,3 +59,23 @@ def test_mark_ids_used_only_raises_the_counter() -> None:
     mark_ids_used(db, 3)
     db.execute("INSERT INTO vm_vm (name) VALUES ('b')")
     assert [r[0] for r in db.execute("SELECT id FROM vm_vm ORDER BY id")] == [6, 7]
+
+
+def test_list_domains_reads_metadata_of_the_daemons_names_only() -> None:
+    conn = libvirt.open("test:///default")
+    owner = f'<metadata><m:owner xmlns:m="{METADATA_NS}" instance="{ME}" vm="7"/></metadata>'
+    defined = []
+    try:
+        for name, extra in (("7_tagged", owner), ("8_untagged", ""), ("plain", owner)):
+            defined.append(conn.defineXML(f"<domain type='test'><name>{name}</name><memory>8192</memory>"
+                                          f"<os><type>hvm</type></os>{extra}</domain>"))
+        defined[0].create()
+        # The test driver's own "test" domain and "plain" are not named as the daemon names its domains.
+        assert sorted(list_domains(conn), key=lambda d: d.name) == [
+            Domain("7_tagged", True, ME, 7), Domain("8_untagged", False)]
+    finally:
+        for dom in defined:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        conn.close()

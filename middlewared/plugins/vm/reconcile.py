@@ -16,6 +16,7 @@ redefined, which tags it.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 ORPHAN_UNDEFINE = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM
                    | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 STALE_UNDEFINE = libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_KEEP_TPM
+# How domain_name() names every domain of the daemon.
+_DAEMON_NAME = re.compile(r"\d+_")
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,22 @@ def parse_owner(text: str) -> tuple[str, int] | None:
 
 
 def list_domains(conn: libvirt.virConnect) -> list[Domain]:
-    """Every domain with the owner its metadata names (blocking)."""
+    """Every domain named as the daemon names its own ("{id}_{name}"), with the owner its metadata names
+    (blocking): one listing for the whole libvirtd, then one metadata call per such domain. Whether a domain runs
+    comes with the listing (its id, -1 when it is stopped, is read without a call); a domain named otherwise can
+    be neither an instance's nor a row's."""
     out = []
     for dom in conn.listAllDomains():
-        try:
-            name, active = dom.name(), bool(dom.isActive())
-        except libvirt.libvirtError:
-            continue  # undefined meanwhile
+        name = dom.name()
+        if not _DAEMON_NAME.match(name):
+            continue
         try:
             owner = parse_owner(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined meanwhile
             owner = None  # VIR_ERR_NO_DOMAIN_METADATA: not defined by any instance of this daemon
-        out.append(Domain(name, active, *(owner or (None, None))))
+        out.append(Domain(name, dom.ID() != -1, *(owner or (None, None))))
     return out
 
 

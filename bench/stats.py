@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import libvirt
 
-from bench.common import (RpcClient, RpcError, Table, bulk, cleanup_libvirt, cpu_ns, first_pong, fmt, quiet_libvirt, ratio,
-                          spawn_daemon, stop_process)
+from bench.common import (RpcClient, RpcError, Table, bulk, cleanup_libvirt, cpu_ns, first_pong, fmt, quiet_libvirt,
+                          ratio, spawn_daemon, stop_process)
 from bench.vm import remove_domains, renamed_xml
 
 URI = "qemu:///system"

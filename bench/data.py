@@ -14,10 +14,12 @@ their RAM is written); each side deletes its snapshot after, untimed, so no side
   NVRAM copy, RAM saved by libvirt as an external memory-only snapshot, resume), then vm.snapshot.revert with
   force (power off, `qemu-img snapshot -a`, NVRAM copy back, restore of the saved RAM), each call to job end.
 - virsh on a SeaBIOS domain of the same size and disk: `snapshot-create-as` / `snapshot-revert --running`, QEMU's
-  internal savevm/loadvm, which keeps the QEMU process; libvirt 9.0 refuses it on the UEFI (pflash) domains the
-  daemon makes.
+  internal snapshots (savevm writes the RAM into the qcow2); libvirt 9.0 refuses them on the UEFI (pflash) domains
+  the daemon makes. Its revert of the running domain starts a new QEMU process as well (loading the snapshot).
 - virsh on a twin of the daemon's own UEFI domain: what libvirt 9.0 offers there, an external RAM-only snapshot
   (no disk snapshot) and, as revert, `destroy` + `restore` (a new QEMU process, as the daemon's revert).
+Every revert ends a QEMU process, and libvirt returns only once that process is reaped: on a host whose init reaps
+orphans late (some container and micro-VM inits), that wait dominates all three revert figures alike.
 
 Fairness: round 0 of each figure warms up and is not counted (the first writes of a few GiB, whoever makes them,
 can land in memory the host has to provide afresh); the sides take turns going first; figures are medians with

@@ -1,7 +1,7 @@
 // Running and recent jobs: progress, description, error, abort.
 import { html } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
-import { jobs, running, abort } from "../lib/jobs.js";
+import { jobs, running, abort, vmIdOf } from "../lib/jobs.js";
 import { vms } from "../lib/vms.js";
 import { Dialog, Progress, Empty, Button } from "../lib/widgets.js";
 import { when } from "../lib/format.js";
@@ -22,8 +22,8 @@ export function JobItem({ job, about }) {
 export function JobsDrawer({ onClose }) {
   const list = [...useStore(jobs).values()].sort((a, b) => b.id - a.id).slice(0, 50);
   const known = useStore(vms);
-  // Which VM a vm.* job is about, by name (its description names the id).
-  const about = (job) => (job.method.startsWith("vm.") && known.get(job.arguments?.[0])?.name) || null;
+  // Which VM a job is about, by name (its description names the id).
+  const about = (job) => known.get(vmIdOf(job))?.name || null;
   return html`<${Dialog} title="Jobs" onClose=${onClose} drawer>
     ${!list.length && html`<${Empty}>No jobs yet.<//>`}
     <ul class="jobs">

@@ -3,7 +3,7 @@
 import { html, useState, useEffect } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
 import { vms } from "../lib/vms.js";
-import { jobs, jobsByVm } from "../lib/jobs.js";
+import { jobs, running as isRunning, concernsVm } from "../lib/jobs.js";
 import { stats } from "../lib/stats.js";
 import { client, can } from "../lib/session.js";
 import { Link, navigate } from "../lib/router.js";
@@ -92,8 +92,9 @@ function Summary({ vm }) {
 
 export function VmPage({ id, tab }) {
   const vm = useStore(vms).get(id);
-  const running = jobsByVm(useStore(jobs)).get(id) || [];
+  const allJobs = useStore(jobs);
   const [asking, setAsking] = useState(null);
+  const running = vm ? [...allJobs.values()].filter((job) => isRunning(job) && concernsVm(job, vm)) : [];
   if (!vm) return html`<${Empty}>No VM with id ${id} (or not visible to you). <${Link} to="">Back to the list<//><//>`;
   const act = (a) => (a.confirm ? setAsking(a) : runOne(a, vm));
   const done = () => { setAsking(null); if (asking?.key === "delete") setTimeout(() => !vms.get().has(id) && navigate(""), 500); };

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from tests.support import Daemon, unique
-from tests.ui.conftest import axe_violations, login, make_vm, root, shot
+from tests.ui.conftest import axe_violations, login, make_user, make_vm, root, shot
 from tests.ui.test_vm_list import NO_SIDEWAYS_SCROLL, row
 
 TABS = ("Summary", "Hardware", "Settings", "Snapshots", "Log", "Console", "Jobs")
@@ -56,6 +56,19 @@ def test_every_vm_tab_fits_a_phone(browser: Any, ui_daemon: Daemon) -> None:
         page.get_by_text("VNC console: connected").wait_for(timeout=60000)
         strict.close()
         assert refused == []
+        # A reader is not given the display's password: noVNC asks for it, and the reader only watches.
+        username, password, _ = make_user(ui_daemon, ["VM_READ"])
+        reader = browser.new_context(bypass_csp=True, base_url=f"http://127.0.0.1:{ui_daemon.port}")
+        page = reader.new_page()
+        login(page, username, password)
+        page.goto(f"/ui/vms/{vm['id']}/console")
+        page.get_by_text("VNC console: password needed").wait_for(timeout=60000)
+        assert axe_violations(page) == []
+        page.get_by_label("Display password").fill(VNC["password"])
+        page.get_by_role("button", name="Connect", exact=True).click()
+        page.get_by_text("VNC console: connected (watching only)").wait_for()
+        assert page.get_by_role("button", name="Send Ctrl+Alt+Del").count() == 0
+        reader.close()
     finally:
         context.close()
         with root(ui_daemon) as c:

@@ -69,7 +69,7 @@ function Vnc({ vm }) {
       <span class="spacer"></span>
       ${!viewOnly && html`<${Button} why=${live ? null : "Not connected"} onClick=${() => rfb.current?.sendCtrlAltDel()}>Send Ctrl+Alt+Del<//>`}
       <${Button} why=${live ? null : "Not connected"} onClick=${() => box.current?.requestFullscreen?.()}>Full screen<//>
-      ${!live && status !== "connecting" && html`<${Button} onClick=${() => setAttempt(attempt + 1)}>Reconnect<//>`}
+      ${!live && !asking && status !== "connecting" && html`<${Button} onClick=${() => setAttempt(attempt + 1)}>Reconnect<//>`}
       <${Button} onClick=${() => openWindow(vm.id)}>Open in new window<//>
     </div>
     ${asking && html`<form class="toolbar" onSubmit=${sendPassword}>
@@ -99,7 +99,7 @@ function Serial({ vm, readOnly }) {
       term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 14, scrollback: 5000 });
       term.open(box.current);
       const uri = await client.call("vm.get_console_web_uri", [vm.id, location.host,
-        { protocol: location.protocol === "https:" ? "HTTPS" : "HTTP", read_only: readOnly }]);
+        { protocol: scheme(), read_only: readOnly }]);
       if (closed) return;
       ws = new WebSocket(uri);
       ws.binaryType = "arraybuffer";

@@ -1,7 +1,8 @@
 """Points of the web UI the other browser tests leave out: every VM tab at a phone's width, what the first
-load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, reverting a snapshot, saving
-settings, the QEMU log download, the wizard's host limits, a grant made in the administration pages, a
-reconnection after a network cut that catches up with what happened meanwhile."""
+load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, reverting a
+snapshot, saving settings, the QEMU log download, the wizard's host limits, a device edited and removed, a
+grant made in the administration pages, a reconnection after a network cut that catches up with what
+happened meanwhile."""
 from __future__ import annotations
 
 import re
@@ -322,3 +323,22 @@ def test_reconnect_replays_what_happened_meanwhile(browser: Any, ui_daemon: Daem
         relay.close()
         with root(ui_daemon) as c:
             c.call("vm.poweroff", vm["id"])
+
+
+def test_device_edited_and_removed(page: Any, ui_daemon: Daemon) -> None:
+    with root(ui_daemon) as c:
+        nic_attach = next(iter(c.call("vm.device.nic_attach_choices")))
+    vm = make_vm(ui_daemon, devices=[{"attributes": {"dtype": "NIC", "nic_attach": nic_attach, "type": "VIRTIO"}}])
+    login(page)
+    page.goto(f"/ui/vms/{vm['id']}/hardware")
+    nic = page.locator('tr[data-device="NIC"]')
+    nic.get_by_text("VIRTIO").wait_for()
+    nic.get_by_role("button", name="Edit").click()
+    page.get_by_label("Adapter").select_option("E1000")
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    nic.get_by_text("E1000").wait_for()
+    nic.get_by_role("button", name="Remove").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove", exact=True).click()
+    page.get_by_text("No devices.").wait_for()
+    with root(ui_daemon) as c:
+        assert c.call("vm.device.query", [["vm", "=", vm["id"]]]) == []

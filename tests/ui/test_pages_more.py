@@ -1,8 +1,8 @@
 """Points of the web UI the other browser tests leave out: every VM tab at a phone's width, what the first
-load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, reverting a
-snapshot, saving settings, the QEMU log download, the wizard's host limits, a device edited and removed, a
-grant made in the administration pages, a reconnection after a network cut that catches up with what
-happened meanwhile."""
+load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, a snapshot
+with RAM, reverting a snapshot, saving settings, the QEMU log download, the wizard's host limits, a device
+edited and removed, a grant made in the administration pages, a reconnection after a network cut that
+catches up with what happened meanwhile."""
 from __future__ import annotations
 
 import re
@@ -342,3 +342,25 @@ def test_device_edited_and_removed(page: Any, ui_daemon: Daemon) -> None:
     page.get_by_text("No devices.").wait_for()
     with root(ui_daemon) as c:
         assert c.call("vm.device.query", [["vm", "=", vm["id"]]]) == []
+
+
+def test_snapshot_with_ram_taken_from_the_page(page: Any, ui_daemon: Daemon) -> None:
+    vm = make_vm(ui_daemon, memory=128)
+    with root(ui_daemon) as c:
+        c.call("vm.start", vm["id"])
+    try:
+        login(page)
+        page.goto(f"/ui/vms/{vm['id']}/snapshots")
+        page.get_by_role("button", name="Take snapshot").click()
+        page.get_by_label("Name").fill("live")
+        page.get_by_label("Include the RAM of the running guest").check()
+        page.get_by_role("button", name="Take", exact=True).click()
+        item = page.locator("ul.tree li", has_text="live")
+        item.get_by_text("with RAM").wait_for(timeout=120000)
+        shot(page, "vm-snapshot-with-ram")
+        with root(ui_daemon) as c:
+            [snap] = c.call("vm.snapshot.query", [["vm", "=", vm["id"]]])
+            assert snap["memory"] is True and c.call("vm.status", vm["id"])["state"] == "RUNNING"
+    finally:
+        with root(ui_daemon) as c:
+            c.call("vm.poweroff", vm["id"])

@@ -8,7 +8,8 @@ Throughput: the socket hands over at most 256 KiB per read, and a hop to a writi
 than a small write, so pieces are gathered into batches of BATCH bytes and each batch is one writev() in a
 thread, without joining them into one copy first. While a batch is written the event loop keeps reading:
 body_chunks() lets the request's buffer grow to two batches instead of aiohttp's 128 KiB (past which it
-stops reading the socket). The file is synced once, at the end (as `cp` followed by `sync`).
+stops reading the socket). The disk writes start a batch behind the transfer (_write_batch) and the file is
+synced once, at the end (as `cp` followed by `sync`).
 """
 from __future__ import annotations
 
@@ -52,10 +53,11 @@ async def stream_to_file(chunks: AsyncIterable[bytes], target: str, length: int 
     open_fd: int | None = fd
     try:
         async for batch in _batches(chunks):
+            offset = written
             written += sum(len(piece) for piece in batch)
             if length is not None and written > length:
                 raise UploadError(f"the body is longer than its announced {length} bytes", errno.EINVAL)
-            await _in_thread(_write_all, fd, batch)
+            await _in_thread(_write_batch, fd, batch, offset)
             if progress is not None:
                 progress(written)
         if length is not None and written != length:
@@ -109,6 +111,19 @@ async def _in_thread(fn: Callable[..., None], *args: object) -> None:
     except asyncio.CancelledError:
         await asyncio.wait([future])
         raise
+
+
+def _write_batch(fd: int, pieces: Sequence[bytes], offset: int) -> None:
+    """Append a batch that starts at offset, then advise the kernel about the two batches before it."""
+    _write_all(fd, pieces)
+    start = max(0, offset - 2 * BATCH)
+    if offset > start:
+        # DONTNEED starts the disk writes of the range's dirty pages and drops its pages already written: the
+        # batch just before this one goes to disk while the next arrives, and the one before that, on disk by
+        # now, leaves the page cache. Otherwise the whole file waits, dirty, for the final fsync (the disk idle
+        # during the transfer, then the transfer waiting for the disk) and a large upload pushes the guests'
+        # and the host's cached pages out. Advice only: the fsync at the end is what makes the file durable.
+        os.posix_fadvise(fd, start, offset - start, os.POSIX_FADV_DONTNEED)
 
 
 def _write_all(fd: int, pieces: Sequence[bytes]) -> None:

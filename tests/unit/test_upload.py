@@ -130,3 +130,15 @@ async def test_body_chunks_let_the_read_buffer_hold_two_batches() -> None:
     content.feed_eof()
     assert [p async for p in body_chunks(content)] == [b"ab", b"cd"]  # as they came: no joined copy
     assert content.get_read_buffer_limits() == (BATCH, 2 * BATCH)
+
+
+async def test_disk_writes_start_a_batch_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch written advises the kernel (start writing, drop what is written) about the two before it."""
+    advised: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(upload.os, "posix_fadvise", lambda fd, offset, length, advice: advised.append(
+        (offset, length, advice)))
+    pieces = [os.urandom(BATCH)] * 4
+    assert await stream_to_file(chunks(*pieces), str(tmp_path / "f"), 4 * BATCH) == 4 * BATCH
+    assert (tmp_path / "f").read_bytes() == b"".join(pieces)
+    drop = os.POSIX_FADV_DONTNEED
+    assert advised == [(0, BATCH, drop), (0, 2 * BATCH, drop), (BATCH, 2 * BATCH, drop)]

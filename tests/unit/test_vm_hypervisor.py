@@ -77,7 +77,7 @@ async def test_watched_facts_are_kept_until_libvirt_reports_a_change() -> None:
         return sorted(n.name() for n in conn.listAllNetworks())
     name = "mwwatched"
     try:
-        assert set(hypervisor._host_callbacks) == {"networks", "node_devices"}  # the events are registered
+        assert set(hypervisor.host_watch._callbacks) == {"networks", "node_devices"}  # the events are registered
         first = await hypervisor.watched("networks", networks)
         assert await hypervisor.watched("networks", networks) == first and len(reads) == 1
         assert hypervisor.conn is not None
@@ -86,11 +86,23 @@ async def test_watched_facts_are_kept_until_libvirt_reports_a_change() -> None:
         # The event as libvirt delivers it on the daemon's loop (pytest gives each test a loop of its own, and
         # libvirt's event implementation stays on the first one).
         hypervisor.conn.networkLookupByName(name).undefine()
-        hypervisor._on_host_change(hypervisor.conn, None, libvirt.VIR_NETWORK_EVENT_UNDEFINED, 0, "networks")
+        hypervisor.host_watch._on_change(hypervisor.conn, None, libvirt.VIR_NETWORK_EVENT_UNDEFINED, 0, "networks")
         assert name not in await hypervisor.watched("networks", networks) and len(reads) == 3
         # A fact libvirt reports no changes of is read every time.
         await hypervisor.watched("domains", lambda conn: reads.append(1))
         await hypervisor.watched("domains", lambda conn: reads.append(1))
         assert len(reads) == 5
+    finally:
+        await hypervisor.stop()
+
+
+async def test_active_domains_follow_their_states() -> None:
+    hypervisor = Hypervisor("test:///default")
+    await hypervisor.start()
+    try:
+        assert "test" in hypervisor.active  # the test driver's running domain, from the first listing
+        for domain_state, active in (("PAUSED", True), ("SHUTOFF", False), ("RUNNING", True), (None, False)):
+            hypervisor._notify("test", domain_state)
+            assert ("test" in hypervisor.active) is active, domain_state
     finally:
         await hypervisor.stop()

@@ -8,12 +8,13 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, TypeVar
 
 import libvirt
 import libvirtaio
 
 from middlewared.errors import CallError
+from middlewared.plugins.vm.host_watch import HostWatch
 from middlewared.plugins.vm.model import VMState
 from middlewared.plugins.vm.process import started_at
 
@@ -89,6 +90,8 @@ class Hypervisor:
         self._bulk: libvirt.virConnect | None = None
         self._bulk_opening = asyncio.Lock()
         self.states: dict[str, str] = {}
+        # The names of the running or suspended domains among them, kept with them.
+        self.active: set[str] = set()
         self.listeners: list[Listener] = []
         # Called with a domain's name when any domain is defined or undefined, and with None on (re)connecting,
         # when such events may have been missed.
@@ -96,16 +99,13 @@ class Hypervisor:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="libvirt")
         self._reconnect_task: asyncio.Task[None] | None = None
         self._callback_ids: list[int] = []
-        # What watched() keeps -> (deregister method name, callback id) of the events that report its changes.
-        self._host_callbacks: dict[str, tuple[str, int]] = {}
         self._closing = False
         self.connected = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Facts of the host that do not change while the daemon runs (capabilities.host_fact).
         self.facts: dict[str, Any] = {}
-        # Facts kept until libvirt reports a change to them (watched()), and a count of such reports.
-        self._watched: dict[str, Any] = {}
-        self._changes = 0
+        # Facts kept until libvirt reports a change to them (watched()), definitions vm.start need not repeat.
+        self.host_watch = HostWatch()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         # Domain -> (QEMU pid, when it started): /proc is read once per QEMU process, not on every query.
         self._started: dict[str, tuple[int, float | None]] = {}
@@ -134,9 +134,7 @@ class Hypervisor:
                     conn.domainEventDeregisterAny(cid)
                 except libvirt.libvirtError:
                     pass
-            for deregister, cid in self._host_callbacks.values():
-                with contextlib.suppress(libvirt.libvirtError):
-                    getattr(conn, deregister)(cid)
+            self.host_watch.detach(conn)
             try:
                 conn.unregisterCloseCallback()
             except libvirt.libvirtError:
@@ -157,35 +155,12 @@ class Hypervisor:
         self._callback_ids = [conn.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)]
         conn.registerCloseCallback(self._on_close, None)
-        self._watch_host(conn)
+        self.host_watch.attach(conn)
         self.conn = conn
         self._defined(None)
         await self.refresh()
         self.connected.set()
         logger.info("connected to libvirt at %s", self.uri)
-
-    def _watch_host(self, conn: libvirt.virConnect) -> None:
-        # A new connection may follow a libvirtd restart: whatever was kept may have changed meanwhile.
-        self._watched.clear()
-        self._changes += 1
-        self._host_callbacks = {}
-        for register, deregister, event_id, key in (
-                ("networkEventRegisterAny", "networkEventDeregisterAny", libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE,
-                 "networks"),
-                ("nodeDeviceEventRegisterAny", "nodeDeviceEventDeregisterAny",
-                 libvirt.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, "node_devices")):
-            try:
-                cid = getattr(conn, register)(None, event_id, self._on_host_change, key)
-            except libvirt.libvirtError as e:
-                # Without the events (a driver libvirtd lacks), the fact is read anew each time.
-                logger.info("libvirt reports no %s changes (%s): reading them on every request", key, e)
-                continue
-            self._host_callbacks[key] = (deregister, cid)
-
-    def _on_host_change(self, conn: libvirt.virConnect, obj: Any, event: int, detail: int, key: str) -> None:
-        # A network defined, started, stopped or removed; a node device (USB...) added or removed.
-        self._watched.pop(key, None)
-        self._changes += 1
 
     async def watched(self, key: str, fn: Callable[[libvirt.virConnect], T], fresh: bool = False) -> T:
         """fn(conn) run in a libvirt thread, its answer kept until libvirt reports a change of `key` ("networks",
@@ -193,14 +168,7 @@ class Hypervisor:
 
         An event is sent after the change it reports and arrives a moment later: a caller about to refuse
         something because of a kept answer reads it again first (fresh=True)."""
-        if key in self._watched and not fresh:
-            return cast(T, self._watched[key])
-        changes = self._changes
-        value = await self.run(fn)
-        # Kept only when no change was reported while it was being read (it may predate the change).
-        if changes == self._changes and key in self._host_callbacks:
-            self._watched[key] = value
-        return value
+        return await self.host_watch.get(key, lambda: self.run(fn), fresh)
 
     def _on_close(self, conn: libvirt.virConnect, reason: int, opaque: Any) -> None:
         # libvirt calls this from whichever thread notices the end of the connection: the event loop
@@ -346,6 +314,11 @@ class Hypervisor:
 
     def _notify(self, name: str, domain_state: str | None) -> None:
         self._started.pop(name, None)
+        state = API_STATES.get(domain_state) if domain_state is not None else None
+        if state is not None and state.active:
+            self.active.add(name)
+        else:
+            self.active.discard(name)
         for fut in self._waiters.pop(name, ()):
             if not fut.done():
                 fut.set_result(None)

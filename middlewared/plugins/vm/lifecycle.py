@@ -30,8 +30,28 @@ def vm_lock(args: list[Any]) -> str:
     return f"vm_lifecycle_{args[0]}"
 
 
-def _define_and_start(conn: libvirt.virConnect, xml: str) -> None:
-    conn.defineXML(xml).create()
+# libvirt's own definition of a domain, secrets included: a password changed with virsh counts as a change.
+_DEFINITION = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+
+
+def _define_and_start(conn: libvirt.virConnect, name: str, xml: str, defined: dict[str, tuple[str, str]]) -> None:
+    """Define the domain from xml, then start it. The define is skipped when libvirt still holds exactly what the
+    last define from the same xml left: a define has libvirtd parse and check the XML and write the domain's file
+    again, which most starts (a VM stopped and started again, unchanged) need not wait for."""
+    kept = defined.get(name)
+    dom = None
+    if kept is not None and kept[0] == xml:
+        try:
+            candidate = conn.lookupByName(name)
+            if candidate.XMLDesc(_DEFINITION) == kept[1]:
+                dom = candidate
+        except libvirt.libvirtError:
+            pass  # undefined meanwhile: defined again below
+    if dom is None:
+        defined.pop(name, None)
+        dom = conn.defineXML(xml)
+        defined[name] = (xml, dom.XMLDesc(_DEFINITION))
+    dom.create()
 
 
 # libvirt's own refusal of a display port another domain on the same libvirtd holds (another daemon's VM, or
@@ -82,7 +102,7 @@ async def start(vms: "VMRecords", id_: int, options: dict[str, Any]) -> None:
     host = await vms.devices.check_available(id_, record.name, devices)
     xml = vms.domain_xml(record, devices, host)
     try:
-        await vms.hypervisor.run(_define_and_start, xml)
+        await vms.hypervisor.run(_define_and_start, record.domain_name, xml, vms.hypervisor.host_watch.defined)
     except CallError as e:
         clash = port_clash(record.name, e)
         if clash is None:

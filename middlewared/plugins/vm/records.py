@@ -121,13 +121,17 @@ class VMRecords(CRUDService):
         return [self._entry(r) for r in (await self._records()).values()]
 
     async def active_guests(self) -> list[tuple[int, int | None]]:
-        """(memory MiB, QEMU pid) of every running or suspended VM, straight from the caches."""
+        """(memory MiB, QEMU pid) of every running or suspended VM, straight from the caches: a look at the active
+        domains, not at every VM (vm.start checks memory with it)."""
+        records = await self._records()
         out = []
-        for record in (await self._records()).values():
-            status = self.hypervisor.status(domain_name(record["id"], record["name"]))
+        for domain in sorted(self.hypervisor.active):
+            vm_id, _, name = domain.partition("_")
+            record = records.get(int(vm_id)) if vm_id.isdigit() else None
+            if record is None or record["name"] != name:
+                continue  # another daemon's domain, or virsh's
             # A suspended guest keeps its memory and grows again on resume: it counts like a running one.
-            if status.state.active:
-                out.append((int(record["memory"]), status.pid))
+            out.append((int(record["memory"]), self.hypervisor.status(domain).pid))
         return out
 
     async def row(self, id_: int) -> dict[str, Any] | None:

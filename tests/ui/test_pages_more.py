@@ -1,8 +1,8 @@
 """Points of the web UI the other browser tests leave out: every VM tab at a phone's width, what the first
 load transfers, sorting, the per-row menu, changing and ejecting CD-ROM media while running, a snapshot
 with RAM, reverting a snapshot, saving settings, the QEMU log download, the wizard's host limits, a device
-edited and removed, a grant made in the administration pages, a reconnection after a network cut that
-catches up with what happened meanwhile."""
+edited and removed, a user, group and grant made in the administration pages, a reconnection after a
+network cut that catches up with what happened meanwhile."""
 from __future__ import annotations
 
 import re
@@ -206,9 +206,9 @@ def dialog_save(page: Any) -> None:
     page.get_by_role("dialog").wait_for(state="detached")
 
 
-def test_administration_grants_a_user_one_vm_group(page: Any, browser: Any, ui_daemon: Daemon) -> None:
+def test_administration_grants_a_group_of_users_one_vm_group(page: Any, browser: Any, ui_daemon: Daemon) -> None:
     mine, other = make_vm(ui_daemon), make_vm(ui_daemon)
-    username, password, group = unique("adm"), unique("pw-"), unique("vmg")
+    username, password, group, team = unique("adm"), unique("pw-"), unique("vmg"), unique("team")
     login(page)
     admin = page.get_by_role("navigation", name="Administration sections")
     page.get_by_role("link", name="Administration").click()
@@ -218,6 +218,12 @@ def test_administration_grants_a_user_one_vm_group(page: Any, browser: Any, ui_d
     page.get_by_label("Password").fill(password)
     dialog_save(page)
     page.get_by_role("cell", name=username, exact=True).wait_for()
+    admin.get_by_role("link", name="Groups", exact=True).click()
+    page.get_by_role("button", name="Add").click()
+    page.get_by_label("Name", exact=True).fill(team)
+    page.get_by_label("Members").select_option(label=username)
+    dialog_save(page)
+    page.get_by_role("cell", name=team, exact=True).wait_for()
     admin.get_by_role("link", name="VM groups", exact=True).click()
     page.get_by_role("button", name="Add").click()
     page.get_by_label("Name", exact=True).fill(group)
@@ -227,14 +233,14 @@ def test_administration_grants_a_user_one_vm_group(page: Any, browser: Any, ui_d
     admin.get_by_role("link", name="Grants", exact=True).click()
     page.get_by_role("button", name="Add").click()
     page.get_by_label("Role").select_option("VM_WRITE")
-    page.get_by_label("User", exact=True).select_option(label=username)
+    page.get_by_label("or account group").select_option(label=team)
     page.get_by_label("On VM group (and below)").select_option(label=group)
     dialog_save(page)
-    grant = page.get_by_role("row").filter(has_text=username)
+    grant = page.get_by_role("row").filter(has_text=team)
     grant.wait_for()
     assert axe_violations(page) == []
     shot(page, "admin-grant-created")
-    # The new user sees and may start only the VM of that group.
+    # The new user, through the account group, sees and may start only the VM of that VM group.
     context = browser.new_context(bypass_csp=True, base_url=f"http://127.0.0.1:{ui_daemon.port}")
     theirs = context.new_page()
     login(theirs, username, password)
@@ -245,8 +251,8 @@ def test_administration_grants_a_user_one_vm_group(page: Any, browser: Any, ui_d
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     grant.wait_for(state="detached")
     with root(ui_daemon) as c:
-        user = c.call("user.query", [["username", "=", username]], {"get": True})
-        assert c.call("acl.query", [["user", "=", user["id"]]]) == []
+        account_group = c.call("group.query", [["name", "=", team]], {"get": True})
+        assert c.call("acl.query", [["group", "=", account_group["id"]]]) == []
 
 
 class Relay:

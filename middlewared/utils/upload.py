@@ -19,7 +19,7 @@ import os
 import tempfile
 from typing import AsyncIterable, AsyncIterator, Callable, Sequence
 
-from aiohttp import StreamReader, web
+from aiohttp import StreamReader
 
 # Bytes a reader asks for at once (multipart parts, downloads).
 CHUNK = 1 << 20
@@ -70,15 +70,6 @@ async def stream_to_file(chunks: AsyncIterable[bytes], target: str, length: int 
         _discard(open_fd, tmp)
         raise
     return written
-
-
-async def request_to_file(request: web.BaseRequest, target: str, progress: Progress | None = None,
-                          overwrite: bool = False) -> int:
-    """Stream a whole request body (Content-Length required, 411 without) to target."""
-    length = request.content_length
-    if length is None:
-        raise web.HTTPLengthRequired(text="A Content-Length header is required")
-    return await stream_to_file(body_chunks(request.content), target, length, progress, overwrite)
 
 
 async def body_chunks(content: StreamReader) -> AsyncIterator[bytes]:

@@ -4,7 +4,7 @@ import { html, useState } from "./html.js";
 import { client, can } from "./session.js";
 import { track } from "./jobs.js";
 import { toast } from "./toasts.js";
-import { Dialog, Field } from "./widgets.js";
+import { Dialog, Field, fieldErrors } from "./widgets.js";
 
 const RUNNING = ["RUNNING"];
 const LIVE = ["RUNNING", "SUSPENDED"];
@@ -65,14 +65,38 @@ export async function runBulk(action, list, options = {}) {
   }
 }
 
+// A failed clone's errors by field: the schema's (an invalid name) by their attribute path, and a name
+// another VM has (the server's EEXIST) beside the name too.
+function cloneErrors(err) {
+  if (err.errname === "EEXIST") return { name: err.message };
+  return fieldErrors(err, ["name", "linked"]);
+}
+
 // The confirmation dialog of an action (null when it needs none): gathers its options, then runs it.
+// A clone's dialog stays open until the server answers, so its errors (a taken or invalid name) appear
+// next to the name; the other actions close it at once and report through their job or a toast.
 export function Confirm({ action, vms, onDone }) {
   const [o, setO] = useState({});
+  const [errors, setErrors] = useState({});
+  const [busy, setBusy] = useState(false);
   const names = vms.map((vm) => vm.name).join(", ");
   const single = vms.length === 1;
-  const ok = action.confirm !== "delete" || !single || o.typed === vms[0].name;
+  const ok = !busy && (action.confirm !== "delete" || !single || o.typed === vms[0].name);
+  const clone = async () => {
+    setBusy(true);
+    setErrors({});
+    try {
+      await client.call(action.method, argsOf(action, vms[0].id, o));
+      toast(`${action.label} ${vms[0].name}: done`, "ok");
+      onDone();
+    } catch (err) {
+      setErrors(cloneErrors(err));
+      setBusy(false);
+    }
+  };
   const go = async (e) => {
     e.preventDefault();
+    if (action.key === "clone" && single) { await clone(); return; }
     onDone();
     if (single) await runOne(action, vms[0], o); else await runBulk(action, vms, o);
   };
@@ -82,7 +106,8 @@ export function Confirm({ action, vms, onDone }) {
       ${action.confirm === "stop" && html`<p>An ACPI shutdown is sent; the guest has its shutdown timeout to stop.</p>
         <${Field} spec=${{ name: "force", type: "checkbox", label: "Power off if it has not stopped after the timeout" }} value=${o.force} set=${set("force")} />`}
       ${action.confirm === "poweroff" && html`<p>The guest is stopped at once, like pulling its power cord: unsaved data is lost.</p>`}
-      ${action.confirm === "clone" && html`<${Field} spec=${{ name: "name", label: "Name of the clone", help: "Empty: the name with _clone and a number." }} value=${o.name} set=${set("name")} />
+      ${errors[""] && html`<p class="error" role="alert">${errors[""]}</p>`}
+      ${action.confirm === "clone" && html`<${Field} spec=${{ name: "name", label: "Name of the clone", help: "Empty: the name with _clone and a number." }} value=${o.name} set=${set("name")} error=${errors.name} />
         ${single && vms[0].template && html`<${Field} spec=${{ name: "linked", type: "checkbox", label: "Linked clone",
           help: "Its disks are overlays on the template's (made at once, holding only what the clone writes); the template cannot be deleted while it has linked clones." }} value=${o.linked} set=${set("linked")} />`}`}
       ${action.confirm === "delete" && html`<p>Deleting <strong>${names}</strong> cannot be undone.</p>
@@ -90,7 +115,7 @@ export function Confirm({ action, vms, onDone }) {
         <${Field} spec=${{ name: "force", type: "checkbox", label: "Power off running VMs first" }} value=${o.force} set=${set("force")} />
         ${single && html`<${Field} spec=${{ name: "typed", label: `Type ${vms[0].name} to confirm` }} value=${o.typed} set=${set("typed")} />`}`}
       <div class="actions"><button type="button" class="btn" onClick=${onDone}>Cancel</button>
-        <button type="submit" class=${`btn ${action.key === "delete" || action.key === "poweroff" ? "danger" : "primary"}`} disabled=${!ok}>${action.label}</button></div>
+        <button type="submit" class=${`btn ${action.key === "delete" || action.key === "poweroff" ? "danger" : "primary"}`} disabled=${!ok}>${busy ? `${action.label}…` : action.label}</button></div>
     </form>
   <//>`;
 }

@@ -147,7 +147,7 @@ def test_full_clone_from_the_list_with_errors_beside_the_name(page: Any, ui_daem
         field.fill(other["name"])
         dialog.get_by_role("button", name="Clone", exact=True).click()
         error.wait_for()
-        assert "already exists" in error.inner_text()
+        assert error.inner_text() == f"A VM named {other['name']} already exists"
         assert field.get_attribute("aria-invalid") == "true"
         assert axe_violations(page) == []
         shot(page, "clone-name-taken")
@@ -157,6 +157,7 @@ def test_full_clone_from_the_list_with_errors_beside_the_name(page: Any, ui_daem
         page.wait_for_function("document.querySelector('dialog [data-field=\"name\"] .error')?.textContent"
                                "?.includes('already exists') === false")
         error.wait_for()
+        shot(page, "clone-name-invalid")
         with root(ui_daemon) as c:
             assert c.call("vm.query", [["name", "^", "no spaces"]]) == []
         field.fill(clone_name)

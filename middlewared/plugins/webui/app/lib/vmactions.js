@@ -66,9 +66,9 @@ export async function runBulk(action, list, options = {}) {
 }
 
 // A failed clone's errors by field: the schema's (an invalid name) by their attribute path, and a name
-// another VM has (the server's EEXIST) beside the name too.
+// another VM has (the server's EEXIST, its "[EEXIST] " prefix left to the toasts) beside the name too.
 function cloneErrors(err) {
-  if (err.errname === "EEXIST") return { name: err.message };
+  if (err.errname === "EEXIST") return { name: err.message.replace(/^\[[A-Z0-9_]+\]\s*/, "") };
   return fieldErrors(err, ["name", "linked"]);
 }
 

@@ -190,3 +190,19 @@ def remove_domain(name: str) -> None:
         pass
     finally:
         conn.close()
+
+
+async def serial_command(rpc: Rpc, vm_id: int, command: str, marker: str, timeout: float = 60) -> str:
+    """Type a command line into the guest's root shell through the serial console WebSocket; the console log
+    from before the command once it holds marker."""
+    since = len(await rpc.call("vm.console_log", vm_id))
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(await rpc.call("vm.get_console_web_uri", vm_id)) as ws:
+            seen = b""
+            # Keys typed before the daemon has given this viewer the keyboard would be dropped.
+            while b"you have the keyboard" not in seen:
+                msg = await asyncio.wait_for(ws.receive(), timeout)
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                seen += msg.data
+            await ws.send_str(command + "\r")
+            return (await wait_console(rpc, vm_id, lambda t: marker in t[since:], repr(marker), timeout))[since:]

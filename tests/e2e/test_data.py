@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.e2e.support import call_sync, ensure_booted, guest_vm, remove_domain, run_job, wait_console
+from tests.e2e.support import (call_sync, ensure_booted, guest_vm, remove_domain, run_job, serial_command,
+                               wait_console)
 from tests.ova_maker import make_ova
 from tests.support import Daemon, Rpc, unique
 
@@ -86,9 +87,13 @@ async def test_snapshot_with_ram_resumes_the_guest_where_it_was(unix_rpc: Rpc, d
 async def test_disk_only_snapshot_of_a_running_guest_pauses_it(unix_rpc: Rpc, data_guest: dict[str, Any]) -> None:
     vm_id = data_guest["id"]
     await ensure_booted(unix_rpc, vm_id)
+    # A tick at the start of a line (the first one may follow the shell's prompt).
+    await wait_tick(unix_rpc, vm_id, lambda k: k.counter >= 2, "a second tick")
+    # The guest runs the QEMU guest agent (test_guest_agent.py has the freeze): stopped, it no longer answers.
+    await serial_command(unix_rpc, vm_id, 'kill "$(cat /run/qemu-ga.pid)"; echo "agent$((6*7))"', "agent42")
     job, _ = await run_job(unix_rpc, "vm.snapshot.create", {"vm": vm_id, "name": "disk"})
     assert job["state"] == "SUCCESS", job["error"]
-    # No guest agent in the test guest: the VM is paused for the instant, and the job log says so.
+    # Without an agent the VM is paused for the instant, and the job log says so.
     assert "guest paused" in job["logs_excerpt"] and job["result"]["held_ms"] < 5000, job["logs_excerpt"]
     text = await unix_rpc.call("vm.console_log", vm_id)
     at = ticks(text)[-1]

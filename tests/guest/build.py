@@ -1,8 +1,9 @@
 """Build the e2e test guest: a tiny UEFI-bootable ISO made only from Debian packages, cached by content hash.
 
 The guest is a Debian kernel and busybox-static in an initramfs, packed with systemd's EFI stub into one
-unified kernel image (UKI) on an El Torito EFI boot image. Its init (rootfs/) prints `GUEST-DISK`,
-`GUEST-NIC` and `GUEST-READY` lines on the serial console and powers off on an ACPI power-button press.
+unified kernel image (UKI) on an El Torito EFI boot image, with Debian's QEMU guest agent. Its init (rootfs/)
+prints `GUEST-DISK`, `GUEST-NIC` and `GUEST-READY` lines on the serial console, runs the agent, and powers off on
+an ACPI power-button press.
 
     python -m tests.guest.build [--cache-dir DIR] [--force]    # prints the ISO's path
 
@@ -31,18 +32,24 @@ ROOTFS = HERE / "rootfs"
 CACHE_ENV = "MIDDLEWARED_GUEST_CACHE"
 KEEP_IMAGES = 3
 KERNEL_META = "linux-image-amd64"
-PACKAGES = ("busybox-static", "systemd-boot-efi")
-HOST_TOOLS = ("apt-get", "dpkg-deb", "depmod", "modprobe", "objcopy", "objdump", "mkfs.vfat", "mmd", "mcopy",
-              "xorriso")
+# The QEMU guest agent (a dynamically linked program) and the packages of the shared libraries it loads; only
+# the files its ELF headers name are copied (agent_files), so this list just has to cover them.
+AGENT_PACKAGES = ("qemu-guest-agent", "libc6", "libglib2.0-0", "libnuma1", "libudev1", "liburing2", "libpcre2-8-0")
+AGENT = "usr/sbin/qemu-ga"
+LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
+PACKAGES = ("busybox-static", "systemd-boot-efi", *AGENT_PACKAGES)
+HOST_TOOLS = ("apt-get", "dpkg-deb", "depmod", "modprobe", "objcopy", "objdump", "readelf", "mkfs.vfat", "mmd",
+              "mcopy", "xorriso")
 EFI_STUB = "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 # console=ttyS0 must be the last console=: it becomes /dev/console, init's stdio.
 CMDLINE = "console=ttyS0,115200n8 quiet"
 # Drivers the guest loads (all =m in Debian's kernel) only to see its power button, disks and NICs: the
 # userspace lives in the initramfs and never mounts the medium. Storage class drivers come before the
 # host adapters so disks are probed as the adapters register. xhci_pci drives libvirt's USB controllers
-# nec-xhci and qemu-xhci, which USB disks (usb_storage) are plugged into.
-MODULES = ("button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "e1000", "e1000e", "sd_mod", "sr_mod",
-           "isofs", "usb_storage", "ahci", "xhci_pci")
+# nec-xhci and qemu-xhci, which USB disks (usb_storage) are plugged into. virtio_console gives the guest agent
+# its virtio-serial port.
+MODULES = ("button", "evdev", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "e1000", "e1000e",
+           "sd_mod", "sr_mod", "isofs", "usb_storage", "ahci", "xhci_pci")
 # Module parameters by module name, given to insmod (which, unlike modprobe, reads none from the kernel
 # command line). usb-storage would wait a second (delay_use) before scanning each new device, and the guest's
 # boot waits for its USB disks.
@@ -85,7 +92,8 @@ def _candidate(name: str) -> tuple[str, str]:
 
 
 def resolve_packages() -> list[Package]:
-    """The exact packages: the kernel the linux-image-amd64 metapackage points at, busybox, the EFI stub."""
+    """The exact packages: the kernel the linux-image-amd64 metapackage points at, busybox, the EFI stub, the
+    guest agent and its libraries."""
     _, depends = _candidate(KERNEL_META)
     match = re.match(r"(linux-image-[^\s,]+)", depends)
     if match is None:
@@ -184,8 +192,48 @@ def module_line(rel: str) -> str:
     return f"{rel} {MODULE_OPTIONS[name]}" if name in MODULE_OPTIONS else rel
 
 
-def initramfs(kernel_root: Path, kver: str, busybox: Path) -> bytes:
-    """The xz-compressed initramfs: busybox and its applet links, the rootfs/ files, the drivers."""
+def _in_root(root: Path, path: Path) -> Path:
+    """path with its symbolic links followed inside root (an absolute link target means one under root)."""
+    for _ in range(40):
+        if not path.is_symlink():
+            return path
+        target = os.readlink(path)
+        path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
+    raise RuntimeError(f"too many symbolic links at {path}")
+
+
+def _find_library(root: Path, soname: str) -> Path:
+    for lib_dir in LIB_DIRS:
+        path = _in_root(root, root / lib_dir / soname)
+        if path.is_file():
+            return path
+    raise RuntimeError(f"no {soname} in the agent's packages: add its package to AGENT_PACKAGES")
+
+
+def agent_files(root: Path) -> dict[str, bytes]:
+    """The guest agent, its dynamic loader and exactly the shared libraries it needs, transitively (the NEEDED
+    entries of each ELF file), by their path in the guest; root holds the unpacked AGENT_PACKAGES."""
+    interp = re.search(r"program interpreter: (/\S+)\]", run("readelf", "-l", str(root / AGENT)))
+    if interp is None:
+        raise RuntimeError(f"{AGENT} names no program interpreter")
+    # The loader's path is compiled into the program; the libraries go in a directory glibc searches by default.
+    files = {AGENT: (root / AGENT).read_bytes(), interp[1].lstrip("/"): _find_library(root, Path(interp[1]).name)
+             .read_bytes()}
+    pending, seen = [root / AGENT], {Path(interp[1]).name}
+    while pending:
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", run("readelf", "-d", str(pending.pop())))
+        for soname in needed:
+            if soname not in seen:
+                seen.add(soname)
+                path = _find_library(root, soname)
+                files[f"{LIB_DIRS[0]}/{soname}"] = path.read_bytes()
+                pending.append(path)
+    return files
+
+
+def initramfs(kernel_root: Path, kver: str, busybox: Path, agent: dict[str, bytes]) -> bytes:
+    """The xz-compressed initramfs: busybox and its applet links, the guest agent, the rootfs/ files, the
+    drivers."""
     archive = Cpio()
     for name in ("dev", "proc", "sys", "run", "tmp", "root"):
         archive.directory(name)
@@ -194,6 +242,8 @@ def initramfs(kernel_root: Path, kver: str, busybox: Path) -> bytes:
     archive.symlink("init", "/bin/busybox")
     for applet in sorted(set(run(str(busybox), "--list-full").split()) - {"bin/busybox"}):
         archive.symlink(applet, "/bin/busybox")
+    for name, data in sorted(agent.items()):
+        archive.file(name, data, executable=True)
     for path in sorted(p for p in ROOTFS.rglob("*") if p.is_file()):
         data = path.read_bytes()
         archive.file(str(path.relative_to(ROOTFS)), data, executable=data.startswith(b"#!"))
@@ -255,17 +305,21 @@ def build(packages: list[Package], out: Path, log: Log) -> None:
     missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
     if missing:
         raise RuntimeError(f"missing host tools {' '.join(missing)}: run make apt")
-    kernel, busybox, boot = packages
+    kernel, busybox, boot = packages[:3]
     kver = kernel.name.removeprefix("linux-image-")
     with tempfile.TemporaryDirectory(prefix="guest-build-", dir=out.parent) as tmp:
         work = Path(tmp)
         log(f"downloading {' '.join(map(str, packages))}")
         debs = download(packages, work)
         roots = {package.name: work / package.name for package in packages}
+        # The agent's packages unpack into one tree, as they would install.
+        roots |= {name: work / "agent" for name in AGENT_PACKAGES}
         for name, deb in debs.items():
             run("dpkg-deb", "-x", str(deb), str(roots[name]))
         log("packing the initramfs")
-        (work / "initrd").write_bytes(initramfs(roots[kernel.name], kver, roots[busybox.name] / "bin" / "busybox"))
+        agent = agent_files(work / "agent")
+        (work / "initrd").write_bytes(initramfs(roots[kernel.name], kver, roots[busybox.name] / "bin" / "busybox",
+                                                agent))
         (work / "cmdline").write_text(CMDLINE + "\n")
         sections = {".osrel": ROOTFS / "etc" / "os-release", ".cmdline": work / "cmdline",
                     ".linux": roots[kernel.name] / "boot" / f"vmlinuz-{kver}", ".initrd": work / "initrd"}

@@ -1,4 +1,5 @@
-"""The test guest's pure parts: the ISO cache key, the drivers' parameters, and the parser of what the guest prints."""
+"""The test guest's pure parts: the ISO cache key, the drivers' parameters, the guest agent's files, and the parser
+of what the guest prints."""
 from __future__ import annotations
 
 import shutil
@@ -63,3 +64,39 @@ def test_disk_lines_are_parsed_with_their_bus_and_a_serial_with_blanks() -> None
                           "sr0": {"size": "11608064", "bus": "sata", "serial": ""},
                           "vda": {"size": "4096", "serial": "old"}}
     assert boot.serials == {"AB 12", "old"}
+
+
+HOST_LIBS = Path("/lib/x86_64-linux-gnu")
+
+
+@pytest.fixture
+def agent_root(tmp_path: Path) -> Path:
+    """An unpacked-packages tree in the layout of Debian's: this host's ls as the agent (it needs libselinux,
+    which needs libpcre2-8 and libc), its libraries, and /lib64's loader as an absolute link, as libc6 ships it."""
+    if shutil.which("readelf") is None or not (HOST_LIBS / "libselinux.so.1").exists():
+        pytest.skip("needs readelf and a Debian x86-64 host's /usr/bin/ls")
+    root = tmp_path / "agent"
+    (root / "usr" / "sbin").mkdir(parents=True)
+    shutil.copy(shutil.which("ls") or "/usr/bin/ls", root / build.AGENT)
+    libs = root / "lib" / "x86_64-linux-gnu"
+    libs.mkdir(parents=True)
+    for name in ("libselinux.so.1", "libpcre2-8.so.0", "libc.so.6", "ld-linux-x86-64.so.2"):
+        shutil.copy(HOST_LIBS / name, libs / name)
+    (root / "lib64").mkdir()
+    (root / "lib64" / "ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    return root
+
+
+def test_agent_files_are_the_program_its_loader_and_every_library_it_needs(agent_root: Path) -> None:
+    files = build.agent_files(agent_root)
+    libs = "lib/x86_64-linux-gnu"
+    assert sorted(files) == sorted([build.AGENT, "lib64/ld-linux-x86-64.so.2", f"{libs}/libselinux.so.1",
+                                    f"{libs}/libpcre2-8.so.0", f"{libs}/libc.so.6"])
+    # The loader's absolute link was followed inside the tree, to the file itself.
+    assert files["lib64/ld-linux-x86-64.so.2"] == (agent_root / libs / "ld-linux-x86-64.so.2").read_bytes()
+
+
+def test_agent_files_name_a_library_no_package_has(agent_root: Path) -> None:
+    (agent_root / "lib" / "x86_64-linux-gnu" / "libpcre2-8.so.0").unlink()
+    with pytest.raises(RuntimeError, match="no libpcre2-8.so.0 in the agent's packages"):
+        build.agent_files(agent_root)

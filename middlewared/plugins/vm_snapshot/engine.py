@@ -206,11 +206,13 @@ class QcowInternalEngine:
     @staticmethod
     def _freeze(dom: libvirt.virDomain, out: Outcome) -> bool:
         try:
-            dom.fsFreeze()
+            count = dom.fsFreeze()
         except libvirt.libvirtError as e:
             out.log.append(f"no filesystem freeze ({e.get_error_message()}): pausing the VM instead")
             return False
-        out.log.append("guest filesystems frozen through the QEMU guest agent")
+        # The agent freezes what it can (mounted filesystems on block devices); the count tells a guest with
+        # none of those (only pseudo filesystems) from a real freeze.
+        out.log.append(f"guest filesystems frozen through the QEMU guest agent: {count}")
         return True
 
     @staticmethod

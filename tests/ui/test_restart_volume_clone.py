@@ -59,8 +59,8 @@ def test_restart_from_a_row_and_from_the_vm_page(page: Any, ui_daemon: Daemon) -
             second_start = c.call("vm.status", vm["id"])["started_at"]
         assert second_start > first_start
 
-        # The same from the VM page's header.
-        page.goto(f"/ui/vms/{vm['id']}")
+        # The same from the VM page's header (reached from the list, as one does).
+        r.get_by_role("link", name=name).click()
         head = page.locator(".page-head")
         head.locator(".badge", has_text="RUNNING").wait_for()
         page.evaluate(WATCH_STATES, ".page-head .badge")

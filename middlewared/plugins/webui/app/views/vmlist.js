@@ -2,7 +2,7 @@
 // running on each VM. Rows are rendered incrementally (more as one scrolls), so 1,000 VMs stay quick.
 import { html, useState, useMemo, useEffect, useRef, useCallback, Component } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
-import { vms, groups } from "../lib/vms.js";
+import { vms, groups, vmsLoad } from "../lib/vms.js";
 import { jobs, jobsByVm } from "../lib/jobs.js";
 import { stats } from "../lib/stats.js";
 import { Sparkline } from "../lib/chart.js";
@@ -117,6 +117,7 @@ function useIncremental(total, reset) {
 
 export function VmList() {
   const all = useStore(vms);
+  const load = useStore(vmsLoad);
   const g = useStore(groups);
   const jobMap = useStore(jobs);
   const st = useStore(stats);
@@ -176,7 +177,10 @@ export function VmList() {
         onClick=${() => bulk(a)}>${a.label}<//>`)}
       <${Button} kind="ghost" onClick=${() => setSelected(new Set())}>Clear<//>
     </div>`}
-    ${rows.length === 0 ? html`<${Empty}>${all.size ? "No VM matches." : "No virtual machines yet."}<//>` : html`
+    ${load.state === "error" && html`<p class="error" role="alert">Could not read the VM list: ${load.error}.
+      Trying again in ${load.retryIn} s.</p>`}
+    ${rows.length === 0 ? html`<${Empty}>${all.size ? "No VM matches." : load.state === "ready" ? "No virtual machines yet."
+      : "Reading the VM list…"}<//>` : html`
     <table class="vms">
       <caption class="sr-only">Virtual machines, ${rows.length} shown</caption>
       <thead><tr>

@@ -2,7 +2,7 @@
 // snapshots, log, console and its jobs. The record comes from the live VM collection, so the page follows every change.
 import { html, useState, useEffect } from "../lib/html.js";
 import { useStore } from "../lib/store.js";
-import { vms } from "../lib/vms.js";
+import { vms, vmsLoad } from "../lib/vms.js";
 import { jobs, running as isRunning, concernsVm } from "../lib/jobs.js";
 import { stats } from "../lib/stats.js";
 import { client, can } from "../lib/session.js";
@@ -92,9 +92,14 @@ function Summary({ vm }) {
 
 export function VmPage({ id, tab }) {
   const vm = useStore(vms).get(id);
+  const load = useStore(vmsLoad);
   const allJobs = useStore(jobs);
   const [asking, setAsking] = useState(null);
   const running = vm ? [...allJobs.values()].filter((job) => isRunning(job) && concernsVm(job, vm)) : [];
+  if (!vm && load.state !== "ready") {
+    return html`<${Empty}>${load.state === "error" ? `Could not read the VMs: ${load.error}. Trying again in ${load.retryIn} s.`
+      : "Reading the VM…"}<//>`;
+  }
   if (!vm) return html`<${Empty}>No VM with id ${id} (or not visible to you). <${Link} to="">Back to the list<//><//>`;
   const act = (a) => (a.confirm ? setAsking(a) : runOne(a, vm));
   const done = () => { setAsking(null); if (asking?.key === "delete") setTimeout(() => !vms.get().has(id) && navigate(""), 500); };

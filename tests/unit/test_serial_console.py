@@ -85,6 +85,22 @@ async def test_viewers_typist_and_replay(guest: Guest) -> None:
     assert session.bytes_in == len(b"echo $((6*7))\r") and session.bytes_out == 4
 
 
+async def test_the_first_to_join_types_while_the_replay_is_read_slowly(guest: Guest) -> None:
+    guest.stop()
+
+    async def slow_log(size: int) -> bytes:
+        await asyncio.sleep(0.2)
+        return b"old boot\r\n"
+
+    session = SerialSession(3, guest.locate, slow_log)
+    first, second = Viewer("first"), Viewer("second")
+    # The second join comes while the first one waits for the console log.
+    await asyncio.gather(session.join(first), session.join(second))
+    assert session.typist is first and session.viewers == [first, second]
+    assert b"old boot" in await drain(first, b"you have the keyboard")
+    assert b"first has the keyboard" in await drain(second, b"read-only")
+
+
 async def test_stop_and_start_again(guest: Guest) -> None:
     hub = SerialHub()
     session = hub.session(7, guest.locate, guest.read_log)

@@ -92,22 +92,26 @@ class SerialSession:
         self._ids = itertools.count(1)
         self._attaching: asyncio.Task[None] | None = None
         self._seeded = False
+        self._joining = asyncio.Lock()
 
     # -- viewers -------------------------------------------------------------------------------
     async def join(self, viewer: Viewer) -> None:
         """Add a viewer: replay, tell it who types, attach to the pty if the VM runs."""
         viewer.id = next(self._ids)
-        if not self._seeded:
-            self._seeded = True
-            self._remember(await self.read_log(REPLAY_BYTES))
-        self.viewers.append(viewer)
-        if self.ring:
-            viewer.send(bytes(self.ring))
-        if self.typist is None and viewer.may_type:
-            self.typist = viewer
-            viewer.send(notice(f"connected; you have the keyboard (viewers: {len(self.viewers)})"))
-        else:
-            viewer.send(notice(f"connected read-only; {self._holder()} (viewers: {len(self.viewers)})"))
+        # Joins are taken in the order they came (asyncio's lock is first come, first served): the first viewer
+        # gets the keyboard even when a second arrives while the first one's replay is still being read.
+        async with self._joining:
+            if not self._seeded:
+                self._remember(await self.read_log(REPLAY_BYTES))
+                self._seeded = True
+            self.viewers.append(viewer)
+            if self.ring:
+                viewer.send(bytes(self.ring))
+            if self.typist is None and viewer.may_type:
+                self.typist = viewer
+                viewer.send(notice(f"connected; you have the keyboard (viewers: {len(self.viewers)})"))
+            else:
+                viewer.send(notice(f"connected read-only; {self._holder()} (viewers: {len(self.viewers)})"))
         if self.fd is None:
             await self.attach()
             if self.fd is None:

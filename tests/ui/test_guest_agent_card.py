@@ -48,6 +48,7 @@ def test_summary_shows_what_the_guest_agent_reports(page: Any, ui_daemon: Daemon
             facts = card.locator("dl").inner_text()
             assert "mwguest" in facts, facts
             assert f"{address}/16 ({name})" in facts, facts
+            assert "127.0.0.1" not in facts and "::1/" not in facts, facts
             assert axe_violations(page) == []
             shot(page, "vm-summary-guest-agent")
         finally:

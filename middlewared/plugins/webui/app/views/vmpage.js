@@ -56,7 +56,10 @@ function GuestInfo({ vm }) {
     client.call("vm.get_guest_info", [vm.id]).then(setInfo).catch((e) => setInfo({ agent: false, reason: e.message }));
   }, [vm.id, state, version]);
   if (!info) return null;
-  const addresses = (info.interfaces || []).flatMap((i) => (i.addresses || []).map((a) => `${a.address}/${a.prefix ?? ""} (${i.name})`));
+  // Loopback addresses say nothing about how to reach the guest: left out, as Proxmox's summary does.
+  const loopback = (a) => a.address === "::1" || a.address.startsWith("127.");
+  const addresses = (info.interfaces || []).flatMap((i) => (i.addresses || []).filter((a) => !loopback(a))
+    .map((a) => `${a.address}/${a.prefix ?? ""} (${i.name})`));
   return html`<section class="card" aria-label="Guest"><div class="toolbar"><h2>Guest</h2><span class="spacer"></span>
       <${Button} onClick=${() => setVersion(version + 1)}>Refresh<//></div>
     ${!info.agent ? html`<p class="muted">${info.reason || "No guest agent answered."}</p>`

@@ -10,7 +10,7 @@ export function point(entry) {
   const sum = (list, key) => (list || []).reduce((n, x) => n + (x[key] || 0), 0);
   return {
     time: entry.time, cpu: entry.cpu?.percent ?? null, rss: entry.memory?.rss ?? null,
-    mem: entry.memory?.used ?? entry.memory?.rss ?? null, max: entry.memory?.maximum ?? null,
+    mem: entry.memory?.used ?? entry.memory?.rss ?? null, used: entry.memory?.used ?? null, max: entry.memory?.maximum ?? null,
     diskR: sum(entry.disks, "read_bytes_per_s"), diskW: sum(entry.disks, "write_bytes_per_s"),
     netRx: sum(entry.nics, "rx_bytes_per_s"), netTx: sum(entry.nics, "tx_bytes_per_s"),
   };

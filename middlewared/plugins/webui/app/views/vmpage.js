@@ -26,7 +26,7 @@ function useHistory(id) {
   const [history, setHistory] = useState([]);
   useEffect(() => {
     client.call("vm.get_stats_history", [id, 0]).then((points) => setHistory(points.map((p) => ({
-      time: p.time, cpu: p.cpu_percent, rss: p.memory_rss, mem: p.memory_used ?? p.memory_rss,
+      time: p.time, cpu: p.cpu_percent, rss: p.memory_rss, mem: p.memory_used ?? p.memory_rss, used: p.memory_used ?? null,
       diskR: p.disk_read_bytes_per_s, diskW: p.disk_write_bytes_per_s, netRx: p.net_rx_bytes_per_s, netTx: p.net_tx_bytes_per_s,
     })))).catch(() => setHistory([]));
   }, [id]);
@@ -40,9 +40,14 @@ function Graphs({ vm }) {
   if (!points.length) return html`<p class="muted">Graphs appear while the VM runs (sampled every few seconds, the last hour kept).</p>`;
   const col = (k) => points.map((p) => p[k]);
   const rate = (v) => `${bytes(v)}/s`;
+  // Without the guest's balloon driver libvirt knows only the QEMU process's resident memory, which includes
+  // QEMU's own and can exceed the guest's size: say which one is drawn, and let the scale grow to it.
+  const guestSays = points.some((p) => p.used != null);
+  const memLabel = guestSays ? "used by the guest" : "QEMU process (host RSS)";
+  const memMax = Math.max(vm.memory * 2 ** 20, ...(guestSays ? [] : col("mem").map((v) => v ?? 0)));
   return html`<div class="cards">
     <${Chart} title="CPU" series=${[{ label: "busy", values: col("cpu") }]} format=${(v) => `${v.toFixed(0)}%`} max=${100} />
-    <${Chart} title="Memory" series=${[{ label: "used", values: col("mem") }]} format=${bytes} max=${vm.memory * 2 ** 20} />
+    <${Chart} title="Memory" series=${[{ label: memLabel, values: col("mem") }]} format=${bytes} max=${memMax} />
     <${Chart} title="Disk" series=${[{ label: "read", values: col("diskR") }, { label: "write", values: col("diskW") }]} format=${rate} />
     <${Chart} title="Network" series=${[{ label: "in", values: col("netRx") }, { label: "out", values: col("netTx") }]} format=${rate} />
   </div>`;

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from playwright.sync_api import expect
+
 from tests.support import Daemon, cleanup_libvirt, start_daemon, stop_daemon, unique
 from tests.ui.conftest import axe_violations, login, make_user, make_vm, midclt, root, shot
 
@@ -69,13 +71,14 @@ def test_search_filter_and_bulk(page: Any, ui_daemon: Daemon) -> None:
     vms = [make_vm(ui_daemon, name=f"{tag}_{i}") for i in range(3)]
     login(page)
     page.get_by_label("Search VMs").fill(tag)
-    assert page.locator("tbody tr").count() == 3
+    # The list is read after login and drawn on the next frame: wait for the rows rather than count at once.
+    expect(page.locator("tbody tr")).to_have_count(3)
     page.get_by_label("Select all shown VMs").check()
     page.locator(".bulk").get_by_role("button", name="Start", exact=True).click()
     for vm in vms:
         row(page, vm["name"]).locator(".state .badge", has_text="RUNNING").wait_for(timeout=90000)
     page.get_by_label("State").select_option("RUNNING")
-    assert page.locator("tbody tr").count() == 3
+    expect(page.locator("tbody tr")).to_have_count(3)
     page.get_by_label("Select all shown VMs").check()
     page.locator(".bulk").get_by_role("button", name="Delete", exact=True).click()
     page.get_by_label("Power off running VMs first").check()

@@ -291,9 +291,11 @@ class ScriptedServer:
         elif method == "test.error":
             await error(-32001, {"error": 13, "reason": "Not authorized", "trace": None, "extra": None})
         elif method == "test.end_sub":
-            await reply(None)
+            # The notice goes before the reply (as test.emit's event does), so the test may look for it as soon as
+            # the call returns.
             await ws.send_json({"jsonrpc": "2.0", "method": "notify_unsubscribed", "params": {
                 "collection": params[0], "error": {"error": 5, "reason": "gone", "trace": None, "extra": None}}})
+            await reply(None)
         elif method == "test.emit":
             await event(params[0], "changed", {"id": 1, "n": params[1]})
             await reply(None)

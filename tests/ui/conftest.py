@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -119,6 +120,17 @@ def make_vm(d: Daemon, **fields: Any) -> dict[str, Any]:
         vm: dict[str, Any] = c.call("vm.create", {"name": unique("vm"), "memory": 64, "autostart": False,
                                                   "shutdown_timeout": 5, **fields})
     return vm
+
+
+def wait_for(probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float, what: str) -> Any:
+    """Poll probe until check accepts its value; fail naming what did not come."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s: {value!r}"
+        time.sleep(0.5)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from tests.e2e.support import BOOT_TIMEOUT, guest_vm, place_iso, ready_count
 from tests.guest import build
 from tests.support import Daemon, unique
-from tests.ui.conftest import axe_violations, login, make_vm, root, shot
+from tests.ui.conftest import wait_for, axe_violations, login, make_vm, root, shot
 
 # Sampled pixels of the page's VNC canvas that are not black.
 CANVAS_PROBE = """(() => {
@@ -23,16 +23,6 @@ CANVAS_PROBE = """(() => {
   for (let i = 0; i < data.length; i += 4 * 7) if (data[i] | data[i + 1] | data[i + 2]) lit++;
   return {lit, width: canvas.width, height: canvas.height};
 })()"""
-
-
-def wait_for(probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if check(value):
-            return value
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s: {value!r}"
-        time.sleep(0.5)
 
 
 @pytest.mark.e2e

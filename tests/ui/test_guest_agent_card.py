@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -13,19 +12,9 @@ import pytest
 from tests.e2e.support import BOOT_TIMEOUT, guest_vm, host_bridge, place_iso, ready_count
 from tests.guest import build
 from tests.support import Daemon, unique
-from tests.ui.conftest import axe_violations, login, root, shot
+from tests.ui.conftest import wait_for, axe_violations, login, root, shot
 
 _ADDRESS = re.compile(r"^GUEST-ADDRESS (\S+) (\S+)", re.M)
-
-
-def wait_call(c: Any, method: str, vm_id: int, done: Any, what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = c.call(method, vm_id)
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(1)
 
 
 @pytest.mark.e2e
@@ -37,10 +26,10 @@ def test_summary_shows_what_the_guest_agent_reports(page: Any, ui_daemon: Daemon
         vm = c.call("vm.create", guest_vm(unique("agentui"), iso, devices=[nic]))
         try:
             c.call("vm.start", vm["id"])
-            text = wait_call(c, "vm.console_log", vm["id"], lambda t: ready_count(t) >= 1, "GUEST-READY",
-                             BOOT_TIMEOUT)
+            text = wait_for(lambda: c.call("vm.console_log", vm["id"]), lambda t: ready_count(t) >= 1,
+                            BOOT_TIMEOUT, "GUEST-READY")
             name, address = _ADDRESS.findall(text.replace("\r", ""))[-1]
-            wait_call(c, "vm.get_guest_info", vm["id"], lambda i: i["agent"], "guest agent answer", 60)
+            wait_for(lambda: c.call("vm.get_guest_info", vm["id"]), lambda i: i["agent"], 60, "guest agent answer")
             login(page)
             page.goto(f"/ui/vms/{vm['id']}")
             card = page.get_by_role("region", name="Guest")

@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def serve(config: config_.Config) -> int:
-    """Run the daemon until a signal asks it to stop; return the exit code."""
+    """Run the daemon until a signal asks it to stop; return the exit code (ListenError when it cannot listen)."""
     started = time.monotonic()
     middleware = Middleware(config, PLUGINS)
     middleware.datastore = Datastore(config.database.path)
@@ -40,11 +40,10 @@ async def serve(config: config_.Config) -> int:
         await middleware.datastore.open()
         await middleware.setup()
         await listeners.start()
-    except ListenError as e:
-        print(f"middlewared: {e}", file=sys.stderr)
+    except ListenError:
         await middleware.teardown()
         await middleware.datastore.close()
-        return 1
+        raise
     logger.info("ready in %.2f s: %s:%d and %s", time.monotonic() - started, config.server.host,
                 config.server.port, config.server.unix_socket)
     await stop.wait()
@@ -68,4 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # libvirt's asyncio event glue logs every handle update at DEBUG: noise, even for --debug.
     logging.getLogger("virEventAsyncIOImpl").setLevel(logging.INFO)
-    return asyncio.run(serve(config))
+    try:
+        return asyncio.run(serve(config))
+    except ListenError as e:
+        # Said once everything has stopped (asyncio.run waits for the worker threads, which may still log), so
+        # the reason is the last line the daemon writes.
+        print(f"middlewared: {e}", file=sys.stderr)
+        return 1

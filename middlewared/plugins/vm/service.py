@@ -76,7 +76,11 @@ class VMService(VMRecords):
         """Delete a VM (a running one only with force): its row, libvirt domain, NVRAM and logs, and with zvols the
         volumes of its DISK devices."""
         async with self.guard(id_).exclusive():
-            return await super().delete(id_, options)
+            deleted = await super().delete(id_, options)
+        # Said here rather than left to the domain's undefine event: that event can be read while the row's
+        # removal is not yet committed, and the console would then look like one of a VM that merely stopped.
+        self.serial_consoles.end(id_, "the VM was deleted")
+        return deleted
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @api_method(params=[L.ID, L.START_OPTIONS], result=NULL_RESULT, roles=lifecycle.WRITE)

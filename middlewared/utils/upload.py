@@ -10,22 +10,36 @@ thread, without joining them into one copy first. While a batch is written the e
 body_chunks() lets the request's buffer grow to two batches instead of aiohttp's 128 KiB (past which it
 stops reading the socket). The disk writes start a batch behind the transfer (_write_batch) and the file is
 synced once, at the end (as `cp` followed by `sync`).
+
+A request body of known length on a plain TCP or unix connection takes a shorter way (request_to_file): the
+bytes the server has read so far are written, then the rest is spliced from the socket into the file by the
+kernel (splice(2) through a pipe), never copied into the process. The connection is then the upload's alone
+and closes after the response.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import fcntl
 import os
+import select
 import tempfile
-from typing import AsyncIterable, AsyncIterator, Callable, Sequence
+import threading
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
-from aiohttp import StreamReader
+from aiohttp import StreamReader, web
 
 # Bytes a reader asks for at once (multipart parts, downloads).
 CHUNK = 1 << 20
 # Bytes gathered before one write to disk: each batch costs one thread hop and one system call.
 BATCH = 4 << 20
 IOV_MAX = 1024
+# The pipe a spliced body passes through; each splice moves at most this much.
+PIPE_SIZE = 1 << 20
+SYNC_FILE_RANGE_WRITE = 2
+# A request whose connection request_to_file took over: its response must close the connection.
+CONNECTION_TAKEN = web.RequestKey("connection_taken", bool)
 
 Progress = Callable[[int], None]
 
@@ -45,13 +59,8 @@ async def stream_to_file(chunks: AsyncIterable[bytes], target: str, length: int 
     With a length, exactly that many bytes must arrive (fewer or more is an UploadError). Without
     overwrite an existing target is refused (EEXIST), before and after the transfer.
     """
-    directory = os.path.dirname(os.path.abspath(target))
-    if not overwrite and os.path.lexists(target):
-        raise UploadError(f"{target} already exists", errno.EEXIST)
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=directory)
-    written = 0
-    open_fd: int | None = fd
-    try:
+    async def fill(fd: int) -> int:
+        written = 0
         async for batch in _batches(chunks):
             offset = written
             written += sum(len(piece) for piece in batch)
@@ -60,6 +69,40 @@ async def stream_to_file(chunks: AsyncIterable[bytes], target: str, length: int 
             await _in_thread(_write_batch, fd, batch, offset)
             if progress is not None:
                 progress(written)
+        return written
+    return await _through_temporary(target, length, overwrite, mode, fill)
+
+
+async def request_to_file(request: web.Request, target: str, length: int, overwrite: bool = False,
+                          mode: int = 0o644) -> int:
+    """A request body of exactly length bytes into target, as stream_to_file; spliced where the connection allows.
+
+    A TLS connection (the bytes must be decrypted here), a system without splice(2) or a body already read whole
+    goes through stream_to_file. A spliced request's connection closes after its response (request[CONNECTION_TAKEN]).
+    """
+    sock = _plain_socket(request)
+    if sock is None or request.content.is_eof():  # no splice, or the whole body is here already
+        return await stream_to_file(body_chunks(request.content), target, length, overwrite=overwrite, mode=mode)
+
+    async def fill(fd: int) -> int:
+        head = _take_connection(request)
+        if len(head) > length:
+            raise UploadError(f"the body is longer than its announced {length} bytes", errno.EINVAL)
+        await _in_thread(_write_all, fd, [head])
+        return await _stoppable_thread(_splice_body, sock, fd, len(head), length)
+    return await _through_temporary(target, length, overwrite, mode, fill)
+
+
+async def _through_temporary(target: str, length: int | None, overwrite: bool, mode: int,
+                             fill: Callable[[int], Awaitable[int]]) -> int:
+    """Fill a temporary file beside target, check its length, sync it and publish it as target."""
+    directory = os.path.dirname(os.path.abspath(target))
+    if not overwrite and os.path.lexists(target):
+        raise UploadError(f"{target} already exists", errno.EEXIST)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=directory)
+    open_fd: int | None = fd
+    try:
+        written = await fill(fd)
         if length is not None and written != length:
             raise UploadError(f"the body ended after {written} of {length} bytes", errno.EINVAL)
         await _in_thread(_sync, fd, mode)
@@ -104,17 +147,116 @@ async def _in_thread(fn: Callable[..., None], *args: object) -> None:
         raise
 
 
+async def _stoppable_thread(fn: Callable[..., int], *args: object) -> int:
+    """Run fn(*args, stop) in a thread; a cancellation sets stop and waits for fn to return."""
+    stop = threading.Event()
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, stop))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what the caller hears about
+        raise
+
+
+def _plain_socket(request: web.Request) -> int | None:
+    """The file descriptor of the request's connection when its body can be spliced from it."""
+    transport = request.transport
+    if (not hasattr(os, "splice") or transport is None or transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not None or request.content_length is None):
+        return None
+    sock = transport.get_extra_info("socket")
+    return None if sock is None else int(sock.fileno())
+
+
+def _take_connection(request: web.Request) -> bytes:
+    """Stop the server reading the connection; return the body bytes it had read already.
+
+    Done without yielding to the event loop: nothing is read between the last buffered byte taken here and the
+    pause, so the rest of the body is still in the socket, in order.
+    """
+    content = request.content
+    head = bytearray()
+    while data := content.read_nowait():
+        head += data
+    # The body counts as read (or the server would wait for the rest before closing); the server must not parse
+    # on (the body's end never reaches its parser) nor keep the connection for a next request. The transport is
+    # paused last: ending the stream resumes it.
+    content.feed_eof()
+    request.protocol.close()
+    request.transport.pause_reading()  # type: ignore[union-attr]  # checked by _plain_socket
+    request[CONNECTION_TAKEN] = True
+    return bytes(head)
+
+
+def _splice_body(sock: int, fd: int, start: int, length: int, stop: threading.Event) -> int:
+    """Move the body's bytes from start to length from the socket into the file; return the bytes in the file."""
+    r, w = os.pipe()
+    try:
+        try:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # the default pipe (64 KiB) only means more system calls
+        size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        done = synced = start
+        while done < length:
+            if stop.is_set():
+                raise UploadError("the upload was stopped", errno.EINTR)
+            try:
+                moved = os.splice(sock, w, min(size, length - done), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                poller.poll(250)
+                continue
+            if moved == 0:  # the client closed its side
+                break
+            while moved:
+                n = os.splice(r, fd, moved, offset_dst=done, flags=os.SPLICE_F_MOVE)
+                done += n
+                moved -= n
+            if done - synced >= BATCH:
+                _start_writeback(fd, synced, done - synced)
+                synced = done
+        return done
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def _write_batch(fd: int, pieces: Sequence[bytes], offset: int) -> None:
-    """Append a batch that starts at offset, then advise the kernel about the two batches before it."""
+    """Append a batch that starts at offset, then start the disk writes of the batch before it."""
     _write_all(fd, pieces)
-    start = max(0, offset - 2 * BATCH)
-    if offset > start:
-        # DONTNEED starts the disk writes of the range's dirty pages and drops its pages already written: the
-        # batch just before this one goes to disk while the next arrives, and the one before that, on disk by
-        # now, leaves the page cache. Otherwise the whole file waits, dirty, for the final fsync (the disk idle
-        # during the transfer, then the transfer waiting for the disk) and a large upload pushes the guests'
-        # and the host's cached pages out. Advice only: the fsync at the end is what makes the file durable.
-        os.posix_fadvise(fd, start, offset - start, os.POSIX_FADV_DONTNEED)
+    if offset >= BATCH:
+        _start_writeback(fd, offset - BATCH, BATCH)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range's dirty pages to disk, without waiting for them.
+
+    Otherwise the whole file waits, dirty, for the final fsync: the disk idle during the transfer, then the
+    transfer waiting for the disk. The pages stay cached, as cp leaves them (dropping them as well, with fadvise
+    DONTNEED, made later batches' page allocations slower on hosts that hand freed memory back to their
+    hypervisor). Advice only: the fsync at the end is what makes the file durable.
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+def _libc_sync_file_range() -> Any:
+    """sync_file_range(2) from the C library (Linux; the os module does not wrap it), or None."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _libc_sync_file_range()
 
 
 def _write_all(fd: int, pieces: Sequence[bytes]) -> None:

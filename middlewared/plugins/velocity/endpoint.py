@@ -19,6 +19,7 @@ from middlewared.plugins.velocity import errors as E
 from middlewared.plugins.velocity import permissions as P
 from middlewared.plugins.velocity.authkeys import AuthKeys
 from middlewared.schema import Schema, compile_schema, validation_errors
+from middlewared.utils import upload
 
 if TYPE_CHECKING:
     from middlewared.middleware import Middleware
@@ -295,6 +296,8 @@ def _handler(velocity: Velocity, endpoint: Endpoint) -> Callable[[web.Request], 
         response = await serve(velocity, endpoint, request)
         if not response.prepared:
             response.headers.update(CORS)
+            if request.get(upload.CONNECTION_TAKEN):
+                response.force_close()  # an upload took the connection: it ends with this response
         return response
     return handle
 

@@ -16,7 +16,7 @@ from middlewared.plugins.velocity import mediastore
 from middlewared.plugins.velocity import schemas as S
 from middlewared.plugins.velocity.endpoint import CORS, Call, Endpoint
 from middlewared.plugins.velocity.errors import ErrorSpec as Err
-from middlewared.utils.upload import UploadError, body_chunks, stream_to_file
+from middlewared.utils.upload import UploadError, request_to_file
 
 
 def _pool(call: Call, mpid: int, code: int) -> Any:
@@ -142,7 +142,7 @@ async def upload_put(call: Call) -> dict[str, Any]:
     call.require("velocity.media.create", gid, 9200)
     mid = await _reserve(call, gid, mpid, h["name"], h["type"], h["readonly"] == "true", length, (9201, 9220, 9221))
     try:
-        await stream_to_file(body_chunks(call.request.content), os.path.join(pool.path, mid), length)
+        await request_to_file(call.request, os.path.join(pool.path, mid), length)
     except UploadError as e:
         await _forget(call, mid)
         raise call.error(9222 if e.errno == errno.EINVAL else 9220, str(e)) from None

@@ -23,10 +23,8 @@ import ctypes
 import errno
 import fcntl
 import os
-import select
 import tempfile
-import threading
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from aiohttp import StreamReader, web
 
@@ -42,6 +40,7 @@ SYNC_FILE_RANGE_WRITE = 2
 CONNECTION_TAKEN = web.RequestKey("connection_taken", bool)
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 class UploadError(Exception):
@@ -89,7 +88,7 @@ async def request_to_file(request: web.Request, target: str, length: int, overwr
         if len(head) > length:
             raise UploadError(f"the body is longer than its announced {length} bytes", errno.EINVAL)
         await _in_thread(_write_all, fd, [head])
-        return await _stoppable_thread(_splice_body, sock, fd, len(head), length)
+        return await _splice_body(sock, fd, len(head), length)
     return await _through_temporary(target, length, overwrite, mode, fill)
 
 
@@ -137,27 +136,13 @@ async def _batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
         yield batch
 
 
-async def _in_thread(fn: Callable[..., None], *args: object) -> None:
+async def _in_thread(fn: Callable[..., T], *args: object) -> T:
     """Run fn in a thread; a cancellation waits for it to return, so the fd is never closed under it."""
     future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
-        await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
-
-
-async def _stoppable_thread(fn: Callable[..., int], *args: object) -> int:
-    """Run fn(*args, stop) in a thread; a cancellation sets stop and waits for fn to return."""
-    stop = threading.Event()
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, stop))
-    try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        stop.set()
         await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # retrieved: the cancellation is what the caller hears about
         raise
 
 
@@ -191,39 +176,66 @@ def _take_connection(request: web.Request) -> bytes:
     return bytes(head)
 
 
-def _splice_body(sock: int, fd: int, start: int, length: int, stop: threading.Event) -> int:
-    """Move the body's bytes from start to length from the socket into the file; return the bytes in the file."""
+async def _splice_body(sock: int, fd: int, start: int, length: int) -> int:
+    """Move the body's bytes from start to length from the socket into the file; return the bytes in the file.
+
+    The event loop waits for the socket to be readable; a thread then moves what has arrived (up to BATCH bytes),
+    so a slow client holds no thread while it sends nothing.
+    """
+    loop = asyncio.get_running_loop()
+    # The loop refuses to watch a descriptor that belongs to a transport: it watches a duplicate.
+    watched = os.dup(sock)
     r, w = os.pipe()
     try:
         try:
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # the default pipe (64 KiB) only means more system calls
-        size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        pipe_size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
         done = synced = start
         while done < length:
-            if stop.is_set():
-                raise UploadError("the upload was stopped", errno.EINTR)
-            try:
-                moved = os.splice(sock, w, min(size, length - done), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
-            except BlockingIOError:
-                poller.poll(250)
-                continue
-            if moved == 0:  # the client closed its side
+            await _readable(loop, watched)
+            moved = await _in_thread(_splice_some, sock, r, w, pipe_size, fd, done, min(BATCH, length - done))
+            if moved is None:  # the client closed its side
                 break
-            while moved:
-                n = os.splice(r, fd, moved, offset_dst=done, flags=os.SPLICE_F_MOVE)
-                done += n
-                moved -= n
+            done += moved
             if done - synced >= BATCH:
                 _start_writeback(fd, synced, done - synced)
                 synced = done
         return done
     finally:
-        os.close(r)
-        os.close(w)
+        for each in (watched, r, w):
+            os.close(each)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _splice_some(sock: int, r: int, w: int, pipe_size: int, fd: int, offset: int, limit: int) -> int | None:
+    """Splice what the socket holds, up to limit bytes, into the file at offset; None when the peer has closed."""
+    done = 0
+    while done < limit:
+        try:
+            moved = os.splice(sock, w, min(pipe_size, limit - done), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            break  # all that has arrived is in the file: back to waiting on the loop
+        if moved == 0:
+            return done or None
+        while moved:
+            n = os.splice(r, fd, moved, offset_dst=offset + done, flags=os.SPLICE_F_MOVE)
+            done += n
+            moved -= n
+    return done
 
 
 def _write_batch(fd: int, pieces: Sequence[bytes], offset: int) -> None:

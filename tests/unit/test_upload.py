@@ -260,3 +260,27 @@ async def test_a_chunked_body_is_streamed_instead(tmp_path: Path) -> None:
         assert results == [(5, False)] and (tmp_path / "store" / "f").read_bytes() == b"hello"
     finally:
         await runner.cleanup()
+
+
+async def test_stalled_uploads_hold_no_thread(tmp_path: Path) -> None:
+    """Clients that send nothing more hold no worker thread: more of them than the default pool has threads."""
+    runner, port, results = await upload_server(tmp_path)
+    try:
+        clients = []
+        for i in range(12):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(put_head(2 * BATCH, f"s{i}") + b"x" * 1000)
+            await writer.drain()
+            clients.append(writer)
+        await asyncio.sleep(0.5)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 5) == 42
+        for writer in clients:
+            writer.close()
+        for _ in range(100):
+            if len(results) == 12:
+                break
+            await asyncio.sleep(0.05)
+        assert len(results) == 12 and all(isinstance(r, UploadError) for r in results)
+        assert leftovers(tmp_path / "store") == []
+    finally:
+        await runner.cleanup()

@@ -284,3 +284,19 @@ async def test_stalled_uploads_hold_no_thread(tmp_path: Path) -> None:
         assert leftovers(tmp_path / "store") == []
     finally:
         await runner.cleanup()
+
+
+async def test_a_body_is_spliced_from_a_unix_socket(tmp_path: Path) -> None:
+    runner, _, results = await upload_server(tmp_path)
+    try:
+        path = str(tmp_path / "s.sock")
+        await web.UnixSite(runner, path).start()
+        body = os.urandom(2 * BATCH + 7)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(put_head(len(body)) + body)
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(), 30)).endswith(b"done")
+        writer.close()
+        assert results == [(len(body), True)] and (tmp_path / "store" / "f").read_bytes() == body
+    finally:
+        await runner.cleanup()

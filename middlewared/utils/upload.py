@@ -200,7 +200,8 @@ async def _splice_body(sock: int, fd: int, start: int, length: int) -> int:
                 break
             done += moved
             if done - synced >= BATCH:
-                _start_writeback(fd, synced, done - synced)
+                # In the thread too: sync_file_range can wait for room in a busy disk's queue.
+                await _in_thread(_start_writeback, fd, synced, done - synced)
                 synced = done
         return done
     finally:
